@@ -1,0 +1,52 @@
+"""experigraph: reproducible experiments as dask graphs.
+
+Decorate plain functions with ``@ex``, ``@ex.persist`` and ``@ex.result``, declare
+parameters with ``ex.parameter(name)``, and every ``compute()`` becomes a recorded
+trial. See README.rst for a tour.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from . import errors
+from .errors import (
+    BackendError,
+    ExperigraphError,
+    ParameterUndeclaredError,
+    ParameterUndefinedError,
+    SignatureError,
+    TrialIDNotFoundError,
+)
+from .experiment import Experiment
+from .graph import NOTHING, Parameter, Result
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Experiment", "Parameter", "Result", "NOTHING", "errors", "ExperigraphError",
+    "ParameterUndeclaredError", "ParameterUndefinedError", "TrialIDNotFoundError",
+    "BackendError", "SignatureError", "__version__",
+]
+
+LOG_FORMAT = "%(asctime)s [%(name)s] [%(levelname)s] %(message)s"
+
+
+def _install_log_handler() -> None:
+    """One stderr handler on the ``experigraph`` logger, in daskperiment's format.
+
+    Installed once, and only when neither that logger nor the root logger has a
+    handler; the level comes from ``EXPERIGRAPH_LOG_LEVEL`` (default INFO).
+    """
+    logger = logging.getLogger("experigraph")
+    level = os.environ.get("EXPERIGRAPH_LOG_LEVEL", "INFO").upper()
+    if logger.level == logging.NOTSET:
+        logger.setLevel(level if level in logging.getLevelNamesMapping() else logging.INFO)
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(handler)
+
+
+_install_log_handler()

@@ -1,0 +1,144 @@
+"""The storage interface: a few primitives that every backend implements.
+
+History, drift checks, comparisons and the dashboard are built on these once,
+in the layers above. A backend stores *records* (``TrialRecord``,
+``StepRecord``), content-addressed *blobs* and metric points for one
+experiment; it never sees an ``Experiment``. It pickles as its configuration
+and connects lazily, so a copy sent to a dask worker works there too. Every
+subclass passes the contract suite in ``tests/contract/``.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..errors import CorruptRecordError, TrialIDNotFoundError
+from ..records import StepRecord, TrialRecord
+
+logger = logging.getLogger(__name__)
+
+#: blob kinds and what they hold
+BLOB_KINDS = ("source", "environment", "pickle")
+
+
+class Backend(abc.ABC):
+    """Storage for one experiment's trials.
+
+    Subclasses implement the primitives; everything else is derived from them here.
+    """
+
+    #: URI scheme(s) this backend answers to in the registry
+    scheme: str = ""
+
+    def __init__(self, experiment_id: str) -> None:
+        self.experiment_id = experiment_id
+
+    # -- identity ---------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def uri(self) -> str:
+        """Where the data lives, with any password masked (safe to print)."""
+
+    @abc.abstractmethod
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as configuration: ``(type(self), (location, experiment_id))``."""
+
+    # -- trials -----------------------------------------------------------------
+    @abc.abstractmethod
+    def next_trial_id(self) -> int:
+        """Reserve 1, 2, 3, ...; never repeated, even across processes."""
+
+    @abc.abstractmethod
+    def last_trial_id(self) -> int:
+        """The highest trial id reserved so far (0 before any)."""
+
+    @abc.abstractmethod
+    def write_trial(self, record: TrialRecord) -> None:
+        """Store (or replace) a trial's record; atomic, O(1) in the history size."""
+
+    @abc.abstractmethod
+    def read_trial(self, trial_id: int) -> TrialRecord:
+        """The stored record, or raise TrialIDNotFoundError (CorruptRecordError if torn)."""
+
+    @abc.abstractmethod
+    def trial_ids(self) -> list[int]:
+        """Ids that have a record, ascending."""
+
+    # -- step records written by other processes (workers) ----------------------
+    @abc.abstractmethod
+    def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
+        """Add step records of a running trial (written by workers in other processes)."""
+
+    @abc.abstractmethod
+    def read_step_records(self, trial_id: int) -> list[StepRecord]:
+        """The step records appended for a trial, in the order they were written."""
+
+    # -- blobs ------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_blob(self, kind: str, data: bytes) -> str:
+        """Store bytes content-addressed under ``kind``; return their hash (idempotent)."""
+
+    @abc.abstractmethod
+    def get_blob(self, kind: str, blob_hash: str) -> bytes:
+        """The bytes stored under ``kind`` and ``blob_hash``; KeyError if missing."""
+
+    # -- impurity ---------------------------------------------------------------
+    @abc.abstractmethod
+    def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
+        """Remember ``output_hash`` for ``step_key``; return the hash it replaced."""
+
+    # -- metrics ----------------------------------------------------------------
+    @abc.abstractmethod
+    def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
+        """Add one point of a metric curve (safe from many threads and processes)."""
+
+    @abc.abstractmethod
+    def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
+        """The points of one metric of one trial as ``(epoch, value)``, in write order."""
+
+    @abc.abstractmethod
+    def metric_keys(self, trial_id: int) -> list[str]:
+        """Names of the metric curves saved for a trial."""
+
+    # -- experiments in the same store -------------------------------------------
+    @abc.abstractmethod
+    def experiment_ids(self) -> list[str]:
+        """Ids of every experiment stored where this backend stores (for ``list``)."""
+
+    def close(self) -> None:
+        """Release connections; the backend reconnects on next use."""
+
+    # -- derived, written once here ----------------------------------------------
+    def read_trials(self, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
+        """Records for ``trial_ids`` (default: all), skipping torn ones with a WARNING."""
+        out = []
+        for trial_id in self.trial_ids() if trial_ids is None else trial_ids:
+            try:
+                out.append(self.read_trial(trial_id))
+            except TrialIDNotFoundError:
+                continue
+            except CorruptRecordError as exc:
+                logger.warning("%s", exc)
+        return out
+
+    def last_trial(self) -> TrialRecord | None:
+        """The most recent readable trial record, or None."""
+        for trial_id in reversed(self.trial_ids()):
+            try:
+                return self.read_trial(trial_id)
+            except (TrialIDNotFoundError, CorruptRecordError):
+                continue
+        return None
+
+    def has_trial(self, trial_id: int) -> bool:
+        """Whether a record exists for ``trial_id`` (never raises)."""
+        try:
+            self.read_trial(trial_id)
+        except (TrialIDNotFoundError, CorruptRecordError):
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r}, experiment_id={self.experiment_id!r})"

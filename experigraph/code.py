@@ -1,0 +1,91 @@
+"""Source capture and code hashes of steps.
+
+A step's ``code_hash`` is computed once, when the step is declared, from its
+source parsed with ``ast`` with docstrings dropped: comments, blank lines,
+docstrings and formatting do not change it (cosmetic edits), while any change
+of what the code does does. ``source_hash`` is the hash of the exact text, so a
+cosmetic edit is still seen. A function whose source cannot be read (built in
+a REPL without history, a C function) is hashed from its bytecode and recorded
+as such with a WARNING.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import logging
+import textwrap
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .hashing import json_hash, text_hash
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCode:
+    """What was captured of one step's code."""
+
+    name: str
+    source: str | None
+    code_hash: str
+    source_hash: str
+    filename: str | None
+
+    @property
+    def has_source(self) -> bool:
+        return self.source is not None
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def normalized_hash(source: str) -> str:
+    """Hash of what the code does: comments, docstrings and layout left out."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return text_hash(source)
+    return text_hash(ast.dump(_strip_docstrings(tree), annotate_fields=False))
+
+
+def _bytecode_parts(code: types.CodeType) -> list[Any]:
+    parts: list[Any] = [code.co_code.hex(), list(code.co_names), list(code.co_varnames)]
+    for const in code.co_consts:
+        parts.append(_bytecode_parts(const) if isinstance(const, types.CodeType) else repr(const))
+    return parts
+
+
+def capture(func: Callable[..., Any], name: str | None = None) -> StepCode:
+    """Capture the source and hashes of ``func`` (never raises)."""
+    name = name or getattr(func, "__name__", repr(func))
+    filename = None
+    try:
+        filename = inspect.getsourcefile(func)
+        source = textwrap.dedent(inspect.getsource(func))
+    except (OSError, TypeError):
+        source = None
+    if source is not None:
+        return StepCode(name, source, normalized_hash(source), text_hash(source), filename)
+    code = getattr(func, "__code__", None)
+    logger.warning("Source of step %s cannot be read; its code is recorded by bytecode hash "
+                   "only, so code changes are detected but cannot be shown.", name)
+    digest = json_hash(_bytecode_parts(code)) if code is not None else text_hash(repr(func))
+    return StepCode(name, None, digest, digest, filename)
+
+
+def unified_diff(old: str, new: str, name: str) -> list[str]:
+    """Diff lines of two versions of a step's source."""
+    return list(difflib.unified_diff(old.splitlines(), new.splitlines(),
+                                     fromfile=f"{name} (before)", tofile=f"{name} (after)",
+                                     lineterm=""))

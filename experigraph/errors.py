@@ -1,0 +1,121 @@
+"""Every error experigraph raises on purpose.
+
+Each message says what was wrong, what is accepted and what to do; the data is
+kept on attributes so that callers need not parse messages.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+class ExperigraphError(Exception):
+    """Base class of every error experigraph raises on purpose."""
+
+
+class ParameterUndeclaredError(ExperigraphError, ValueError):
+    """A parameter name was used that the experiment does not declare."""
+
+    def __init__(self, name: str, declared: Iterable[str]) -> None:
+        self.name, self.declared = name, sorted(declared)
+        super().__init__(
+            f"Parameter {name!r} is not declared in this experiment "
+            f"(declared: {', '.join(self.declared) or 'none'}). "
+            f"Declare it first with ex.parameter({name!r})."
+        )
+
+
+class ParameterUndefinedError(ExperigraphError, ValueError):
+    """A trial needs parameters that have no value and no default."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = sorted(names)
+        listed = ", ".join(repr(n) for n in self.names)
+        example = ", ".join(f"{n}=..." for n in self.names)
+        super().__init__(
+            f"Parameters without a value: {listed}. Nothing was run or recorded. "
+            f"Set them with ex.set_parameters({example}) or declare a default."
+        )
+
+
+class TrialIDNotFoundError(ExperigraphError, KeyError):
+    """A trial id that the experiment has not recorded, or a query outside a trial."""
+
+    def __init__(self, trial_id: Any, message: str | None = None) -> None:
+        self.trial_id = trial_id
+        self.message = message or (
+            f"Trial {trial_id!r} is not recorded in this experiment. "
+            "See ex.get_history() for the recorded trial ids."
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class InvalidExperimentIdError(ExperigraphError, ValueError):
+    """An experiment id that breaks the naming rule."""
+
+    RULE = ("letters, digits, '_', '-' and '.', starting with a letter or digit, "
+            "at most 128 characters")
+
+    def __init__(self, experiment_id: Any) -> None:
+        self.experiment_id = experiment_id
+        super().__init__(
+            f"Invalid experiment id {experiment_id!r}: an id may contain only {self.RULE} "
+            "(no path separators). Choose an id such as 'my_experiment-1'."
+        )
+
+
+class StepDefinitionError(ExperigraphError, TypeError):
+    """A step or result was declared or called in a way experigraph cannot run."""
+
+
+class NotInTrialError(TrialIDNotFoundError):
+    """A call that needs a running trial (``ex.current_trial_id``, ``ex.save_metric``)
+    was made outside one."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            None,
+            f"{what} can only be used inside a step while a trial is running "
+            "(a function decorated with @ex, @ex.persist or @ex.result, computed through "
+            "Result.compute(), ex.compute() or ex.sweep()).",
+        )
+
+
+class BackendError(ExperigraphError, RuntimeError):
+    """The storage behind an experiment failed or was given in a form it cannot use."""
+
+    def __init__(self, message: str, *, result: Any = None, has_result: bool = False) -> None:
+        super().__init__(message)
+        self.result = result
+        self.has_result = has_result
+
+
+class CorruptRecordError(BackendError):
+    """A stored record could not be read back (torn or edited by hand)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        super().__init__(
+            f"Record at {where} cannot be read ({reason}). It was probably torn by a crash "
+            "or edited by hand; experigraph leaves it in place and skips it."
+        )
+
+
+class SignatureError(ExperigraphError, ValueError):
+    """A pickled payload whose HMAC signature is missing or wrong was refused."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"Refusing to unpickle {what}: its signature is missing or does not match this "
+            "machine's key, so it may have been written with another key or tampered with. "
+            "A team shares one key: set the same EXPERIGRAPH_SECRET_KEY environment variable on "
+            "every machine and worker. If you trust this payload, pass trust=True to load it "
+            "anyway."
+        )
+
+
+class MissingDependencyError(ExperigraphError, ImportError):
+    """An optional package needed for a feature is not installed."""

@@ -1,0 +1,493 @@
+"""``Experiment``: the facade for declaring, running and querying trials.
+
+It holds what the user declared in this process (parameters, steps, the latest
+result) and a backend; everything recorded lives in the backend and is read
+back from it, so two ``Experiment("demo")`` objects on one backend see one
+history, and re-running a notebook cell loses and duplicates nothing.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from . import signing
+from .backends import resolve_backend
+from .backends.base import Backend
+from .errors import (
+    InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError, StepDefinitionError,
+    TrialIDNotFoundError)
+from .graph import (
+    NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, parameters_read, walk)
+from .hooks import current_scope
+from .records import Status, TrialRecord, Unrepresentable
+from .trial import derive_status, new_seed, read_source, run_trials
+
+logger = logging.getLogger(__name__)
+
+_ID_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+HISTORY_COLUMNS = ["Result", "Success", "Finished", "Process Time", "Description"]
+VERBOSE_COLUMNS = ["Seed", "Result Type", "Status"]
+
+
+def validate_experiment_id(experiment_id: Any) -> str:
+    """Return ``experiment_id`` if it follows the naming rule, else raise."""
+    if not isinstance(experiment_id, str) or not _ID_RULE.match(experiment_id):
+        raise InvalidExperimentIdError(experiment_id)
+    return experiment_id
+
+
+class Step:
+    """A declared step: call it with values or dask objects to build the graph."""
+
+    def __init__(self, experiment: Experiment, spec: StepSpec) -> None:
+        self._experiment = experiment
+        self.spec = spec
+        functools.update_wrapper(self, spec.func)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.spec.kind == "result":
+            result = make_call(self.spec, args, kwargs, cls=Result)
+            result._experiment = self._experiment
+            self._experiment._result = result
+            return result
+        return make_call(self.spec, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<experigraph {self.spec.kind} {self.spec.name!r} of {self._experiment.id!r}>"
+
+
+class Experiment:
+    """An experiment: parameters and steps whose every compute is a recorded trial.
+
+    Parameters
+    ----------
+    id : str
+        Letters, digits, ``_``, ``-`` and ``.``; no path separators.
+    backend : None, str, pathlib.Path or Backend, optional
+        Where trials are recorded (see README, "Backends"). Default: the file
+        backend in ``./experigraph_cache/<id>/`` (or ``$EXPERIGRAPH_BACKEND``).
+    seed : int, optional
+        The default seed of every trial; without it each trial gets a generated
+        seed, which is recorded.
+
+    Examples
+    --------
+    >>> ex = Experiment(id="doc", backend=tmp_path)        # doctest: +SKIP
+    >>> a = ex.parameter("a")                              # doctest: +SKIP
+    """
+
+    def __init__(self, id: str, backend: Any = None, seed: int | None = None) -> None:
+        self.id = validate_experiment_id(id)
+        self._backend: Backend = resolve_backend(backend, self.id)
+        if seed is not None and not _is_seed(seed):
+            raise ValueError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
+        self.seed = seed
+        self._space = ParameterSpace()
+        self._steps: dict[str, Step] = {}
+        self._result: Result | None = None
+        self._stored_sources: set[str] = set()
+        self._finished: dict[int, TrialRecord] = {}  # records that can no longer change
+        last = self._backend.last_trial_id()
+        if last:
+            logger.info("Loaded experiment %s from %s (last trial id %d)", self.id,
+                        self._backend.uri, last)
+
+    @property
+    def experiment_id(self) -> str:
+        return self.id
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def __repr__(self) -> str:
+        return f"Experiment(id={self.id!r}, backend={self._backend.uri!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A step that refers to ``ex`` carries it to workers: send the configuration only.
+        return (_restore_experiment, (self.id, self._backend, self.seed))
+
+    # -- declaring ----------------------------------------------------------------
+    def parameter(self, name: str, default: Any = NOTHING) -> Parameter:
+        """Declare a parameter (a dask Delayed leaf); re-declaring returns the same one.
+
+        Re-declaring with another default updates the default.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"A parameter name must be a Python identifier, got {name!r}.")
+        existing = self._space.declared.get(name)
+        if existing is not None:
+            existing._node.default = default
+            return existing
+        param = Parameter(name, default, self._space)
+        self._space.declared[name] = param
+        return param
+
+    def _declare(self, func: Callable[..., Any] | None, kind: str, cache: bool = False) -> Any:
+        def decorate(f: Callable[..., Any]) -> Step:
+            if not callable(f):
+                raise StepDefinitionError(f"@ex.{kind} decorates a function, got {f!r}.")
+            step = Step(self, StepSpec(f, kind=kind, cache=cache))
+            self._steps[step.spec.name] = step
+            return step
+        return decorate if func is None else decorate(func)
+
+    def __call__(self, func: Callable[..., Any] | None = None, /) -> Any:
+        """``@ex``: declare a step."""
+        return self._declare(func, "step")
+
+    def step(self, func: Callable[..., Any] | None = None, /, *, cache: bool = False) -> Any:
+        """``@ex.step`` or ``@ex.step(cache=True)``: declare a step."""
+        return self._declare(func, "step", cache=cache)
+
+    def persist(self, func: Callable[..., Any] | None = None, /) -> Any:
+        """``@ex.persist``: a step whose output is saved with each trial (``get_persisted``)."""
+        return self._declare(func, "persist")
+
+    def result(self, func: Callable[..., Any] | None = None, /) -> Any:
+        """``@ex.result``: the final step; calling it returns a :class:`Result`."""
+        return self._declare(func, "result")
+
+    # -- running ------------------------------------------------------------------
+    def set_parameters(self, **values: Any) -> Experiment:
+        """Set parameter values for the next trials; returns the experiment (chainable).
+
+        Raises
+        ------
+        ParameterUndeclaredError
+            A name is not declared; nothing is set.
+        """
+        for name in values:
+            if name not in self._space.declared:
+                raise ParameterUndeclaredError(name, self._space.declared)
+        self._space.values.update(values)
+        return self
+
+    def compute(self, seed: int | None = None, **dask_kwargs: Any) -> Any:
+        """Run one trial of the latest :class:`Result` and return its value."""
+        if self._result is None:
+            raise StepDefinitionError(
+                "There is no result to compute: call a function decorated with @ex.result "
+                "first, e.g. s = calculate_score(prepare_data(a, b)).")
+        return self._run_trial(self._result, seed=seed, dask_kwargs=dask_kwargs)
+
+    def _check_seed(self, seed: int | None) -> int:
+        if seed is None:
+            return self.seed if self.seed is not None else new_seed()
+        if not _is_seed(seed):
+            raise ValueError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
+        return seed
+
+    def _run_trial(self, result: Result, *, seed: int | None, dask_kwargs: Mapping[str, Any],
+                   overrides: Mapping[str, Any] | None = None, rerun_of: int | None = None
+                   ) -> Any:
+        order = walk(result._node)
+        parameters = self._space.resolve(parameters_read(order), overrides)
+        outcome, = run_trials(
+            backend=self._backend, experiment_id=self.id, order=order,
+            parameter_sets=[parameters], seeds=[self._check_seed(seed)],
+            dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
+            previous=self._previous_trial(), rerun_of=rerun_of)
+        return outcome.value
+
+    def sweep(self, grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None = None,
+              /, *, seed: int | None = None, result: Result | None = None,
+              client: Any = None, scheduler: Any = None, **values: Sequence[Any]) -> pd.DataFrame:
+        """Run many trials as one dask graph and return their history rows.
+
+        ``ex.sweep(a=[1, 2], b=[3, 4])`` runs the grid product (4 trials);
+        ``ex.sweep([{"a": 1}, {"a": 2, "b": 5}])`` runs the listed sets. Step calls
+        that trials have in common (same step, code, seed and inputs) run once. A
+        failing trial is recorded as failed and the others go on. Every trial of
+        a sweep has the same seed unless ``seed`` is a list (one per trial).
+        """
+        result = result or self._result
+        if result is None:
+            raise StepDefinitionError("There is no result to sweep: call an @ex.result step "
+                                      "first.")
+        parameter_sets = _expand_sweep(grid, values)
+        for ps in parameter_sets:
+            for name in ps:
+                if name not in self._space.declared:
+                    raise ParameterUndeclaredError(name, self._space.declared)
+        order = walk(result._node)
+        needed = parameters_read(order)
+        resolved = [self._space.resolve(needed, ps) for ps in parameter_sets]
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != len(resolved):
+                raise ValueError(f"sweep got {len(seed)} seeds for {len(resolved)} trials; "
+                                 "give one seed, or one per trial.")
+            seeds = [self._check_seed(s) for s in seed]
+        else:
+            seeds = [self._check_seed(seed)] * len(resolved)
+        dask_kwargs: dict[str, Any] = {}
+        if client is not None:
+            dask_kwargs["client"] = client
+        if scheduler is not None:
+            dask_kwargs["scheduler"] = scheduler
+        outcomes = run_trials(
+            backend=self._backend, experiment_id=self.id, order=order,
+            parameter_sets=resolved, seeds=seeds, dask_kwargs=dask_kwargs,
+            stored_sources=self._stored_sources, isolate=True,
+            sweep_id=uuid.uuid4().hex[:12], previous=self._previous_trial())
+        return self._history_frame([o.record for o in outcomes], verbose=False)
+
+    def _previous_trial(self) -> TrialRecord | None:
+        last = self._backend.last_trial_id()
+        for trial_id in range(last, max(last - 50, 0), -1):
+            try:
+                return self._read(trial_id)
+            except TrialIDNotFoundError:
+                continue
+        return None
+
+    # -- inside a step ------------------------------------------------------------
+    def _scope(self, what: str) -> Any:
+        scope = current_scope()
+        if scope is None:
+            raise NotInTrialError(what)
+        if scope.ctx.experiment_id != self.id:
+            raise NotInTrialError(f"{what} of experiment {self.id!r} (the running step belongs "
+                                  f"to experiment {scope.ctx.experiment_id!r})")
+        return scope
+
+    @property
+    def current_trial_id(self) -> int:
+        """Inside a running step: the id of its trial (the first, for a step shared by a sweep)."""
+        return self._scope("ex.current_trial_id").ctx.trial_id
+
+    def save_metric(self, key: str, epoch: Any, value: Any) -> None:
+        """Inside a step: add a point ``(epoch, value)`` to the metric curve ``key``."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"A metric key is a non-empty string, got {key!r}.")
+        scope = self._scope("ex.save_metric")
+        for trial_id in scope.ctx.trial_ids:
+            scope.ctx.backend.append_metric(trial_id, key, epoch, value)
+
+    def metric(self, name: str, value: Any) -> Any:
+        """Inside a step: record a scalar metric of the trial (a history column); returns it."""
+        self._scope("ex.metric").metrics[str(name)] = value
+        return value
+
+    def label(self, name: str, value: Any) -> None:
+        """Inside a step: attach a label to the trial (a history column)."""
+        self._scope("ex.label").labels[str(name)] = value
+
+    def set_description(self, text: str) -> None:
+        """Inside a step: set the trial's description (the history's Description column)."""
+        self._scope("ex.set_description").description = str(text)
+
+    def rng(self) -> Any:
+        """Inside a step: a ``numpy.random.Generator`` seeded from (trial seed, step).
+
+        The same generator is returned for every call within one step execution,
+        and the same stream for the same seed on any scheduler or worker.
+        """
+        import numpy as np
+
+        scope = self._scope("ex.rng()")
+        if scope.rng is None:
+            scope.rng = np.random.default_rng(np.random.SeedSequence(
+                [scope.ctx.seed, scope.step_seed]))
+        return scope.rng
+
+    # -- querying -----------------------------------------------------------------
+    @property
+    def trial_id(self) -> int:
+        """The latest trial id (0 before any trial)."""
+        return self._backend.last_trial_id()
+
+    def _read(self, trial_id: int) -> TrialRecord:
+        cached = self._finished.get(trial_id)
+        if cached is not None:
+            return cached
+        if not isinstance(trial_id, int) or isinstance(trial_id, bool):
+            raise TrialIDNotFoundError(trial_id, f"Trial ids are ints, got {trial_id!r}. See "
+                                       "ex.get_history() for the recorded trial ids.")
+        record = derive_status(self._backend.read_trial(trial_id))
+        if record.status is not Status.RUNNING:
+            self._finished[trial_id] = record
+        return record
+
+    def get_trial(self, trial_id: int) -> TrialRecord:
+        """Everything recorded about one trial."""
+        return self._read(trial_id)
+
+    def _records(self) -> list[TrialRecord]:
+        ids = self._backend.trial_ids()
+        missing = [i for i in ids if i not in self._finished]
+        fresh = {r.trial_id: derive_status(r) for r in self._backend.read_trials(missing)}
+        for trial_id, record in fresh.items():
+            if record.status is not Status.RUNNING:
+                self._finished[trial_id] = record
+        return [self._finished.get(i) or fresh[i] for i in ids
+                if i in self._finished or i in fresh]
+
+    def get_history(self, verbose: bool = False) -> pd.DataFrame:
+        """One row per trial, indexed by ``Trial ID``.
+
+        Columns: each parameter, then ``Result``, ``Success``, ``Finished``,
+        ``Process Time``, ``Description``; ``verbose`` adds ``Seed``,
+        ``Result Type`` and ``Status``; scalar metrics and labels follow.
+        """
+        return self._history_frame(self._records(), verbose)
+
+    def _history_frame(self, records: Iterable[TrialRecord], verbose: bool) -> pd.DataFrame:
+        records = list(records)
+        params: dict[str, None] = {name: None for name in self._space.declared}
+        extra: dict[str, None] = {}
+        for r in records:
+            for name in r.parameters:
+                params.setdefault(name)
+            for name in (*r.metrics, *r.labels):
+                extra.setdefault(name)
+        used = [p for p in params if any(p in r.parameters for r in records)] if records else \
+            list(params)
+        columns = used + HISTORY_COLUMNS + (VERBOSE_COLUMNS if verbose else []) + \
+            [e for e in extra if e not in used]
+        rows = []
+        for r in records:
+            row: dict[str, Any] = {p: r.parameters.get(p, None) for p in used}
+            row.update({
+                "Result": r.result if not isinstance(r.result, Unrepresentable) else r.result,
+                "Success": r.status is Status.SUCCEEDED,
+                "Finished": _local_time(r.finished),
+                "Process Time": pd.Timedelta(seconds=r.process_time)
+                if r.process_time is not None else pd.NaT,
+                "Description": r.description,
+            })
+            if verbose:
+                row.update({"Seed": r.seed, "Result Type": r.result_type,
+                            "Status": r.status.value})
+            for name in extra:
+                if name not in used:
+                    row[name] = r.metrics.get(name, r.labels.get(name))
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=columns,
+                             index=pd.Index([r.trial_id for r in records], name="Trial ID",
+                                            dtype="int64"))
+        return frame
+
+    def get_parameters(self, trial_id: int | None = None) -> dict[str, Any]:
+        """The parameters of a trial, or (no id) the current values, defaults included."""
+        if trial_id is None:
+            out = {}
+            for name, param in self._space.declared.items():
+                if name in self._space.values:
+                    out[name] = self._space.values[name]
+                elif param._node.default is not NOTHING:
+                    out[name] = param._node.default
+            return out
+        return dict(self._read(trial_id).parameters)
+
+    def get_persisted(self, step_name: str, trial_id: int, *, trust: bool = False) -> Any:
+        """The output of the ``@ex.persist`` step ``step_name`` in trial ``trial_id``.
+
+        Raises
+        ------
+        SignatureError
+            The stored pickle's signature does not match this machine's key (share
+            ``EXPERIGRAPH_SECRET_KEY``); ``trust=True`` loads it anyway.
+        """
+        record = self._read(trial_id)
+        saved = [s for s in record.steps if s.step == step_name and s.persisted]
+        if not saved:
+            persisted = sorted({s.step for s in record.steps if s.persisted})
+            raise KeyError(f"Trial {trial_id} has no persisted output of step {step_name!r} "
+                           f"(persisted steps: {', '.join(persisted) or 'none'}). Declare the "
+                           "step with @ex.persist to save its output.")
+        blob = self._backend.get_blob("pickle", saved[-1].persisted)  # type: ignore[arg-type]
+        return signing.loads(blob, what=f"persisted output of {step_name!r} (trial {trial_id})",
+                             trust=trust)
+
+    def get_result(self, trial_id: int, *, trust: bool = False) -> Any:
+        """The result object of a trial (for results JSON cannot hold, loaded from its pickle)."""
+        record = self._read(trial_id)
+        if record.result_blob:
+            blob = self._backend.get_blob("pickle", record.result_blob)
+            return signing.loads(blob, what=f"result of trial {trial_id}", trust=trust)
+        return record.result
+
+    def get_code(self, trial_id: int | None = None) -> str:
+        """Source of the steps, as text: of a trial, or (no id) as declared now."""
+        if trial_id is None:
+            parts = [s.spec.code.source or f"# source of {name} is not available\n"
+                     for name, s in self._steps.items()]
+        else:
+            record = self._read(trial_id)
+            parts = [read_source(self._backend, entry.get("source_hash", ""))
+                     or f"# source of {step} is not available\n"
+                     for step, entry in record.code.items()]
+        return "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
+
+    def load_metric(self, key: str, trial_id: int | Sequence[int]) -> pd.DataFrame:
+        """Metric curves as a DataFrame: index ``Epoch``, one column per trial."""
+        ids = [trial_id] if isinstance(trial_id, int) else list(trial_id)
+        columns = {}
+        for i in ids:
+            self._read(i)  # unknown ids raise TrialIDNotFoundError
+            points = self._backend.read_metric(i, key)
+            columns[i] = pd.Series({epoch: value for epoch, value in points}, dtype=object
+                                   if not points else None)
+        if not any(len(c) for c in columns.values()):
+            known = sorted({k for i in ids for k in self._backend.metric_keys(i)})
+            raise KeyError(f"No metric {key!r} was saved in trial(s) {ids} (saved metrics: "
+                           f"{', '.join(known) or 'none'}).")
+        frame = pd.DataFrame(columns)
+        frame.index.name = "Epoch"
+        frame.columns.name = "Trial ID"
+        return frame
+
+
+def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None) -> Experiment:
+    """An Experiment rebuilt on a worker: it can record into running trials and query."""
+    ex = Experiment.__new__(Experiment)
+    ex.id, ex._backend, ex.seed = experiment_id, backend, seed
+    ex._space = ParameterSpace()
+    ex._steps, ex._result, ex._stored_sources, ex._finished = {}, None, set(), {}
+    return ex
+
+
+def _is_seed(seed: Any) -> bool:
+    return isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32
+
+
+def _local_time(t: Any) -> Any:
+    if t is None:
+        return pd.NaT
+    return pd.Timestamp(t).tz_convert(None).tz_localize("UTC").tz_convert(
+        _local_zone()).tz_localize(None)
+
+
+@functools.lru_cache(maxsize=1)
+def _local_zone() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now().astimezone().tzinfo
+
+
+def _expand_sweep(grid: Any, values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    if grid is None:
+        grid = values
+    elif values:
+        raise TypeError("Give the sweep either as keyword lists or as one grid/list of dicts, "
+                        "not both.")
+    if isinstance(grid, Mapping):
+        names = list(grid)
+        for name in names:
+            if isinstance(grid[name], (str, bytes)) or not isinstance(grid[name], Iterable):
+                raise TypeError(f"sweep values of {name!r} must be a list, got {grid[name]!r}.")
+        return [dict(zip(names, combo)) for combo in itertools.product(*(list(grid[n])
+                                                                         for n in names))]
+    sets = list(grid)
+    if not all(isinstance(s, Mapping) for s in sets):
+        raise TypeError("ex.sweep takes keyword lists (a=[1, 2]) or a list of dicts "
+                        "([{'a': 1}, {'a': 2}]).")
+    return [dict(s) for s in sets]

@@ -1,0 +1,452 @@
+"""Building the dask graph: parameters, steps, results, and the graph of a trial.
+
+What the user holds are ``dask.delayed.Delayed`` objects (``Parameter``,
+``StepDelayed``, ``Result``) built through dask's public API, so
+``visualize()``, ``dask.compute`` and composition work as on any Delayed (such a
+plain compute runs the steps untracked, with the current parameter values).
+Each also carries a node of experigraph's own small DAG, from which a trial's
+graph is generated at compute time:
+
+* a step call's key is named from the step, its code hash, the trial seed, the
+  values of the parameters it reads and the keys of the calls it depends on, so
+  identical calls shared by a sweep's trials get one key and run once;
+* every task is ``(run_step, call, ctx, info, [dependency keys])``: the trial
+  context travels as data in the task, and is kept out of the key.
+"""
+from __future__ import annotations
+
+import functools
+import operator
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import dask
+from dask.base import is_dask_collection
+from dask.delayed import Delayed
+
+from .code import StepCode, capture
+from .errors import ParameterUndefinedError, StepDefinitionError
+from .hashing import loose_hash
+from .hooks import TaskInfo, TrialContext, run_step
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+
+
+class _Nothing:
+    """Marks a parameter declared without a default."""
+
+    _instance: _Nothing | None = None
+
+    def __new__(cls) -> _Nothing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOTHING"
+
+    def __reduce__(self) -> str:
+        return "NOTHING"
+
+
+NOTHING = _Nothing()
+_STATIC_KEY = re.compile(r"-xg[0-9a-f]{32}$")
+
+
+def _static_key(name: str) -> str:
+    return f"{name}-xg{uuid.uuid4().hex}"
+
+
+# -- template markers: where a task's values go into a call's arguments -----------
+class _Dep:
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __dask_tokenize__(self) -> Any:
+        return ("experigraph-dep", self.index)
+
+
+class _Param:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __dask_tokenize__(self) -> Any:
+        return ("experigraph-param", self.name)
+
+
+def _fill(obj: Any, deps: list[Any], params: Mapping[str, Any]) -> Any:
+    if isinstance(obj, _Dep):
+        return deps[obj.index]
+    if isinstance(obj, _Param):
+        return params[obj.name]
+    if isinstance(obj, _Container):
+        return obj.build(deps, params)
+    return obj
+
+
+class _Container:
+    """A list/tuple/set/dict literal that holds markers somewhere inside."""
+
+    __slots__ = ("kind", "items")
+
+    def __init__(self, kind: type, items: list[Any]) -> None:
+        self.kind, self.items = kind, items
+
+    def build(self, deps: list[Any], params: Mapping[str, Any]) -> Any:
+        if self.kind is dict:
+            return {_fill(k, deps, params): _fill(v, deps, params) for k, v in self.items}
+        return self.kind(_fill(v, deps, params) for v in self.items)
+
+    def __dask_tokenize__(self) -> Any:
+        return ("experigraph-container", self.kind.__name__, self.items)
+
+
+# -- nodes ------------------------------------------------------------------------
+class ParameterSpace:
+    """The declared parameters of one experiment and their current values."""
+
+    def __init__(self) -> None:
+        self.declared: dict[str, Parameter] = {}
+        self.values: dict[str, Any] = {}
+
+    def value(self, name: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        default = self.declared[name]._node.default
+        if default is NOTHING:
+            raise ParameterUndefinedError([name])
+        return default
+
+    def resolve(self, names: Iterable[str], overrides: Mapping[str, Any] | None = None
+                ) -> dict[str, Any]:
+        """Values of ``names``; ParameterUndefinedError names every missing one."""
+        overrides = overrides or {}
+        out, missing = {}, []
+        for name in names:
+            if name in overrides:
+                out[name] = overrides[name]
+            elif name in self.values:
+                out[name] = self.values[name]
+            elif self.declared[name]._node.default is not NOTHING:
+                out[name] = self.declared[name]._node.default
+            else:
+                missing.append(name)
+        if missing:
+            raise ParameterUndefinedError(missing)
+        return out
+
+
+class ParamNode:
+    __slots__ = ("name", "default", "key")
+
+    def __init__(self, name: str, default: Any, key: str) -> None:
+        self.name, self.default, self.key = name, default, key
+
+
+class StepSpec:
+    """A declared step: the user's function, its code, and how it is recorded."""
+
+    __slots__ = ("name", "func", "code", "kind", "cache", "token", "tracked")
+
+    def __init__(self, func: Callable[..., Any], kind: str = "step", cache: bool = False,
+                 name: str | None = None) -> None:
+        self.func = func
+        self.name = name or getattr(func, "__name__", "step")
+        self.code: StepCode = capture(func, self.name)
+        self.kind = kind
+        self.cache = cache
+        self.tracked = True
+        self.token = loose_hash(self.name, self.code.code_hash, kind)
+
+    @property
+    def persist(self) -> bool:
+        return self.kind == "persist"
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.name}>"
+
+
+class OpSpec:
+    """A built-in operation on step outputs (``x[0]``, ``x.attr``, ``x + 1``), untracked."""
+
+    __slots__ = ("name", "func", "token", "tracked", "kind")
+
+    def __init__(self, func: Callable[..., Any], name: str) -> None:
+        self.func, self.name = func, name
+        self.token = loose_hash("experigraph-op", name)
+        self.tracked = False
+        self.kind = "op"
+
+
+class CallSpec:
+    """What a task runs: a step (or op) and its argument templates. Pickled into tasks."""
+
+    __slots__ = ("spec", "args", "kwargs", "params")
+
+    def __init__(self, spec: StepSpec | OpSpec, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 params: tuple[str, ...]) -> None:
+        self.spec, self.args, self.kwargs, self.params = spec, args, kwargs, params
+
+    def fill(self, deps: list[Any], params: Mapping[str, Any]
+             ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args = tuple(_fill(a, deps, params) for a in self.args)
+        kwargs = {k: _fill(v, deps, params) for k, v in self.kwargs.items()}
+        return args, kwargs
+
+
+class CallNode:
+    """One call of a step (or an op) as declared: its arguments and what it depends on."""
+
+    __slots__ = ("key", "call", "deps", "static_token")
+
+    def __init__(self, spec: StepSpec | OpSpec, args: tuple[Any, ...],
+                 kwargs: Mapping[str, Any]) -> None:
+        self.key = _static_key(spec.name)
+        self.deps: list[Any] = []  # CallNode | foreign dask collection, in _Dep order
+        params: list[str] = []
+        targs = tuple(self._template(a, spec, params) for a in args)
+        tkwargs = {k: self._template(v, spec, params) for k, v in kwargs.items()}
+        self.call = CallSpec(spec, targs, tkwargs, tuple(params))
+        self.static_token = loose_hash(spec.token, targs, tkwargs)
+
+    @property
+    def spec(self) -> StepSpec | OpSpec:
+        return self.call.spec
+
+    def _template(self, value: Any, spec: StepSpec | OpSpec, params: list[str]) -> Any:
+        if isinstance(value, Parameter):
+            name = value._node.name
+            if name not in params:
+                params.append(name)
+            return _Param(name)
+        if isinstance(value, StepDelayed):
+            return self._dep(value._node)
+        if is_dask_collection(value) and not isinstance(value, Delayed):
+            value = dask.delayed(value)  # e.g. a dask array: computed whole, then passed
+        if isinstance(value, Delayed):
+            keys = [str(k) for k in value.__dask_graph__()]
+            if any(_STATIC_KEY.search(k) for k in keys):
+                raise StepDefinitionError(
+                    f"An argument of step {spec.name!r} is a dask object built from "
+                    "experiment steps by plain dask.delayed (or another dask collection); "
+                    "experigraph cannot track that. Decorate that function with @ex instead.")
+            return self._dep(value)
+        kind = type(value)
+        if kind in (list, tuple, set, frozenset):
+            items = [self._template(v, spec, params) for v in value]
+            if any(isinstance(i, (_Dep, _Param, _Container)) for i in items):
+                return _Container(kind, items)
+            return value
+        if kind is dict:
+            pairs = [(self._template(k, spec, params), self._template(v, spec, params))
+                     for k, v in value.items()]
+            if any(isinstance(x, (_Dep, _Param, _Container)) for kv in pairs for x in kv):
+                return _Container(dict, pairs)
+            return value
+        return value
+
+    def _dep(self, target: Any) -> _Dep:
+        for i, existing in enumerate(self.deps):
+            if existing is target:
+                return _Dep(i)
+        self.deps.append(target)
+        return _Dep(len(self.deps) - 1)
+
+
+def make_call(spec: StepSpec | OpSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+              cls: type[StepDelayed] | None = None) -> StepDelayed:
+    """A call of ``spec``: a Delayed (built by ``dask.delayed``) carrying its node."""
+    node = CallNode(spec, args, kwargs)
+    d = dask.delayed(_run_untracked, pure=False)(spec, *args, dask_key_name=node.key, **kwargs)
+    obj = (cls or StepDelayed)(d.key, d.dask)
+    obj._node = node
+    return obj
+
+
+def _run_untracked(spec: StepSpec | OpSpec, *args: Any, **kwargs: Any) -> Any:
+    return spec.func(*args, **kwargs)
+
+
+def _parameter_value(space: ParameterSpace, name: str) -> Any:
+    return space.value(name)
+
+
+# -- what the user holds ----------------------------------------------------------
+class Parameter(Delayed):
+    """A declared parameter: a dask Delayed leaf whose value is set per trial."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, name: str, default: Any, space: ParameterSpace) -> None:
+        key = f"{name}-xg{uuid.uuid4().hex}"
+        super().__init__(key, {key: (_parameter_value, space, name)})
+        self._node = ParamNode(name, default, key)
+
+    @property
+    def name(self) -> str:
+        return self._node.name
+
+    @property
+    def default(self) -> Any:
+        return self._node.default
+
+    def __repr__(self) -> str:
+        default = "" if self._node.default is NOTHING else f", default={self._node.default!r}"
+        return f"Parameter({self._node.name!r}{default})"
+
+    __getattr__ = Delayed.__getattr__
+
+
+class StepDelayed(Delayed):
+    """The output of a step call: a dask Delayed that experigraph can track."""
+
+    __slots__ = ("_node",)
+
+    # operations on a step's output stay inside experigraph's graph
+    @classmethod
+    def _get_binary_operator(cls, op: Callable[..., Any], inv: bool = False) -> Any:
+        name = op.__name__.strip("_")
+        spec = OpSpec((lambda a, b: op(b, a)) if inv else op, f"r{name}" if inv else name)
+        return lambda self, other: make_call(spec, (self, other), {})
+
+    @classmethod
+    def _get_unary_operator(cls, op: Callable[..., Any]) -> Any:
+        spec = OpSpec(op, op.__name__.strip("_"))
+        return lambda self: make_call(spec, (self,), {})
+
+    def __getattr__(self, attr: str) -> StepDelayed:
+        if attr.startswith("_") or attr in _NOT_OPERATIONS:
+            raise AttributeError(f"Attribute {attr} not found")
+        return make_call(_GETATTR, (self, attr), {})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> StepDelayed:
+        return make_call(_CALL, (self, args, kwargs), {})
+
+    def __repr__(self) -> str:
+        return f"Delayed({self.key!r})"
+
+
+def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return func(*args, **kwargs)
+
+
+_GETATTR = OpSpec(getattr, "getattr")
+#: attribute names that dask and other libraries probe on collections: never step outputs
+_NOT_OPERATIONS = frozenset({"expr", "visualise"})
+_CALL = OpSpec(_call, "call")
+
+for _op in [operator.abs, operator.neg, operator.pos, operator.invert, operator.add,
+            operator.sub, operator.mul, operator.floordiv, operator.truediv, operator.mod,
+            operator.pow, operator.and_, operator.or_, operator.xor, operator.lshift,
+            operator.rshift, operator.eq, operator.ge, operator.gt, operator.ne, operator.le,
+            operator.lt, operator.getitem, operator.matmul]:
+    StepDelayed._bind_operator(_op)
+
+
+class Result(StepDelayed):
+    """The output of the ``@ex.result`` step: ``compute()`` runs and records one trial."""
+
+    __slots__ = ("_experiment",)
+
+    def compute(self, seed: int | None = None, **dask_kwargs: Any) -> Any:  # type: ignore[override]
+        """Run one trial and return its result.
+
+        Parameters
+        ----------
+        seed : int, optional
+            The trial's seed; default: the experiment's, else a generated one.
+        **dask_kwargs
+            Passed to dask (``scheduler=``, ``num_workers=``, ``client=``...).
+        """
+        return self._experiment._run_trial(self, seed=seed, dask_kwargs=dask_kwargs)
+
+    def __repr__(self) -> str:
+        return f"Result({self.key!r})"
+
+
+# -- the graph of one or many trials ------------------------------------------------
+class TrialPlan:
+    """What one trial of a compute runs with."""
+
+    __slots__ = ("trial_id", "parameters", "seed")
+
+    def __init__(self, trial_id: int, parameters: Mapping[str, Any], seed: int) -> None:
+        self.trial_id, self.parameters, self.seed = trial_id, parameters, seed
+
+
+def walk(result: CallNode) -> list[CallNode]:
+    """The step calls ``result`` depends on (itself included), dependencies first."""
+    order: list[CallNode] = []
+    seen: set[int] = set()
+    stack: list[tuple[CallNode, bool]] = [(result, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for dep in reversed(node.deps):
+            if isinstance(dep, CallNode) and id(dep) not in seen:
+                stack.append((dep, False))
+    return order
+
+
+def parameters_read(order: Iterable[CallNode]) -> list[str]:
+    """Names of the parameters read by these calls, in order of first use."""
+    names: dict[str, None] = {}
+    for node in order:
+        for name in node.call.params:
+            names.setdefault(name)
+    return list(names)
+
+
+def build_trial_graph(order: list[CallNode], plans: list[TrialPlan],
+                      make_context: Callable[[tuple[int, ...], TrialPlan], TrialContext],
+                      ) -> tuple[dict[Any, Any], list[str]]:
+    """A dask graph computing every plan's result, sharing identical step calls.
+
+    Returns the graph and, per plan, the key of its result.
+    """
+    tasks: dict[str, tuple[CallNode, list[Any], list[TrialPlan]]] = {}
+    foreign: dict[Any, Any] = {}
+    result_keys = []
+    for plan in plans:
+        keys: dict[int, str] = {}
+        for node in order:
+            dep_keys: list[Any] = []
+            for dep in node.deps:
+                if isinstance(dep, CallNode):
+                    dep_keys.append(keys[id(dep)])
+                else:
+                    dep_keys.append(dep.key)
+                    if dep.key not in foreign:
+                        foreign.update(dict(dep.__dask_graph__()))
+            values = [plan.parameters[name] for name in node.call.params]
+            key = f"{node.call.spec.name}-{loose_hash(node.static_token, plan.seed, values, dep_keys)}"
+            keys[id(node)] = key
+            entry = tasks.get(key)
+            if entry is None:
+                tasks[key] = (node, dep_keys, [plan])
+            elif entry[2][-1] is not plan:
+                entry[2].append(plan)
+        result_keys.append(keys[id(order[-1])])
+
+    contexts: dict[tuple[int, ...], TrialContext] = {}
+    dsk: dict[Any, Any] = dict(foreign)
+    for key, (node, dep_keys, sharing) in tasks.items():
+        group = tuple(p.trial_id for p in sharing)
+        ctx = contexts.get(group)
+        if ctx is None:
+            ctx = contexts[group] = make_context(group, sharing[0])
+        dsk[key] = (run_step, node.call, ctx, TaskInfo(key, tuple(dep_keys)), dep_keys)
+    return dsk, result_keys

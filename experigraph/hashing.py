@@ -1,0 +1,120 @@
+"""Hashes of values, files, text and code; the only module that calls ``tokenize``.
+
+* ``value_hash``: dask's ``tokenize`` in deterministic mode (fast for NumPy and
+  pandas, uses xxhash when installed). A value that dask cannot hash
+  deterministically gets ``None``: it is never compared, so never reported as impure.
+* ``text_hash`` / ``json_hash``: content addresses of code and environment snapshots.
+* ``path_hash``: streamed xxhash of a file, or of every file under a directory;
+  not re-read while size and mtime are unchanged in this process.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dask.base import tokenize
+
+try:  # a declared dependency, but keep working with dask's fallback
+    import xxhash
+
+    def _new_hasher() -> Any:
+        return xxhash.xxh3_128()
+except ImportError:  # pragma: no cover - xxhash is in install_requires
+    def _new_hasher() -> Any:
+        return hashlib.blake2b(digest_size=16)
+
+NONDETERMINISTIC = None
+_CHUNK = 1 << 22
+
+
+def value_hash(*values: Any) -> str | None:
+    """Deterministic content hash of ``values``, or ``None`` if dask cannot make one."""
+    try:
+        return tokenize(*values, ensure_deterministic=True)
+    except Exception:  # dask raises RuntimeError for objects without a stable token
+        return NONDETERMINISTIC
+
+
+def loose_hash(*values: Any) -> str:
+    """A token that is always made (random for values without a deterministic one)."""
+    return tokenize(*values)
+
+
+def text_hash(text: str) -> str:
+    """Hex hash of UTF-8 text."""
+    h = _new_hasher()
+    h.update(text.encode("utf-8"))
+    return h.hexdigest()
+
+
+def bytes_hash(data: bytes) -> str:
+    """Hex hash of bytes (content addresses of blobs)."""
+    h = _new_hasher()
+    h.update(data)
+    return h.hexdigest()
+
+
+def json_hash(obj: Any) -> str:
+    """Hex hash of a JSON-able object, independent of dict order."""
+    return text_hash(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=repr))
+
+
+class _FileHashCache:
+    """(path, size, mtime_ns) -> hash for this process, so unchanged files are not re-read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[int, int, str]] = {}
+
+    def file_hash(self, path: str) -> str:
+        st = os.stat(path)
+        with self._lock:
+            hit = self._entries.get(path)
+        if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        h = _new_hasher()
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+        digest = h.hexdigest()
+        with self._lock:
+            self._entries[path] = (st.st_size, st.st_mtime_ns, digest)
+        return digest
+
+
+_FILES = _FileHashCache()  # per-process cache of file content hashes (see module docstring)
+
+
+def path_hash(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Hash a file, or every file under a directory.
+
+    Returns
+    -------
+    dict
+        ``{"hash": hex, "kind": "file"|"directory", "files": {relpath: hex}, "size": bytes}``;
+        ``files`` is empty for a single file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        files: dict[str, str] = {}
+        size = 0
+        for root, dirs, names in os.walk(p):
+            dirs.sort()
+            for name in sorted(names):
+                full = os.path.join(root, name)
+                rel = os.path.relpath(full, p).replace(os.sep, "/")
+                files[rel] = _FILES.file_hash(full)
+                size += os.path.getsize(full)
+        return {"hash": json_hash(files), "kind": "directory", "files": files, "size": size}
+    digest = _FILES.file_hash(os.fspath(p))
+    return {"hash": digest, "kind": "file", "files": {}, "size": p.stat().st_size}
+
+
+def combine(parts: Mapping[str, Any]) -> str:
+    """One hash of several named parts (e.g. a step's code and its helpers' code)."""
+    return json_hash(dict(parts))

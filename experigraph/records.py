@@ -1,0 +1,325 @@
+"""Records of what happened: ``TrialRecord``, ``StepRecord``, ``DriftEvent``.
+
+Records are frozen dataclasses that round-trip through JSON (``to_json`` /
+``from_json``) with a ``"schema"`` number; readers upgrade older schemas. Values
+that JSON cannot hold exactly carry an explicit type tag (``{"$datetime": ...}``,
+``{"$tuple": [...]}``, ``{"$float": "nan"}``, ``{"$repr": ..., "$type": ...}``);
+nothing is ever guessed from a string, and nothing read back is unpickled.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import math
+import reprlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+SCHEMA = 1
+_REPR = reprlib.Repr()
+_REPR.maxstring = 200
+_REPR.maxother = 200
+_UTC = _dt.timezone.utc
+
+
+class Status(str, enum.Enum):
+    """Where a trial is in its life."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Unrepresentable:
+    """Stands for a value that was recorded by its ``repr`` only."""
+
+    __slots__ = ("text", "type_name")
+
+    def __init__(self, text: str, type_name: str) -> None:
+        self.text, self.type_name = text, type_name
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Unrepresentable) and other.text == self.text
+                and other.type_name == self.type_name)
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.type_name))
+
+
+def type_name(value: Any) -> str:
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def is_json_exact(value: Any) -> bool:
+    """Whether ``encode_value`` keeps ``value`` exactly (no ``$repr`` fallback)."""
+    return not _contains_repr(encode_value(value))
+
+
+def _contains_repr(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return "$repr" in obj or any(_contains_repr(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_contains_repr(v) for v in obj)
+    return False
+
+
+def encode_value(value: Any) -> Any:
+    """A JSON-able form of ``value``, type-tagged where JSON alone would lose it."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int) and type(value) is int:
+        return value
+    if isinstance(value, float) and type(value) is float:
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, list):
+        return [encode_value(v) for v in value]
+    if isinstance(value, tuple) and type(value) is tuple:
+        return {"$tuple": [encode_value(v) for v in value]}
+    if isinstance(value, dict) and type(value) is dict:
+        if all(isinstance(k, str) and not k.startswith("$") for k in value):
+            return {k: encode_value(v) for k, v in value.items()}
+        return {"$dict": [[encode_value(k), encode_value(v)] for k, v in value.items()]}
+    if isinstance(value, _dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, enum.Enum):
+        return encode_value(value.value)
+    if isinstance(value, Unrepresentable):
+        return {"$repr": value.text, "$type": value.type_name}
+    item = getattr(value, "item", None)  # NumPy scalars become Python scalars
+    if item is not None and getattr(value, "shape", None) == () and type(value).__module__ == "numpy":
+        return encode_value(item())
+    if isinstance(value, (int, float)):  # bool/int/float subclasses
+        return encode_value(float(value) if isinstance(value, float) else int(value))
+    return {"$repr": _REPR.repr(value), "$type": type_name(value)}
+
+
+def decode_value(obj: Any) -> Any:
+    """Inverse of :func:`encode_value`."""
+    if isinstance(obj, list):
+        return [decode_value(v) for v in obj]
+    if isinstance(obj, dict):
+        if len(obj) == 1:
+            (tag, inner), = obj.items()
+            if tag == "$tuple":
+                return tuple(decode_value(v) for v in inner)
+            if tag == "$dict":
+                return {decode_value(k): decode_value(v) for k, v in inner}
+            if tag == "$float":
+                return float(inner)
+            if tag == "$datetime":
+                return _dt.datetime.fromisoformat(inner)
+        if "$repr" in obj and set(obj) == {"$repr", "$type"}:
+            return Unrepresentable(obj["$repr"], obj["$type"])
+        return {k: decode_value(v) for k, v in obj.items()}
+    return obj
+
+
+def now() -> _dt.datetime:
+    return _dt.datetime.now(_UTC)
+
+
+def _time_to_json(t: _dt.datetime | None) -> Any:
+    return None if t is None else {"$datetime": t.isoformat()}
+
+
+def _time_from_json(obj: Any) -> _dt.datetime | None:
+    if obj is None:
+        return None
+    return _dt.datetime.fromisoformat(obj["$datetime"])
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftEvent:
+    """Something other than the parameters changed since an earlier trial.
+
+    ``kind`` is ``"code"``, ``"environment"``, ``"data"`` or ``"impurity"``;
+    ``subject`` names the step, category or file; ``diff`` holds the diff lines.
+    """
+
+    kind: str
+    subject: str
+    message: str
+    diff: tuple[str, ...] = ()
+    detail: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "subject": self.subject, "message": self.message,
+                "diff": list(self.diff), "detail": encode_value(dict(self.detail))}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> DriftEvent:
+        return cls(kind=obj["kind"], subject=obj["subject"], message=obj["message"],
+                   diff=tuple(obj.get("diff", ())), detail=decode_value(obj.get("detail", {})))
+
+
+@dataclasses.dataclass(frozen=True)
+class StepRecord:
+    """One execution of one step call, as the post hook saw it."""
+
+    step: str
+    key: str
+    trial_ids: tuple[int, ...]
+    code_hash: str
+    input_hash: str | None
+    output_hash: str | None
+    started: _dt.datetime
+    duration: float
+    succeeded: bool
+    error: str | None = None
+    dependencies: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ()
+    persisted: str | None = None
+    cached: bool = False
+    host: str = ""
+    pid: int = 0
+    output_type: str = ""
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: tuple[Mapping[str, Any], ...] = ()
+    outputs: tuple[Mapping[str, Any], ...] = ()
+    description: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["started"] = _time_to_json(self.started)
+        d["trial_ids"] = list(self.trial_ids)
+        d["dependencies"] = list(self.dependencies)
+        d["parameters"] = list(self.parameters)
+        d["metrics"] = encode_value(dict(self.metrics))
+        d["labels"] = encode_value(dict(self.labels))
+        d["inputs"] = [encode_value(dict(i)) for i in self.inputs]
+        d["outputs"] = [encode_value(dict(o)) for o in self.outputs]
+        return d
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> StepRecord:
+        d = dict(obj)
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["started"] = _time_from_json(d["started"])
+        d["trial_ids"] = tuple(d.get("trial_ids", ()))
+        d["dependencies"] = tuple(d.get("dependencies", ()))
+        d["parameters"] = tuple(d.get("parameters", ()))
+        d["metrics"] = decode_value(d.get("metrics", {}))
+        d["labels"] = decode_value(d.get("labels", {}))
+        d["inputs"] = tuple(decode_value(i) for i in d.get("inputs", ()))
+        d["outputs"] = tuple(decode_value(o) for o in d.get("outputs", ()))
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRecord:
+    """Everything recorded about one trial. Read back from the backend, never live."""
+
+    experiment_id: str
+    trial_id: int
+    status: Status
+    parameters: Mapping[str, Any]
+    seed: int
+    started: _dt.datetime
+    finished: _dt.datetime | None = None
+    process_time: float | None = None
+    description: str = ""
+    error: Mapping[str, Any] | None = None
+    result: Any = None
+    result_type: str | None = None
+    result_hash: str | None = None
+    result_blob: str | None = None
+    host: str = ""
+    pid: int = 0
+    code: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    environment_hash: str | None = None
+    steps: tuple[StepRecord, ...] = ()
+    drift: tuple[DriftEvent, ...] = ()
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    rerun_of: int | None = None
+    sweep_id: str | None = None
+    schema: int = SCHEMA
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is Status.SUCCEEDED
+
+    def replace(self, **changes: Any) -> TrialRecord:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "experiment_id": self.experiment_id,
+            "trial_id": self.trial_id,
+            "status": self.status.value,
+            "parameters": encode_value(dict(self.parameters)),
+            "seed": self.seed,
+            "started": _time_to_json(self.started),
+            "finished": _time_to_json(self.finished),
+            "process_time": self.process_time,
+            "description": self.description,
+            "error": encode_value(dict(self.error)) if self.error is not None else None,
+            "result": encode_value(self.result),
+            "result_type": self.result_type,
+            "result_hash": self.result_hash,
+            "result_blob": self.result_blob,
+            "host": self.host,
+            "pid": self.pid,
+            "code": {k: dict(v) for k, v in self.code.items()},
+            "environment_hash": self.environment_hash,
+            "steps": [s.to_json() for s in self.steps],
+            "drift": [d.to_json() for d in self.drift],
+            "metrics": encode_value(dict(self.metrics)),
+            "labels": encode_value(dict(self.labels)),
+            "rerun_of": self.rerun_of,
+            "sweep_id": self.sweep_id,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TrialRecord:
+        schema = obj.get("schema")
+        if not isinstance(schema, int) or schema > SCHEMA:
+            raise ValueError(f"unknown record schema {schema!r} (this experigraph reads "
+                             f"up to {SCHEMA}; upgrade experigraph)")
+        return cls(
+            experiment_id=obj["experiment_id"],
+            trial_id=int(obj["trial_id"]),
+            status=Status(obj["status"]),
+            parameters=decode_value(obj.get("parameters", {})),
+            seed=int(obj["seed"]),
+            started=_time_from_json(obj["started"]),  # type: ignore[arg-type]
+            finished=_time_from_json(obj.get("finished")),
+            process_time=obj.get("process_time"),
+            description=obj.get("description", ""),
+            error=decode_value(obj["error"]) if obj.get("error") is not None else None,
+            result=decode_value(obj.get("result")),
+            result_type=obj.get("result_type"),
+            result_hash=obj.get("result_hash"),
+            result_blob=obj.get("result_blob"),
+            host=obj.get("host", ""),
+            pid=int(obj.get("pid", 0)),
+            code=obj.get("code", {}),
+            environment_hash=obj.get("environment_hash"),
+            steps=tuple(StepRecord.from_json(s) for s in obj.get("steps", ())),
+            drift=tuple(DriftEvent.from_json(d) for d in obj.get("drift", ())),
+            metrics=decode_value(obj.get("metrics", {})),
+            labels=decode_value(obj.get("labels", {})),
+            rerun_of=obj.get("rerun_of"),
+            sweep_id=obj.get("sweep_id"),
+            schema=SCHEMA,
+        )
+
+
+def merge_steps(local: Sequence[StepRecord], remote: Sequence[StepRecord]) -> tuple[StepRecord, ...]:
+    """All step records of a trial, once each, in start order."""
+    seen: dict[tuple[str, str], StepRecord] = {}
+    for rec in (*local, *remote):
+        seen.setdefault((rec.key, rec.started.isoformat()), rec)
+    return tuple(sorted(seen.values(), key=lambda r: r.started))

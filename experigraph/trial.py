@@ -1,0 +1,299 @@
+"""The life of a trial: start -> steps -> finish.
+
+For every compute (one trial, or a sweep's many), in the caller's process:
+
+1. the code of the steps in the graph is snapshotted (step sources as
+   content-addressed blobs) and compared with the previous trial's (code drift);
+2. each trial reserves an id (``backend.next_trial_id``) and writes a
+   ``running`` record: from here on a crash leaves a record that reads back as
+   *interrupted*, never a hole or a torn file;
+3. dask runs the graph, each step inside ``hooks.run_step``;
+4. each trial finishes: its step records are gathered (from memory, and from
+   the backend for steps that ran in other processes), outputs are checked for
+   impurity, and the final record (status, result, timings, drift events)
+   replaces the running one in a single atomic ``write_trial``.
+
+A step's exception is recorded (``Success=False``, ``Description``) and then
+propagates unchanged. In a sweep a failing step fails only the trials that
+depend on it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import reprlib
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dask
+import dask.threaded
+
+from . import signing
+from .backends.base import Backend
+from .code import unified_diff
+from .errors import BackendError, TrialIDNotFoundError, CorruptRecordError
+from .graph import CallNode, StepSpec, TrialPlan, build_trial_graph
+from .hashing import value_hash
+from .hooks import HOST, RecordSink, StepFailure, TrialContext, seed_globals
+from .records import (DriftEvent, Status, StepRecord, TrialRecord, encode_value, is_json_exact,
+                      merge_steps, now, type_name)
+
+logger = logging.getLogger(__name__)
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60
+_SHORT.maxother = 60
+
+__all__ = ["TrialRecord", "StepRecord", "DriftEvent", "Status", "Outcome", "run_trials",
+           "new_seed"]
+
+
+def new_seed() -> int:
+    """A fresh seed for a trial that was given none."""
+    return random.SystemRandom().randrange(2**32)
+
+
+class Outcome:
+    """What one trial of a compute gave: its id, value or exception, and record."""
+
+    __slots__ = ("trial_id", "value", "exception", "record")
+
+    def __init__(self, trial_id: int, value: Any, exception: BaseException | None,
+                 record: TrialRecord) -> None:
+        self.trial_id, self.value, self.exception, self.record = (
+            trial_id, value, exception, record)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}({exc})"
+
+
+def _format_parameters(parameters: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_SHORT.repr(v)}" for k, v in parameters.items())
+
+
+# -- code snapshot and code drift ---------------------------------------------------
+def snapshot_code(backend: Backend, order: Sequence[CallNode], stored: set[str]
+                  ) -> dict[str, dict[str, str]]:
+    """``{step: {"code_hash", "source_hash"}}`` for the steps in a graph; sources stored once."""
+    code: dict[str, dict[str, str]] = {}
+    for node in order:
+        spec = node.call.spec
+        if not isinstance(spec, StepSpec) or spec.name in code:
+            continue
+        entry = {"code_hash": spec.code.code_hash, "source_hash": spec.code.source_hash}
+        if spec.code.source is not None:
+            if spec.code.source_hash not in stored:
+                backend.put_blob("source", spec.code.source.encode("utf-8"))
+                stored.add(spec.code.source_hash)
+        else:
+            entry["source_hash"] = ""
+        code[spec.name] = entry
+    return code
+
+
+def read_source(backend: Backend, source_hash: str) -> str | None:
+    if not source_hash:
+        return None
+    try:
+        return backend.get_blob("source", source_hash).decode("utf-8")
+    except KeyError:
+        return None
+
+
+def code_drift(backend: Backend, previous: TrialRecord | None,
+               code: Mapping[str, Mapping[str, str]]) -> list[DriftEvent]:
+    """Drift events (and WARNINGs) for steps whose code changed since ``previous``."""
+    if previous is None:
+        return []
+    events = []
+    for step, entry in code.items():
+        old = previous.code.get(step)
+        if old is None or old.get("source_hash") == entry["source_hash"]:
+            continue
+        old_src = read_source(backend, old.get("source_hash", "")) or ""
+        new_src = read_source(backend, entry["source_hash"]) or ""
+        diff = unified_diff(old_src, new_src, step)
+        if old.get("code_hash") == entry["code_hash"]:
+            message = f"Code context has been changed cosmetically: {step}"
+            logger.info("%s (comments, docstrings or layout only)", message)
+            kind = "code-cosmetic"
+        else:
+            message = f"Code context has been changed: {step}"
+            logger.warning("%s", message)
+            for line in diff:
+                logger.warning("%s", line)
+            kind = "code"
+        events.append(DriftEvent(kind, step, message, tuple(diff),
+                                 {"previous_trial": previous.trial_id,
+                                  "old_code_hash": old.get("code_hash"),
+                                  "new_code_hash": entry["code_hash"]}))
+    return events
+
+
+# -- running ----------------------------------------------------------------------
+def _scheduler_get(dask_kwargs: dict[str, Any]) -> Any:
+    client = dask_kwargs.pop("client", None)
+    scheduler = dask_kwargs.pop("scheduler", None)
+    get = dask.base.get_scheduler(scheduler=client if client is not None else scheduler)
+    return get or dask.threaded.get
+
+
+def run_trials(
+    *,
+    backend: Backend,
+    experiment_id: str,
+    order: list[CallNode],
+    parameter_sets: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    dask_kwargs: Mapping[str, Any],
+    stored_sources: set[str],
+    isolate: bool = False,
+    sweep_id: str | None = None,
+    rerun_of: int | None = None,
+    previous: TrialRecord | None = None,
+    environment: tuple[str | None, list[DriftEvent]] = (None, []),
+) -> list[Outcome]:
+    """Start, compute and finish one trial per parameter set (see the module docstring)."""
+    code = snapshot_code(backend, order, stored_sources)
+    drift = code_drift(backend, previous, code)
+    environment_hash, env_drift = environment
+    drift.extend(env_drift)
+    started_at = time.perf_counter()
+    records: list[TrialRecord] = []
+    for parameters, seed in zip(parameter_sets, seeds):
+        trial_id = backend.next_trial_id()
+        record = TrialRecord(
+            experiment_id=experiment_id, trial_id=trial_id, status=Status.RUNNING,
+            parameters=dict(parameters), seed=seed, started=now(), host=HOST, pid=os.getpid(),
+            code=code, environment_hash=environment_hash, drift=tuple(drift),
+            rerun_of=rerun_of, sweep_id=sweep_id)
+        backend.write_trial(record)
+        records.append(record)
+        logger.info("Started trial %d (seed=%d): %s", trial_id, seed,
+                    _format_parameters(parameters))
+
+    plans = [TrialPlan(r.trial_id, r.parameters, r.seed) for r in records]
+    sink = RecordSink(backend)
+
+    def make_context(group: tuple[int, ...], plan: TrialPlan) -> TrialContext:
+        return TrialContext(experiment_id, group, plan.seed, dict(plan.parameters), backend,
+                            sink, isolate)
+
+    dsk, result_keys = build_trial_graph(order, plans, make_context)
+    kwargs = dict(dask_kwargs)
+    get = _scheduler_get(kwargs)
+    if len(plans) == 1:
+        seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps
+    try:
+        values = get(dsk, result_keys, **kwargs)
+    except BaseException as exc:
+        elapsed = time.perf_counter() - started_at
+        status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED
+        for record in records:
+            _finish(backend, record, sink, status=status, elapsed=elapsed, exception=exc,
+                    tb=traceback.format_exc())
+        raise
+    elapsed = time.perf_counter() - started_at
+    outcomes = []
+    for record, value in zip(records, values):
+        if type(value) is StepFailure:
+            final = _finish(backend, record, sink, status=Status.FAILED, elapsed=elapsed,
+                            exception=value.exception, tb=value.traceback)
+            outcomes.append(Outcome(record.trial_id, None, value.exception, final))
+        else:
+            final = _finish(backend, record, sink, status=Status.SUCCEEDED, elapsed=elapsed,
+                            value=value)
+            outcomes.append(Outcome(record.trial_id, value, None, final))
+    return outcomes
+
+
+def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[DriftEvent]:
+    events = []
+    for rec in steps:
+        if not rec.succeeded or rec.input_hash is None or rec.output_hash is None:
+            continue
+        step_key = f"{rec.step}:{rec.code_hash}:{rec.input_hash}:{seed}"
+        old = backend.swap_output_hash(step_key, rec.output_hash)
+        if old is not None and old != rec.output_hash:
+            message = f"Step result changed with the same input: {rec.step}"
+            logger.warning("%s (input hash %s, seed %d): output hash %s, previously %s",
+                           message, rec.input_hash, seed, rec.output_hash, old)
+            events.append(DriftEvent("impurity", rec.step, message, (), {
+                "input_hash": rec.input_hash, "output_hash": rec.output_hash,
+                "previous_output_hash": old, "code_hash": rec.code_hash}))
+    return events
+
+
+def _finish(backend: Backend, record: TrialRecord, sink: RecordSink, *, status: Status,
+            elapsed: float, value: Any = None, exception: BaseException | None = None,
+            tb: str | None = None) -> TrialRecord:
+    trial_id = record.trial_id
+    local = [r for r in sink.records if trial_id in r.trial_ids]
+    try:
+        remote = backend.read_step_records(trial_id)
+    except Exception:  # the trial's own outcome matters more than late step records
+        logger.exception("Could not read step records of trial %d from %s", trial_id, backend.uri)
+        remote = []
+    steps = merge_steps(local, remote)
+    drift = list(record.drift)
+    if status is Status.SUCCEEDED:
+        drift.extend(_impurity(backend, steps, record.seed))
+    metrics: dict[str, Any] = {}
+    labels: dict[str, Any] = {}
+    description = ""
+    for step in steps:
+        metrics.update(step.metrics)
+        labels.update(step.labels)
+        if step.description:
+            description = step.description
+    changes: dict[str, Any] = dict(
+        status=status, finished=now(), process_time=elapsed, steps=steps, drift=tuple(drift),
+        metrics=metrics, labels=labels, description=description)
+    if exception is not None:
+        changes["description"] = _describe(exception)
+        changes["error"] = {"type": type_name(exception), "message": str(exception),
+                            "traceback": tb or ""}
+    elif status is Status.SUCCEEDED:
+        changes.update(_result_fields(backend, value))
+    final = record.replace(**changes)
+    backend.write_trial(final)
+    if status is Status.SUCCEEDED:
+        logger.info("Finished trial %d: result %s (%.3f s)", trial_id,
+                    _SHORT.repr(value), elapsed)
+    else:
+        logger.info("Trial %d %s: %s", trial_id, status.value, final.description)
+    return final
+
+
+def _result_fields(backend: Backend, value: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"result": value, "result_type": type_name(value),
+                              "result_hash": value_hash(value)}
+    if not is_json_exact(value):
+        try:
+            fields["result_blob"] = backend.put_blob("pickle", signing.dumps(value))
+        except Exception as exc:  # an unpicklable result is recorded by repr only
+            logger.warning("Result of type %s cannot be pickled (%s); only its repr is recorded",
+                           type_name(value), exc)
+    return fields
+
+
+def derive_status(record: TrialRecord) -> TrialRecord:
+    """A ``running`` record whose process is gone on this host reads as interrupted."""
+    if record.status is Status.RUNNING and record.host == HOST and record.pid:
+        try:
+            os.kill(record.pid, 0)
+        except ProcessLookupError:
+            return record.replace(status=Status.INTERRUPTED,
+                                  description=record.description or
+                                  "Interrupted: the process running this trial stopped")
+        except PermissionError:
+            pass
+    return record
+
+
+def encode_for_display(value: Any) -> Any:  # used by history for non-JSON results
+    return encode_value(value)

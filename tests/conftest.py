@@ -1,0 +1,107 @@
+"""Fixtures shared by every test: isolated backends, keys, and real servers."""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory, monkeypatch):
+    """Each test gets its own key file location and no inherited backend choice."""
+    config = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    monkeypatch.delenv("EXPERIGRAPH_SECRET_KEY", raising=False)
+    monkeypatch.delenv("EXPERIGRAPH_BACKEND", raising=False)
+    yield
+
+
+@pytest.fixture
+def experiment_id(request):
+    """A unique, valid experiment id named after the test."""
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:80]
+    return f"{name}_{next(_counter)}"
+
+
+@pytest.fixture
+def backend_root(tmp_path):
+    root = tmp_path / "store"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def make_experiment(backend_root, experiment_id):
+    """Build Experiments on an isolated file backend: make_experiment(**kwargs)."""
+    import experigraph as xg
+
+    def make(id=None, **kwargs):
+        kwargs.setdefault("backend", backend_root)
+        return xg.Experiment(id=id or experiment_id, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def quickstart(make_experiment):
+    """The quickstart experiment: (ex, a, b, s)."""
+    ex = make_experiment()
+    a = ex.parameter("a")
+    b = ex.parameter("b")
+
+    @ex
+    def prepare_data(a, b):
+        return a + b
+
+    @ex.result
+    def calculate_score(s):
+        return 10 / s
+
+    return ex, a, b, calculate_score(prepare_data(a, b))
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """A real dask.distributed LocalCluster with two worker processes."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, memory_limit="2GiB")
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def client(local_cluster):
+    from distributed import Client
+
+    with Client(local_cluster, set_as_default=False) as c:
+        yield c
+
+
+def python_env():
+    """Environment for subprocesses that must import this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.fixture
+def run_python(tmp_path):
+    """Run a Python snippet in a fresh interpreter, in tmp_path."""
+    import subprocess
+
+    def run(code, *, check=True, timeout=120, cwd=None):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=cwd or tmp_path,
+                              env=python_env(), capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n"
+                                 f"{proc.stderr}")
+        return proc
+
+    return run
