@@ -67,20 +67,37 @@ def quickstart(make_experiment):
 
 
 @pytest.fixture(scope="session")
-def local_cluster():
-    """A real dask.distributed LocalCluster with two worker processes."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="2GiB")
-    yield cluster
+def local_cluster(tmp_path_factory):
+    """A real dask.distributed LocalCluster with two worker processes.
+
+    Its workers sign persisted outputs with the key file under the yielded
+    config directory, as a team shares one key.
+    """
+    import distributed
+
+    config = tmp_path_factory.mktemp("cluster-config")
+    saved = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(config)  # inherited by the worker processes
+    try:
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, memory_limit="2GiB")
+    finally:
+        if saved is None:
+            del os.environ["XDG_CONFIG_HOME"]
+        else:
+            os.environ["XDG_CONFIG_HOME"] = saved
+    yield cluster, config
     cluster.close()
 
 
 @pytest.fixture
-def client(local_cluster):
+def client(local_cluster, monkeypatch):
+    """A client of the session's LocalCluster; this test shares the workers' key."""
     from distributed import Client
 
-    with Client(local_cluster, set_as_default=False) as c:
+    cluster, config = local_cluster
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    with Client(cluster, set_as_default=False) as c:
         yield c
 
 
