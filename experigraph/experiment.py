@@ -199,7 +199,8 @@ class Experiment:
 
     def sweep(self, grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None = None,
               /, *, seed: int | None = None, result: Result | None = None,
-              client: Any = None, scheduler: Any = None, **values: Sequence[Any]) -> pd.DataFrame:
+              client: Any = None, scheduler: Any = None, progress: bool = True,
+              **values: Sequence[Any]) -> pd.DataFrame:
         """Run many trials as one dask graph and return their history rows.
 
         ``ex.sweep(a=[1, 2], b=[3, 4])`` runs the grid product (4 trials);
@@ -207,6 +208,9 @@ class Experiment:
         that trials have in common (same step, code, seed and inputs) run once. A
         failing trial is recorded as failed and the others go on. Every trial of
         a sweep has the same seed unless ``seed`` is a list (one per trial).
+        ``client=`` runs it on a dask.distributed cluster; ``progress`` shows a bar.
+        The names ``seed``, ``result``, ``client``, ``scheduler`` and ``progress``
+        are options: sweep parameters with those names through the list-of-dicts form.
         """
         result = result or self._result
         if result is None:
@@ -236,7 +240,12 @@ class Experiment:
             backend=self._backend, experiment_id=self.id, order=order,
             parameter_sets=resolved, seeds=seeds, dask_kwargs=dask_kwargs,
             stored_sources=self._stored_sources, isolate=True,
-            sweep_id=uuid.uuid4().hex[:12], previous=self._previous_trial())
+            sweep_id=uuid.uuid4().hex[:12], previous=self._previous_trial(),
+            show_progress=progress)
+        failed = [o.trial_id for o in outcomes if o.exception is not None]
+        if failed:
+            logger.warning("Sweep finished with %d failed trial(s): %s", len(failed),
+                           ", ".join(map(str, failed)))
         return self._history_frame([o.record for o in outcomes], verbose=False)
 
     def _previous_trial(self) -> TrialRecord | None:

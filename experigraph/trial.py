@@ -38,6 +38,7 @@ from .errors import BackendError, TrialIDNotFoundError, CorruptRecordError
 from .graph import CallNode, StepSpec, TrialPlan, build_trial_graph
 from .hashing import value_hash
 from .hooks import HOST, RecordSink, StepFailure, TrialContext, seed_globals
+from .sweep import progress
 from .records import (DriftEvent, Status, StepRecord, TrialRecord, encode_value, is_json_exact,
                       merge_steps, now, type_name)
 
@@ -156,6 +157,7 @@ def run_trials(
     rerun_of: int | None = None,
     previous: TrialRecord | None = None,
     environment: tuple[str | None, list[DriftEvent]] = (None, []),
+    show_progress: bool = False,
 ) -> list[Outcome]:
     """Start, compute and finish one trial per parameter set (see the module docstring)."""
     code = snapshot_code(backend, order, stored_sources)
@@ -189,7 +191,8 @@ def run_trials(
     if len(plans) == 1:
         seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps
     try:
-        values = get(dsk, result_keys, **kwargs)
+        with progress(show_progress, len(plans)):
+            values = get(dsk, result_keys, **kwargs)
     except BaseException as exc:
         elapsed = time.perf_counter() - started_at
         status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED
@@ -294,6 +297,3 @@ def derive_status(record: TrialRecord) -> TrialRecord:
             pass
     return record
 
-
-def encode_for_display(value: Any) -> Any:  # used by history for non-JSON results
-    return encode_value(value)
