@@ -195,6 +195,7 @@ class Experiment:
             parameter_sets=[parameters], seeds=[self._check_seed(seed)],
             dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
             previous=self._previous_trial(), rerun_of=rerun_of)
+        self._finished[outcome.trial_id] = outcome.record
         return outcome.value
 
     def sweep(self, grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None = None,
@@ -242,6 +243,7 @@ class Experiment:
             stored_sources=self._stored_sources, isolate=True,
             sweep_id=uuid.uuid4().hex[:12], previous=self._previous_trial(),
             show_progress=progress)
+        self._finished.update((o.trial_id, o.record) for o in outcomes)
         failed = [o.trial_id for o in outcomes if o.exception is not None]
         if failed:
             logger.warning("Sweep finished with %d failed trial(s): %s", len(failed),

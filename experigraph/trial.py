@@ -167,15 +167,16 @@ def run_trials(
     started_at = time.perf_counter()
     records: list[TrialRecord] = []
     for parameters, seed in zip(parameter_sets, seeds):
-        trial_id = backend.next_trial_id()
-        record = TrialRecord(
-            experiment_id=experiment_id, trial_id=trial_id, status=Status.RUNNING,
-            parameters=dict(parameters), seed=seed, started=now(), host=HOST, pid=os.getpid(),
-            code=code, environment_hash=environment_hash, drift=tuple(drift),
-            rerun_of=rerun_of, sweep_id=sweep_id)
-        backend.write_trial(record)
+        def make_record(trial_id: int) -> TrialRecord:
+            return TrialRecord(
+                experiment_id=experiment_id, trial_id=trial_id, status=Status.RUNNING,
+                parameters=dict(parameters), seed=seed, started=now(), host=HOST,
+                pid=os.getpid(), code=code, environment_hash=environment_hash,
+                drift=tuple(drift), rerun_of=rerun_of, sweep_id=sweep_id)
+
+        record = backend.start_trial(make_record)
         records.append(record)
-        logger.info("Started trial %d (seed=%d): %s", trial_id, seed,
+        logger.info("Started trial %d (seed=%d): %s", record.trial_id, seed,
                     _format_parameters(parameters))
 
     plans = [TrialPlan(r.trial_id, r.parameters, r.seed) for r in records]
@@ -215,12 +216,14 @@ def run_trials(
 
 
 def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[DriftEvent]:
+    checked = {f"{rec.step}:{rec.code_hash}:{rec.input_hash}:{seed}": rec for rec in steps
+               if rec.succeeded and rec.input_hash is not None and rec.output_hash is not None}
+    if not checked:
+        return []
+    olds = backend.swap_output_hashes({k: r.output_hash for k, r in checked.items()})
     events = []
-    for rec in steps:
-        if not rec.succeeded or rec.input_hash is None or rec.output_hash is None:
-            continue
-        step_key = f"{rec.step}:{rec.code_hash}:{rec.input_hash}:{seed}"
-        old = backend.swap_output_hash(step_key, rec.output_hash)
+    for step_key, rec in checked.items():
+        old = olds[step_key]
         if old is not None and old != rec.output_hash:
             message = f"Step result changed with the same input: {rec.step}"
             logger.warning("%s (input hash %s, seed %d): output hash %s, previously %s",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import CorruptRecordError, TrialIDNotFoundError
@@ -89,6 +89,10 @@ class Backend(abc.ABC):
     def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
         """Remember ``output_hash`` for ``step_key``; return the hash it replaced."""
 
+    def swap_output_hashes(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
+        """``swap_output_hash`` for many keys at once (backends may batch it)."""
+        return {k: self.swap_output_hash(k, h) for k, h in hashes.items()}
+
     # -- metrics ----------------------------------------------------------------
     @abc.abstractmethod
     def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
@@ -111,6 +115,12 @@ class Backend(abc.ABC):
         """Release connections; the backend reconnects on next use."""
 
     # -- derived, written once here ----------------------------------------------
+    def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
+        """Reserve an id and write the record ``make_record(id)`` for it (a running trial)."""
+        record = make_record(self.next_trial_id())
+        self.write_trial(record)
+        return record
+
     def read_trials(self, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
         """Records for ``trial_ids`` (default: all), skipping torn ones with a WARNING."""
         out = []
