@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import script as script_mode
 from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
@@ -56,6 +57,7 @@ class Step:
             result = make_call(self.spec, args, kwargs, cls=Result)
             result._experiment = self._experiment
             self._experiment._result = result
+            script_mode.register(self._experiment, result)
             return result
         return make_call(self.spec, args, kwargs)
 
@@ -186,15 +188,16 @@ class Experiment:
         return seed
 
     def _run_trial(self, result: Result, *, seed: int | None, dask_kwargs: Mapping[str, Any],
-                   overrides: Mapping[str, Any] | None = None, rerun_of: int | None = None
-                   ) -> Any:
+                   overrides: Mapping[str, Any] | None = None, rerun_of: int | None = None,
+                   script: Mapping[str, Any] | None = None) -> Any:
+        """Run one trial of ``result`` (the CLI passes ``overrides``, ``rerun_of``, ``script``)."""
         order = walk(result._node)
         parameters = self._space.resolve(parameters_read(order), overrides)
         outcome, = run_trials(
             backend=self._backend, experiment_id=self.id, order=order,
             parameter_sets=[parameters], seeds=[self._check_seed(seed)],
             dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
-            previous=self._previous_trial(), rerun_of=rerun_of)
+            previous=self._previous_trial(), rerun_of=rerun_of, script=script)
         self._finished[outcome.trial_id] = outcome.record
         return outcome.value
 

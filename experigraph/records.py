@@ -244,6 +244,7 @@ class TrialRecord:
     labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     rerun_of: int | None = None
     sweep_id: str | None = None
+    script: Mapping[str, Any] | None = None
     schema: int = SCHEMA
 
     @property
@@ -280,6 +281,7 @@ class TrialRecord:
             "labels": encode_value(dict(self.labels)),
             "rerun_of": self.rerun_of,
             "sweep_id": self.sweep_id,
+            "script": encode_value(dict(self.script)) if self.script is not None else None,
         }
 
     @classmethod
@@ -313,6 +315,7 @@ class TrialRecord:
             labels=decode_value(obj.get("labels", {})),
             rerun_of=obj.get("rerun_of"),
             sweep_id=obj.get("sweep_id"),
+            script=decode_value(obj["script"]) if obj.get("script") is not None else None,
             schema=SCHEMA,
         )
 

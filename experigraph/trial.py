@@ -158,6 +158,7 @@ def run_trials(
     previous: TrialRecord | None = None,
     environment: tuple[str | None, list[DriftEvent]] = (None, []),
     show_progress: bool = False,
+    script: Mapping[str, Any] | None = None,
 ) -> list[Outcome]:
     """Start, compute and finish one trial per parameter set (see the module docstring)."""
     code = snapshot_code(backend, order, stored_sources)
@@ -172,7 +173,7 @@ def run_trials(
                 experiment_id=experiment_id, trial_id=trial_id, status=Status.RUNNING,
                 parameters=dict(parameters), seed=seed, started=now(), host=HOST,
                 pid=os.getpid(), code=code, environment_hash=environment_hash,
-                drift=tuple(drift), rerun_of=rerun_of, sweep_id=sweep_id)
+                drift=tuple(drift), rerun_of=rerun_of, sweep_id=sweep_id, script=script)
 
         record = backend.start_trial(make_record)
         records.append(record)

@@ -16,6 +16,10 @@ from .base import Backend
 #: scheme -> "module:Class"
 REGISTRY: dict[str, str] = {
     "file": "experigraph.backends.file:FileBackend",
+    "redis": "experigraph.backends.redis:RedisBackend",
+    "rediss": "experigraph.backends.redis:RedisBackend",
+    "unix": "experigraph.backends.redis:RedisBackend",
+    "mongodb": "experigraph.backends.mongo:MongoBackend",
 }
 
 ENV_BACKEND = "EXPERIGRAPH_BACKEND"

@@ -1,0 +1,121 @@
+"""The ``packages`` category: installed distributions, from :mod:`importlib.metadata`.
+
+Reading every distribution's metadata costs about 100 ms, so the list is kept
+per process and read again only when a cheap signature changes: ``sys.path``
+itself, the working directory when ``''`` is on it, and the ``os.stat`` of each
+directory that held a ``.dist-info``/``.egg-info`` at the last collection.
+Installing, upgrading or removing a package adds or removes such an entry,
+which changes its directory's mtime.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+from typing import Any
+
+from ._common import stat_signature
+
+logger = logging.getLogger(__name__)
+
+# Per-process cache: the signature and the list collected under it.
+_lock = threading.Lock()
+_cache: dict[str, Any] = {"signature": None, "value": None, "locations": ()}
+
+_NORMALIZE = re.compile(r"[-_.]+")
+_HEADER_END = re.compile(r"\r?\n\r?\n")
+
+
+def normalize_name(name: str) -> str:
+    """Return the PEP 503 normalised form of a distribution name (``Foo_Bar`` -> ``foo-bar``)."""
+    return _NORMALIZE.sub("-", name).lower()
+
+
+def _signature(locations: tuple[str, ...]) -> tuple[Any, ...]:
+    cwd = None
+    if "" in sys.path:  # '' means the working directory, which may have moved
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the working directory was deleted
+            cwd = None
+    return (tuple(sys.path), cwd, stat_signature(locations))
+
+
+def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
+    """Read ``Name`` and ``Version`` from the metadata's header block.
+
+    ``dist.metadata`` parses the whole file with :mod:`email`, long description
+    included, which is most of the cost of listing packages; the two fields are
+    single-line headers in the first lines. Anything unusual (a folded header, a
+    missing field, a ``.egg-info`` file) falls back to ``dist.metadata``.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if text:
+        found: dict[str, str] = {}
+        last_key = ""
+        for line in _HEADER_END.split(text, maxsplit=1)[0].splitlines():
+            if line[:1] in (" ", "\t"):  # continuation of the previous header
+                if last_key in ("name", "version"):
+                    found.clear()  # folded: let the email parser handle it
+                    break
+                continue
+            key, sep, value = line.partition(":")
+            last_key = key.strip().lower()
+            if sep and last_key in ("name", "version") and last_key not in found:
+                found[last_key] = value.strip()
+        if found.get("name") and found.get("version"):
+            return found["name"], found["version"]
+    return dist.metadata["Name"], dist.version
+
+
+def _gather() -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    import importlib.metadata  # about 20 ms to import: only when first needed
+
+    seen: set[str] = set()
+    packages: list[dict[str, Any]] = []
+    locations: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        try:
+            name, version = _name_and_version(dist)
+            location = os.fspath(dist.locate_file(""))
+        except Exception as exc:  # one broken .dist-info must not hide the others
+            logger.debug("Skipping an unreadable distribution: %s", exc)
+            continue
+        if not name:
+            continue
+        location = os.path.abspath(location)
+        locations.add(location)
+        key = normalize_name(name)
+        if key in seen:  # shadowed by an earlier sys.path entry, as for import and pip
+            continue
+        seen.add(key)
+        packages.append({"name": name, "version": version, "location": location})
+    packages.sort(key=lambda p: (p["name"].lower(), p["version"] or "", p["location"]))
+    return packages, tuple(sorted(locations))
+
+
+def collect_packages() -> list[dict[str, Any]]:
+    """List the installed Python distributions, as pip would see them.
+
+    Returns
+    -------
+    list of dict
+        ``{"name", "version", "location"}`` per distribution, sorted by name
+        case-insensitively; where a name is installed twice only the one found
+        first on ``sys.path`` is listed. The same list object is returned while
+        the signature is unchanged; treat it as read-only.
+    """
+    if _cache["value"] is not None and _signature(_cache["locations"]) == _cache["signature"]:
+        return _cache["value"]
+    with _lock:
+        if _cache["value"] is not None and _signature(_cache["locations"]) == _cache["signature"]:
+            return _cache["value"]
+        packages, locations = _gather()
+        signature = _signature(locations)
+        if packages != _cache["value"]:
+            _cache["value"] = packages
+        _cache["locations"], _cache["signature"] = locations, signature
+        logger.debug("Collected %d installed packages", len(packages))
+        return _cache["value"]
