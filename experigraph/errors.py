@@ -91,6 +91,8 @@ class BackendError(ExperigraphError, RuntimeError):
         super().__init__(message)
         self.result = result
         self.has_result = has_result
+        self.results: dict[int, Any] = {}
+        self.pending: list[Any] = []  # trials kept in memory for Experiment.save_pending
 
 
 class CorruptRecordError(BackendError):

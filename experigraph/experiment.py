@@ -7,12 +7,13 @@ history, and re-running a notebook cell loses and duplicates nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -22,13 +23,13 @@ from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
-    InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError, StepDefinitionError,
+    BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError, StepDefinitionError,
     TrialIDNotFoundError)
 from .graph import (
     NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, parameters_read, walk)
 from .hooks import current_scope
 from .records import Status, TrialRecord, Unrepresentable
-from .trial import derive_status, new_seed, read_source, run_trials
+from .trial import PendingTrial, derive_status, new_seed, read_source, run_trials
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Experiment:
         self._result: Result | None = None
         self._stored_sources: set[str] = set()
         self._finished: dict[int, TrialRecord] = {}  # records that can no longer change
+        self._pending: list[PendingTrial] = []  # computed, not yet recorded (backend down)
         last = self._backend.last_trial_id()
         if last:
             logger.info("Loaded experiment %s from %s (last trial id %d)", self.id,
@@ -193,11 +195,12 @@ class Experiment:
         """Run one trial of ``result`` (the CLI passes ``overrides``, ``rerun_of``, ``script``)."""
         order = walk(result._node)
         parameters = self._space.resolve(parameters_read(order), overrides)
-        outcome, = run_trials(
-            backend=self._backend, experiment_id=self.id, order=order,
-            parameter_sets=[parameters], seeds=[self._check_seed(seed)],
-            dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
-            previous=self._previous_trial(), rerun_of=rerun_of, script=script)
+        with self._keeping_pending():
+            outcome, = run_trials(
+                backend=self._backend, experiment_id=self.id, order=order,
+                parameter_sets=[parameters], seeds=[self._check_seed(seed)],
+                dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
+                previous=self._previous_trial(), rerun_of=rerun_of, script=script)
         self._finished[outcome.trial_id] = outcome.record
         return outcome.value
 
@@ -240,18 +243,45 @@ class Experiment:
             dask_kwargs["client"] = client
         if scheduler is not None:
             dask_kwargs["scheduler"] = scheduler
-        outcomes = run_trials(
-            backend=self._backend, experiment_id=self.id, order=order,
-            parameter_sets=resolved, seeds=seeds, dask_kwargs=dask_kwargs,
-            stored_sources=self._stored_sources, isolate=True,
-            sweep_id=uuid.uuid4().hex[:12], previous=self._previous_trial(),
-            show_progress=progress)
+        with self._keeping_pending():
+            outcomes = run_trials(
+                backend=self._backend, experiment_id=self.id, order=order,
+                parameter_sets=resolved, seeds=seeds, dask_kwargs=dask_kwargs,
+                stored_sources=self._stored_sources, isolate=True,
+                sweep_id=uuid.uuid4().hex[:12], previous=self._previous_trial(),
+                show_progress=progress)
         self._finished.update((o.trial_id, o.record) for o in outcomes)
         failed = [o.trial_id for o in outcomes if o.exception is not None]
         if failed:
             logger.warning("Sweep finished with %d failed trial(s): %s", len(failed),
                            ", ".join(map(str, failed)))
         return self._history_frame([o.record for o in outcomes], verbose=False)
+
+    @contextlib.contextmanager
+    def _keeping_pending(self) -> Iterator[None]:
+        try:
+            yield
+        except BackendError as exc:
+            self._pending.extend(exc.pending)
+            raise
+
+    @property
+    def pending_trial_ids(self) -> list[int]:
+        """Trials computed in this process that the backend could not record yet."""
+        return [p.record.trial_id for p in self._pending]
+
+    def save_pending(self) -> list[int]:
+        """Record the trials that were computed while the backend was unreachable.
+
+        Returns the ids recorded; raises BackendError (keeping the rest) if the
+        backend still fails.
+        """
+        saved = []
+        while self._pending:
+            record = self._pending[0].save(self._backend)
+            self._finished[record.trial_id] = record
+            saved.append(self._pending.pop(0).record.trial_id)
+        return saved
 
     def _previous_trial(self) -> TrialRecord | None:
         last = self._backend.last_trial_id()
@@ -466,6 +496,7 @@ def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None) 
     ex.id, ex._backend, ex.seed = experiment_id, backend, seed
     ex._space = ParameterSpace()
     ex._steps, ex._result, ex._stored_sources, ex._finished = {}, None, set(), {}
+    ex._pending = []
     return ex
 
 

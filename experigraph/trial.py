@@ -57,6 +57,24 @@ def new_seed() -> int:
     return random.SystemRandom().randrange(2**32)
 
 
+class PendingTrial:
+    """A finished trial that could not be recorded (the backend failed): kept in memory."""
+
+    __slots__ = ("record", "value")
+
+    def __init__(self, record: TrialRecord, value: Any) -> None:
+        self.record, self.value = record, value
+
+    def save(self, backend: Backend) -> TrialRecord:
+        """Record it now (raises again if the backend is still unreachable)."""
+        record = self.record
+        if record.status is Status.SUCCEEDED:
+            record = record.replace(**_result_fields(backend, self.value))
+        backend.write_trial(record)
+        logger.info("Recorded pending trial %d", record.trial_id)
+        return record
+
+
 class Outcome:
     """What one trial of a compute gave: its id, value or exception, and record."""
 
@@ -198,22 +216,61 @@ def run_trials(
     except BaseException as exc:
         elapsed = time.perf_counter() - started_at
         status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED
+        tb = traceback.format_exc()
         for record in records:
-            _finish(backend, record, sink, status=status, elapsed=elapsed, exception=exc,
-                    tb=traceback.format_exc())
+            try:
+                _finish(backend, record, sink, status=status, elapsed=elapsed, exception=exc,
+                        tb=tb)
+            except Exception:  # recording must never mask the step's own exception
+                logger.exception("Could not record the failure of trial %d in %s",
+                                 record.trial_id, backend.uri)
         raise
     elapsed = time.perf_counter() - started_at
-    outcomes = []
+    outcomes, pending, failure = [], [], None
     for record, value in zip(records, values):
-        if type(value) is StepFailure:
-            final = _finish(backend, record, sink, status=Status.FAILED, elapsed=elapsed,
-                            exception=value.exception, tb=value.traceback)
-            outcomes.append(Outcome(record.trial_id, None, value.exception, final))
-        else:
-            final = _finish(backend, record, sink, status=Status.SUCCEEDED, elapsed=elapsed,
-                            value=value)
-            outcomes.append(Outcome(record.trial_id, value, None, final))
+        failed = type(value) is StepFailure
+        kwargs: dict[str, Any] = (
+            dict(status=Status.FAILED, exception=value.exception, tb=value.traceback)
+            if failed else dict(status=Status.SUCCEEDED, value=value))
+        try:
+            final = _finish(backend, record, sink, elapsed=elapsed, **kwargs)
+        except Exception as exc:  # computed, but the backend failed: keep it for later
+            final = _unrecorded(record, sink, elapsed=elapsed, **kwargs)
+            pending.append(PendingTrial(final, None if failed else value))
+            failure = failure or exc
+            logger.error("Trial %d was computed but could not be recorded in %s: %s",
+                         record.trial_id, backend.uri, exc)
+        outcomes.append(Outcome(record.trial_id, None if failed else value,
+                                value.exception if failed else None, final))
+    if pending:
+        ids = ", ".join(str(p.record.trial_id) for p in pending)
+        error = BackendError(
+            f"Trial(s) {ids} computed their result but could not be recorded in "
+            f"{backend.uri}: {failure}. Nothing is lost: the result is in err.result "
+            "(err.results maps every trial id to its value); once the backend is reachable "
+            "again, call ex.save_pending() to record them.",
+            result=outcomes[0].value if len(outcomes) == 1 else None, has_result=True)
+        error.pending = pending
+        error.results = {o.trial_id: o.value for o in outcomes}
+        raise error from failure
     return outcomes
+
+
+def _unrecorded(record: TrialRecord, sink: RecordSink, *, status: Status, elapsed: float,
+                value: Any = None, exception: BaseException | None = None,
+                tb: str | None = None) -> TrialRecord:
+    """The final record of a trial whose backend failed: built from what is in memory."""
+    steps = merge_steps([r for r in sink.records if record.trial_id in r.trial_ids], [])
+    changes: dict[str, Any] = dict(status=status, finished=now(), process_time=elapsed,
+                                   steps=steps)
+    if exception is not None:
+        changes.update(description=_describe(exception),
+                       error={"type": type_name(exception), "message": str(exception),
+                              "traceback": tb or ""})
+    else:
+        changes.update(result=value, result_type=type_name(value),
+                       result_hash=value_hash(value))
+    return record.replace(**changes)
 
 
 def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[DriftEvent]:
