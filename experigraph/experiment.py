@@ -342,6 +342,19 @@ class Experiment:
                 [scope.ctx.seed, scope.step_seed]))
         return scope.rng
 
+    # -- dashboard ------------------------------------------------------------------
+    def start_dashboard(self, port: int = 5000, blocking: bool | None = None,
+                        address: str = "127.0.0.1", **kwargs: Any) -> Any:
+        """Serve the Bokeh dashboard of this experiment's trials (read only).
+
+        ``blocking=None`` blocks when run from a script and returns at once in
+        Jupyter or inside a running event loop; the returned handle stops it.
+        It binds to 127.0.0.1 unless ``address`` says otherwise.
+        """
+        from .board import start_dashboard
+
+        return start_dashboard(self, port=port, blocking=blocking, address=address, **kwargs)
+
     # -- querying -----------------------------------------------------------------
     @property
     def trial_id(self) -> int:

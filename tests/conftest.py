@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["fixtures_backends"]
+
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 

@@ -1,0 +1,2 @@
+"""Backend fixtures (a pytest plugin loaded by tests/conftest.py)."""
+from __future__ import annotations
