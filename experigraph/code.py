@@ -7,6 +7,11 @@ of what the code does does. ``source_hash`` is the hash of the exact text, so a
 cosmetic edit is still seen. A function whose source cannot be read (built in
 a REPL without history, a C function) is hashed from its bytecode and recorded
 as such with a WARNING.
+
+Helper functions count as part of a step's code: the module-level functions of
+the step's own module (file or notebook) that it calls, directly or through
+other helpers, are captured with it. Their sources follow the step's in the
+recorded text, and a change in a helper is a change of the step's code.
 """
 from __future__ import annotations
 
@@ -27,17 +32,61 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class StepCode:
-    """What was captured of one step's code."""
+    """What was captured of one step's code (and of the helper functions it calls)."""
 
     name: str
     source: str | None
     code_hash: str
     source_hash: str
     filename: str | None
+    helpers: tuple[tuple[str, str], ...] = ()
 
     @property
     def has_source(self) -> bool:
         return self.source is not None
+
+    @property
+    def text(self) -> str | None:
+        """The step's source followed by its helpers' sources: what is stored and diffed."""
+        if self.source is None:
+            return None
+        if not self.helpers:
+            return self.source
+        parts = [self.source.rstrip("\n"), "", "# helper functions used by this step"]
+        for name, src in self.helpers:
+            parts.extend(["", src.rstrip("\n")])
+        return "\n".join(parts) + "\n"
+
+
+MAX_HELPERS = 50
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def find_helpers(func: Callable[..., Any]) -> list[tuple[str, Callable[..., Any]]]:
+    """Module-level functions of ``func``'s module that it calls, transitively."""
+    module = getattr(func, "__module__", None)
+    found: dict[str, Callable[..., Any]] = {}
+    todo = [func]
+    while todo and len(found) < MAX_HELPERS:
+        current = todo.pop()
+        code = getattr(current, "__code__", None)
+        namespace = getattr(current, "__globals__", None)
+        if code is None or namespace is None:
+            continue
+        for name in sorted(_global_names(code)):
+            obj = namespace.get(name)
+            if (inspect.isfunction(obj) and obj is not func and name not in found
+                    and obj.__module__ == module and obj.__name__ != "<lambda>"):
+                found[name] = obj
+                todo.append(obj)
+    return sorted(found.items())
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -76,7 +125,17 @@ def capture(func: Callable[..., Any], name: str | None = None) -> StepCode:
     except (OSError, TypeError):
         source = None
     if source is not None:
-        return StepCode(name, source, normalized_hash(source), text_hash(source), filename)
+        helpers = []
+        for helper_name, helper in find_helpers(func):
+            try:
+                helpers.append((helper_name, textwrap.dedent(inspect.getsource(helper))))
+            except (OSError, TypeError):
+                helpers.append((helper_name, f"# source of {helper_name} is not available\n"))
+        own = normalized_hash(source)
+        code_hash = own if not helpers else json_hash(
+            [own] + [[n, normalized_hash(src)] for n, src in helpers])
+        code = StepCode(name, source, code_hash, "", filename, tuple(helpers))
+        return dataclasses.replace(code, source_hash=text_hash(code.text or ""))
     code = getattr(func, "__code__", None)
     logger.warning("Source of step %s cannot be read; its code is recorded by bytecode hash "
                    "only, so code changes are detected but cannot be shown.", name)

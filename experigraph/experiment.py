@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
+import os
 import logging
 import re
 import uuid
@@ -18,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import environment
 from . import script as script_mode
 from . import signing
 from .backends import resolve_backend
@@ -27,8 +30,10 @@ from .errors import (
     TrialIDNotFoundError)
 from .graph import (
     NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, parameters_read, walk)
+from .compare import Reproduction, TrialDiff, compare_records
+from .hashing import path_hash
 from .hooks import current_scope
-from .records import Status, TrialRecord, Unrepresentable
+from .records import DriftEvent, Status, TrialRecord, Unrepresentable
 from .trial import PendingTrial, derive_status, new_seed, read_source, run_trials
 
 logger = logging.getLogger(__name__)
@@ -98,10 +103,16 @@ class Experiment:
         self._stored_sources: set[str] = set()
         self._finished: dict[int, TrialRecord] = {}  # records that can no longer change
         self._pending: list[PendingTrial] = []  # computed, not yet recorded (backend down)
+        self._environment_blobs: dict[str, str] = {}  # fingerprint -> stored blob hash
+        self._environment_warned: set[tuple[str, str]] = set()
+        environment.start_background_collection()
         last = self._backend.last_trial_id()
         if last:
             logger.info("Loaded experiment %s from %s (last trial id %d)", self.id,
                         self._backend.uri, last)
+            previous = self._previous_trial()
+            if previous is not None:
+                self._environment(previous, source_files=())
 
     @property
     def experiment_id(self) -> str:
@@ -193,16 +204,25 @@ class Experiment:
                    overrides: Mapping[str, Any] | None = None, rerun_of: int | None = None,
                    script: Mapping[str, Any] | None = None) -> Any:
         """Run one trial of ``result`` (the CLI passes ``overrides``, ``rerun_of``, ``script``)."""
+        return self._run_one(result, seed=seed, dask_kwargs=dask_kwargs, overrides=overrides,
+                             rerun_of=rerun_of, script=script).value
+
+    def _run_one(self, result: Result, *, seed: int | None, dask_kwargs: Mapping[str, Any],
+                 overrides: Mapping[str, Any] | None = None, rerun_of: int | None = None,
+                 script: Mapping[str, Any] | None = None) -> Any:
         order = walk(result._node)
         parameters = self._space.resolve(parameters_read(order), overrides)
+        trial_seed = self._check_seed(seed)
+        previous = self._previous_trial()
         with self._keeping_pending():
             outcome, = run_trials(
                 backend=self._backend, experiment_id=self.id, order=order,
-                parameter_sets=[parameters], seeds=[self._check_seed(seed)],
+                parameter_sets=[parameters], seeds=[trial_seed],
                 dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
-                previous=self._previous_trial(), rerun_of=rerun_of, script=script)
+                previous=previous, rerun_of=rerun_of, script=script,
+                environment=self._environment(previous, _source_files(order)))
         self._finished[outcome.trial_id] = outcome.record
-        return outcome.value
+        return outcome
 
     def sweep(self, grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None = None,
               /, *, seed: int | None = None, result: Result | None = None,
@@ -243,13 +263,15 @@ class Experiment:
             dask_kwargs["client"] = client
         if scheduler is not None:
             dask_kwargs["scheduler"] = scheduler
+        previous = self._previous_trial()
         with self._keeping_pending():
             outcomes = run_trials(
                 backend=self._backend, experiment_id=self.id, order=order,
                 parameter_sets=resolved, seeds=seeds, dask_kwargs=dask_kwargs,
                 stored_sources=self._stored_sources, isolate=True,
-                sweep_id=uuid.uuid4().hex[:12], previous=self._previous_trial(),
-                show_progress=progress)
+                sweep_id=uuid.uuid4().hex[:12], previous=previous,
+                show_progress=progress,
+                environment=self._environment(previous, _source_files(order)))
         self._finished.update((o.trial_id, o.record) for o in outcomes)
         failed = [o.trial_id for o in outcomes if o.exception is not None]
         if failed:
@@ -292,6 +314,45 @@ class Experiment:
                 continue
         return None
 
+    def _environment(self, previous: TrialRecord | None, source_files: Sequence[str]
+                     ) -> tuple[str, list[DriftEvent]]:
+        """Snapshot the environment (cheap after the first time), store it once, and
+        compare it with the previous trial's: a WARNING (once) and a DriftEvent per
+        changed category."""
+        snap = environment.snapshot(source_files)
+        fingerprint = environment.fingerprint(snap)
+        blob = self._environment_blobs.get(fingerprint)
+        if blob is None:
+            data = json.dumps(snap, sort_keys=True, separators=(",", ":")).encode("utf-8")
+            blob = self._environment_blobs[fingerprint] = self._backend.put_blob(
+                "environment", data)
+        if previous is None or not previous.environment_hash \
+                or previous.environment_hash == blob:
+            return blob, []
+        old = self._read_environment(previous.environment_hash)
+        if old is None:
+            return blob, []
+        diffs = environment.diff_snapshots(old, snap)
+        pair = (previous.environment_hash, blob)
+        events = []
+        for category, lines in diffs.items():
+            message = environment.MESSAGES.get(category, f"Environment ({category}) has changed")
+            if pair not in self._environment_warned:
+                logger.warning("%s (since trial %d)", message, previous.trial_id)
+                for line in lines:
+                    logger.warning("%s", line)
+            events.append(DriftEvent("environment", category, message, tuple(lines),
+                                     {"previous_trial": previous.trial_id}))
+        self._environment_warned.add(pair)
+        return blob, events
+
+    def _read_environment(self, blob_hash: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._backend.get_blob("environment", blob_hash))
+        except (KeyError, ValueError):
+            logger.warning("Environment snapshot %s is missing or unreadable", blob_hash)
+            return None
+
     # -- inside a step ------------------------------------------------------------
     def _scope(self, what: str) -> Any:
         scope = current_scope()
@@ -327,6 +388,27 @@ class Experiment:
     def set_description(self, text: str) -> None:
         """Inside a step: set the trial's description (the history's Description column)."""
         self._scope("ex.set_description").description = str(text)
+
+    def input(self, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+        """Inside a step: declare a data file (or directory) the step reads; returns ``path``.
+
+        Its content hash is recorded now. If it changes while the step's inputs
+        (parameters and upstream values) do not, the trial reports data drift.
+        """
+        scope = self._scope("ex.input")
+        entry = path_hash(path)
+        entry.pop("files", None)
+        scope.inputs.append({"path": os.path.abspath(os.fspath(path)), **entry})
+        return path
+
+    def output(self, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+        """Inside a step: declare a data file (or directory) the step writes; returns ``path``.
+
+        Its content hash is recorded when the step finishes; a later trial that
+        reads it with ``ex.input`` is linked to this one in the provenance graph.
+        """
+        self._scope("ex.output").outputs.append({"path": os.path.abspath(os.fspath(path))})
+        return path
 
     def rng(self) -> Any:
         """Inside a step: a ``numpy.random.Generator`` seeded from (trial seed, step).
@@ -484,6 +566,112 @@ class Experiment:
                      for step, entry in record.code.items()]
         return "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
 
+    def compare(self, first: int, second: int) -> TrialDiff:
+        """Say what differs between two trials.
+
+        Parameters
+        ----------
+        first, second : int
+            Trial ids, as in ``get_history().index``.
+
+        Returns
+        -------
+        TrialDiff
+            Parameters, seed, code (unified diff per step), environment (per
+            category), input data, per-step output hashes (the first differing
+            step first), result. ``print()`` it, or show it in a notebook.
+        """
+        return compare_records(
+            self._read(first), self._read(second),
+            read_source=lambda h: read_source(self._backend, h),
+            read_environment=self._read_environment)
+
+    def reproduce(self, trial_id: int, **dask_kwargs: Any) -> Reproduction:
+        """Run a new trial with the parameters and seed of ``trial_id`` and check the result.
+
+        Uses the latest Result of this experiment. Returns a :class:`Reproduction`:
+        whether the result and every step's output matched, the first step that
+        differs, and the code, environment and data changes that explain it.
+        """
+        original = self._read(trial_id)
+        if self._result is None:
+            raise StepDefinitionError("There is no result to reproduce with: call the "
+                                      "@ex.result step first, as in the original experiment.")
+        undeclared = [n for n in original.parameters if n not in self._space.declared]
+        if undeclared:
+            raise ParameterUndeclaredError(undeclared[0], self._space.declared)
+        try:
+            rerun_id = self._run_one(self._result, seed=original.seed, dask_kwargs=dask_kwargs,
+                                     overrides=original.parameters, rerun_of=trial_id).trial_id
+        except BackendError:
+            raise
+        except Exception:
+            rerun_id = self.trial_id
+        rerun = self._read(rerun_id)
+        diff = self.compare(trial_id, rerun_id)
+        matches = (rerun.status == original.status and not diff.steps and diff.result is None)
+        explain = [DriftEvent("code", step, f"Code context has been changed: {step}",
+                              tuple(lines)) for step, lines in diff.code.items()]
+        explain += [DriftEvent("environment", cat, environment.MESSAGES.get(cat, cat),
+                               tuple(lines)) for cat, lines in diff.environment.items()]
+        explain += [DriftEvent("data", path, f"Input data has been changed: {path}", (),
+                               {"old_hash": a, "new_hash": b})
+                    for path, (a, b) in diff.inputs.items()]
+        explain += [d for d in rerun.drift if d.kind == "impurity"]
+        result = Reproduction(trial_id, rerun_id, matches, diff, tuple(explain))
+        log = logger.info if matches else logger.warning
+        log("%s", str(result).splitlines()[0])
+        return result
+
+    def get_provenance(self, trial_id: int) -> Any:
+        """The trial's provenance graph (a ``networkx.DiGraph``): parameters, steps, files.
+
+        See :mod:`experigraph.provenance` for the node and edge attributes.
+        """
+        from .provenance import build_provenance
+
+        record = self._read(trial_id)
+        others = self._records() if any(s.inputs for s in record.steps) else ()
+        return build_provenance(record, others)
+
+    def get_lineage(self, step: str, trial_id: int) -> dict[str, list[Any]]:
+        """What contributed to ``step`` in a trial: ``{"steps", "parameters", "files", "trials"}``."""
+        from .provenance import lineage
+
+        return lineage(self.get_provenance(trial_id), step)
+
+    def get_environment(self, trial_id: int | None = None, category: str | None = None
+                        ) -> dict[str, Any] | Any:
+        """The environment of a trial (or, without an id, of this process now).
+
+        ``category`` is one of ``platform``, ``cpu``, ``python``, ``packages``,
+        ``numeric``, ``git``; without it, a dict of all of them.
+        """
+        if trial_id is None:
+            snap: dict[str, Any] | None = dict(environment.snapshot(
+                _source_files(walk(self._result._node)) if self._result is not None else ()))
+        else:
+            record = self._read(trial_id)
+            snap = self._read_environment(record.environment_hash) \
+                if record.environment_hash else None
+            if snap is None:
+                raise KeyError(f"Trial {trial_id} has no environment snapshot recorded.")
+        if category is None:
+            return snap
+        if category not in environment.CATEGORIES:
+            raise ValueError(f"Unknown environment category {category!r}; choose one of "
+                             f"{', '.join(environment.CATEGORIES)}.")
+        if category not in snap:
+            raise KeyError(f"Category {category!r} was not recorded"
+                           + (f" for trial {trial_id}" if trial_id is not None else "")
+                           + " (the CPU is gathered in the background and may not be ready).")
+        return snap[category]
+
+    def get_python_packages(self, trial_id: int | None = None) -> list[str]:
+        """Installed packages as pip-freeze-like ``name==version`` lines."""
+        snap = self.get_environment(trial_id)
+        return environment.python_packages(snap)
+
     def load_metric(self, key: str, trial_id: int | Sequence[int]) -> pd.DataFrame:
         """Metric curves as a DataFrame: index ``Epoch``, one column per trial."""
         ids = [trial_id] if isinstance(trial_id, int) else list(trial_id)
@@ -503,13 +691,18 @@ class Experiment:
         return frame
 
 
+def _source_files(order: Iterable[Any]) -> list[str]:
+    files = {getattr(n.call.spec, "code", None) and n.call.spec.code.filename for n in order}
+    return sorted(f for f in files if f and os.path.exists(f))
+
+
 def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None) -> Experiment:
     """An Experiment rebuilt on a worker: it can record into running trials and query."""
     ex = Experiment.__new__(Experiment)
     ex.id, ex._backend, ex.seed = experiment_id, backend, seed
     ex._space = ParameterSpace()
     ex._steps, ex._result, ex._stored_sources, ex._finished = {}, None, set(), {}
-    ex._pending = []
+    ex._pending, ex._environment_blobs, ex._environment_warned = [], {}, set()
     return ex
 
 

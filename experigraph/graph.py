@@ -153,17 +153,28 @@ class ParamNode:
 class StepSpec:
     """A declared step: the user's function, its code, and how it is recorded."""
 
-    __slots__ = ("name", "func", "code", "kind", "cache", "token", "tracked")
+    __slots__ = ("name", "func", "code", "kind", "cache", "token", "tracked", "_helper_ids")
 
     def __init__(self, func: Callable[..., Any], kind: str = "step", cache: bool = False,
                  name: str | None = None) -> None:
         self.func = func
         self.name = name or getattr(func, "__name__", "step")
-        self.code: StepCode = capture(func, self.name)
         self.kind = kind
         self.cache = cache
         self.tracked = True
-        self.token = loose_hash(self.name, self.code.code_hash, kind)
+        self._capture()
+
+    def _capture(self) -> None:
+        self.code: StepCode = capture(self.func, self.name)
+        namespace = getattr(self.func, "__globals__", {})
+        self._helper_ids = tuple((n, id(namespace.get(n))) for n, _ in self.code.helpers)
+        self.token = loose_hash(self.name, self.code.code_hash, self.kind)
+
+    def refresh_code(self) -> None:
+        """Capture the code again if a helper function was redefined (a re-run cell)."""
+        namespace = getattr(self.func, "__globals__", {})
+        if any(id(namespace.get(n)) != i for n, i in self._helper_ids):
+            self._capture()
 
     @property
     def persist(self) -> bool:
@@ -417,36 +428,50 @@ def build_trial_graph(order: list[CallNode], plans: list[TrialPlan],
 
     Returns the graph and, per plan, the key of its result.
     """
-    tasks: dict[str, tuple[CallNode, list[Any], list[TrialPlan]]] = {}
+    tasks: dict[str, tuple[CallNode, list[Any], list[TrialPlan], tuple[Any, ...],
+                           tuple[str, ...]]] = {}
     foreign: dict[Any, Any] = {}
     result_keys = []
     for plan in plans:
         keys: dict[int, str] = {}
+        # what each call stands for in provenance: tracked upstream keys and parameters,
+        # seen through untracked operations such as x[0] or x + 1
+        lineage: dict[int, tuple[tuple[Any, ...], tuple[str, ...]]] = {}
         for node in order:
             dep_keys: list[Any] = []
+            upstream: dict[Any, None] = {}
+            params: dict[str, None] = dict.fromkeys(node.call.params)
             for dep in node.deps:
                 if isinstance(dep, CallNode):
                     dep_keys.append(keys[id(dep)])
+                    if dep.call.spec.tracked:
+                        upstream[keys[id(dep)]] = None
+                    else:
+                        through_keys, through_params = lineage[id(dep)]
+                        upstream.update(dict.fromkeys(through_keys))
+                        params.update(dict.fromkeys(through_params))
                 else:
                     dep_keys.append(dep.key)
+                    upstream[dep.key] = None
                     if dep.key not in foreign:
                         foreign.update(dict(dep.__dask_graph__()))
+            lineage[id(node)] = (tuple(upstream), tuple(params))
             values = [plan.parameters[name] for name in node.call.params]
             key = f"{node.call.spec.name}-{loose_hash(node.static_token, plan.seed, values, dep_keys)}"
             keys[id(node)] = key
             entry = tasks.get(key)
             if entry is None:
-                tasks[key] = (node, dep_keys, [plan])
+                tasks[key] = (node, dep_keys, [plan], tuple(upstream), tuple(params))
             elif entry[2][-1] is not plan:
                 entry[2].append(plan)
         result_keys.append(keys[id(order[-1])])
 
     contexts: dict[tuple[int, ...], TrialContext] = {}
     dsk: dict[Any, Any] = dict(foreign)
-    for key, (node, dep_keys, sharing) in tasks.items():
+    for key, (node, dep_keys, sharing, upstream, params) in tasks.items():
         group = tuple(p.trial_id for p in sharing)
         ctx = contexts.get(group)
         if ctx is None:
             ctx = contexts[group] = make_context(group, sharing[0])
-        dsk[key] = (run_step, node.call, ctx, TaskInfo(key, tuple(dep_keys)), dep_keys)
+        dsk[key] = (run_step, node.call, ctx, TaskInfo(key, upstream, params), dep_keys)
     return dsk, result_keys

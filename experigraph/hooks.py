@@ -34,7 +34,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from . import signing
-from .hashing import value_hash
+from .hashing import path_hash, value_hash
 from .records import StepRecord, now, type_name
 
 if TYPE_CHECKING:
@@ -109,18 +109,19 @@ class TrialContext:
 
 
 class TaskInfo:
-    """A task's own key and its dependencies' keys (for provenance)."""
+    """A task's own key, and the step keys and parameters it derives from (provenance)."""
 
-    __slots__ = ("key", "dependencies")
+    __slots__ = ("key", "dependencies", "parameters")
 
-    def __init__(self, key: str, dependencies: tuple[Any, ...]) -> None:
-        self.key, self.dependencies = key, dependencies
+    def __init__(self, key: str, dependencies: tuple[Any, ...],
+                 parameters: tuple[str, ...] = ()) -> None:
+        self.key, self.dependencies, self.parameters = key, dependencies, parameters
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.key, self.dependencies)
+        return (self.key, self.dependencies, self.parameters)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.key, self.dependencies = state
+        self.key, self.dependencies, self.parameters = state
 
 
 class StepScope:
@@ -212,6 +213,12 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     duration = time.perf_counter() - t0
     _current.reset(token)
     # -- post
+    for out in scope.outputs:
+        try:
+            out.update(path_hash(out["path"]))
+            out.pop("files", None)
+        except OSError as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"
     output_hash = value_hash(value)
     persisted = None
     if spec.kind == "persist":
@@ -230,7 +237,7 @@ def _record(call: Any, ctx: TrialContext, info: TaskInfo, scope: StepScope,
         step=spec.name, key=info.key, trial_ids=ctx.trial_ids, code_hash=spec.code.code_hash,
         input_hash=input_hash, output_hash=output_hash, started=started, duration=duration,
         succeeded=error is None, error=error, dependencies=tuple(str(k) for k in info.dependencies),
-        parameters=call.params, persisted=persisted,
+        parameters=info.parameters, persisted=persisted,
         host=HOST, pid=os.getpid(), output_type=output_type, metrics=scope.metrics,
         labels=scope.labels, inputs=tuple(scope.inputs), outputs=tuple(scope.outputs),
         description=scope.description,

@@ -103,10 +103,12 @@ def snapshot_code(backend: Backend, order: Sequence[CallNode], stored: set[str]
         spec = node.call.spec
         if not isinstance(spec, StepSpec) or spec.name in code:
             continue
+        spec.refresh_code()
         entry = {"code_hash": spec.code.code_hash, "source_hash": spec.code.source_hash}
-        if spec.code.source is not None:
+        text = spec.code.text
+        if text is not None:
             if spec.code.source_hash not in stored:
-                backend.put_blob("source", spec.code.source.encode("utf-8"))
+                backend.put_blob("source", text.encode("utf-8"))
                 stored.add(spec.code.source_hash)
         else:
             entry["source_hash"] = ""
@@ -274,12 +276,26 @@ def _unrecorded(record: TrialRecord, sink: RecordSink, *, status: Status, elapse
 
 
 def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[DriftEvent]:
+    """Impurity (same step, code, input and seed; other output) and data drift (same step
+    and input; other content of a file read with ex.input), in one batch of swaps."""
     checked = {f"{rec.step}:{rec.code_hash}:{rec.input_hash}:{seed}": rec for rec in steps
                if rec.succeeded and rec.input_hash is not None and rec.output_hash is not None}
-    if not checked:
+    data = {f"data:{rec.step}:{rec.input_hash}:{item['path']}": (rec, item) for rec in steps
+            if rec.input_hash is not None for item in rec.inputs if item.get("hash")}
+    if not checked and not data:
         return []
-    olds = backend.swap_output_hashes({k: r.output_hash for k, r in checked.items()})
+    hashes = {k: r.output_hash for k, r in checked.items()}
+    hashes.update({k: item["hash"] for k, (rec, item) in data.items()})
+    olds = backend.swap_output_hashes(hashes)
     events = []
+    for key, (rec, item) in data.items():
+        old = olds[key]
+        if old is not None and old != item["hash"]:
+            message = f"Input data has been changed: {item['path']}"
+            logger.warning("%s (read by step %s with unchanged inputs): hash %s, previously %s",
+                           message, rec.step, item["hash"], old)
+            events.append(DriftEvent("data", item["path"], message, (), {
+                "step": rec.step, "old_hash": old, "new_hash": item["hash"]}))
     for step_key, rec in checked.items():
         old = olds[step_key]
         if old is not None and old != rec.output_hash:
@@ -304,8 +320,7 @@ def _finish(backend: Backend, record: TrialRecord, sink: RecordSink, *, status: 
         remote = []
     steps = merge_steps(local, remote)
     drift = list(record.drift)
-    if status is Status.SUCCEEDED:
-        drift.extend(_impurity(backend, steps, record.seed))
+    drift.extend(_impurity(backend, [s for s in steps if s.succeeded or s.inputs], record.seed))
     metrics: dict[str, Any] = {}
     labels: dict[str, Any] = {}
     description = ""

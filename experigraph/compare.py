@@ -1,0 +1,196 @@
+"""What differs between two trials, and whether a re-run reproduced a trial.
+
+Both read records back from the backend (``TrialRecord``, step records, code
+and environment blobs); neither looks at live objects.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import reprlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .code import unified_diff
+from .records import DriftEvent, StepRecord, TrialRecord
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 80
+_SHORT.maxother = 80
+
+MISSING = "<absent>"
+
+
+@dataclasses.dataclass(frozen=True)
+class StepDifference:
+    """A step call whose output differs between the two trials."""
+
+    step: str
+    occurrence: int
+    first: str | None
+    second: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialDiff:
+    """What differs between trial ``first_id`` and trial ``second_id``.
+
+    Only differences are listed: an empty diff (``not diff``) means the two
+    trials had the same parameters, seed, code, environment, inputs, step
+    outputs and result.
+    """
+
+    first_id: int
+    second_id: int
+    parameters: Mapping[str, tuple[Any, Any]]
+    seed: tuple[int, int] | None
+    code: Mapping[str, list[str]]
+    environment: Mapping[str, list[str]]
+    inputs: Mapping[str, tuple[str | None, str | None]]
+    steps: Sequence[StepDifference]
+    result: tuple[Any, Any] | None
+    status: tuple[str, str] | None
+
+    @property
+    def first_differing_step(self) -> str | None:
+        """The first step (in execution order) whose output differs, if any."""
+        return self.steps[0].step if self.steps else None
+
+    def __bool__(self) -> bool:
+        return bool(self.parameters or self.seed or self.code or self.environment
+                    or self.inputs or self.steps or self.result or self.status)
+
+    def sections(self) -> list[tuple[str, list[str]]]:
+        """(title, lines) for every kind of difference, in a fixed order."""
+        out: list[tuple[str, list[str]]] = []
+        if self.status:
+            out.append(("Status", [f"{self.status[0]} -> {self.status[1]}"]))
+        if self.parameters:
+            out.append(("Parameters", [f"{k}: {_SHORT.repr(a)} -> {_SHORT.repr(b)}"
+                                       for k, (a, b) in self.parameters.items()]))
+        if self.seed:
+            out.append(("Seed", [f"{self.seed[0]} -> {self.seed[1]}"]))
+        for step, lines in self.code.items():
+            out.append((f"Code: {step}", list(lines)))
+        for category, lines in self.environment.items():
+            out.append((f"Environment: {category}", list(lines)))
+        if self.inputs:
+            out.append(("Input data", [f"{p}: {a or MISSING} -> {b or MISSING}"
+                                       for p, (a, b) in self.inputs.items()]))
+        if self.steps:
+            out.append(("Step outputs", [
+                f"{d.step}" + (f" (call {d.occurrence + 1})" if d.occurrence else "")
+                + f": {d.first or MISSING} -> {d.second or MISSING}" for d in self.steps]))
+        if self.result:
+            out.append(("Result", [f"{_SHORT.repr(self.result[0])} -> "
+                                   f"{_SHORT.repr(self.result[1])}"]))
+        return out
+
+    def __str__(self) -> str:
+        head = f"Trial {self.first_id} -> trial {self.second_id}"
+        if not self:
+            return f"{head}: no differences"
+        parts = [head]
+        for title, lines in self.sections():
+            parts.append(f"{title}:")
+            parts.extend(f"  {line}" for line in lines)
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        head = f"<b>Trial {self.first_id} &rarr; trial {self.second_id}</b>"
+        if not self:
+            return f"<div>{head}: no differences</div>"
+        body = "".join(f"<h4>{html.escape(t)}</h4><pre>{html.escape(chr(10).join(lines))}</pre>"
+                       for t, lines in self.sections())
+        return f"<div>{head}{body}</div>"
+
+
+def _occurrences(steps: Sequence[StepRecord]) -> dict[tuple[str, int], StepRecord]:
+    counts: dict[str, int] = {}
+    out = {}
+    for rec in sorted(steps, key=lambda r: r.started):
+        n = counts.get(rec.step, 0)
+        counts[rec.step] = n + 1
+        out[(rec.step, n)] = rec
+    return out
+
+
+def _inputs(record: TrialRecord) -> dict[str, str | None]:
+    return {i["path"]: i.get("hash") for s in record.steps for i in s.inputs}
+
+
+def compare_records(first: TrialRecord, second: TrialRecord, *,
+                    read_source: Callable[[str], str | None],
+                    read_environment: Callable[[str], Mapping[str, Any] | None]) -> TrialDiff:
+    """Build the :class:`TrialDiff` of two records."""
+    from . import environment
+
+    names = list(dict.fromkeys([*first.parameters, *second.parameters]))
+    parameters = {n: (first.parameters.get(n, MISSING), second.parameters.get(n, MISSING))
+                  for n in names
+                  if first.parameters.get(n, MISSING) != second.parameters.get(n, MISSING)}
+    code: dict[str, list[str]] = {}
+    for step in dict.fromkeys([*first.code, *second.code]):
+        a, b = first.code.get(step, {}), second.code.get(step, {})
+        if a.get("source_hash") != b.get("source_hash"):
+            code[step] = unified_diff(read_source(a.get("source_hash", "")) or "",
+                                      read_source(b.get("source_hash", "")) or "", step)
+    env: dict[str, list[str]] = {}
+    if first.environment_hash != second.environment_hash and first.environment_hash \
+            and second.environment_hash:
+        old = read_environment(first.environment_hash)
+        new = read_environment(second.environment_hash)
+        if old is not None and new is not None:
+            env = environment.diff_snapshots(old, new)
+    in1, in2 = _inputs(first), _inputs(second)
+    inputs = {p: (in1.get(p), in2.get(p)) for p in dict.fromkeys([*in1, *in2])
+              if in1.get(p) != in2.get(p)}
+    occ1, occ2 = _occurrences(first.steps), _occurrences(second.steps)
+    order = sorted(set(occ1) | set(occ2),
+                   key=lambda k: (occ1.get(k) or occ2[k]).started.timestamp()
+                   if k in occ1 else float("inf"))
+    steps = [StepDifference(k[0], k[1], occ1[k].output_hash if k in occ1 else None,
+                            occ2[k].output_hash if k in occ2 else None)
+             for k in order
+             if (occ1[k].output_hash if k in occ1 else None)
+             != (occ2[k].output_hash if k in occ2 else None)]
+    result = None
+    if first.result_hash != second.result_hash or first.result != second.result:
+        result = (first.result, second.result)
+    return TrialDiff(
+        first_id=first.trial_id, second_id=second.trial_id, parameters=parameters,
+        seed=(first.seed, second.seed) if first.seed != second.seed else None,
+        code=code, environment=env, inputs=inputs, steps=steps, result=result,
+        status=(first.status.value, second.status.value)
+        if first.status != second.status else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reproduction:
+    """The outcome of :meth:`Experiment.reproduce`: did the re-run give the same result?"""
+
+    original: int
+    rerun: int
+    matches: bool
+    diff: TrialDiff
+    drift: tuple[DriftEvent, ...]
+
+    @property
+    def first_differing_step(self) -> str | None:
+        return self.diff.first_differing_step
+
+    def __bool__(self) -> bool:
+        return self.matches
+
+    def __str__(self) -> str:
+        if self.matches:
+            return (f"Trial {self.rerun} reproduced trial {self.original}: same result and "
+                    "same output of every step.")
+        lines = [f"Trial {self.rerun} did NOT reproduce trial {self.original}."]
+        if self.first_differing_step:
+            lines.append(f"First step whose output differs: {self.first_differing_step}")
+        if self.drift:
+            lines.append("What changed since then:")
+            lines.extend(f"  {d.message}" for d in self.drift)
+        lines.append(str(self.diff))
+        return "\n".join(lines)
