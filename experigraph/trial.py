@@ -278,7 +278,9 @@ def _unrecorded(record: TrialRecord, sink: RecordSink, *, status: Status, elapse
 def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[DriftEvent]:
     """Impurity (same step, code, input and seed; other output) and data drift (same step
     and input; other content of a file read with ex.input), in one batch of swaps."""
-    checked = {f"{rec.step}:{rec.code_hash}:{rec.input_hash}:{seed}": rec for rec in steps
+    # files read with ex.input are inputs too: a step whose file changed is not impure
+    checked = {f"{rec.step}:{rec.code_hash}:{rec.input_hash}:{seed}"
+               + "".join(f":{i.get('hash')}" for i in rec.inputs): rec for rec in steps
                if rec.succeeded and rec.input_hash is not None and rec.output_hash is not None}
     data = {f"data:{rec.step}:{rec.input_hash}:{item['path']}": (rec, item) for rec in steps
             if rec.input_hash is not None for item in rec.inputs if item.get("hash")}

@@ -11,7 +11,9 @@ gitpython is imported only when a file actually is in a repository. Asking git
 costs 10-50 ms, so each repository's record is kept per process and gathered
 again only when a cheap ``os.stat`` signature changes: ``HEAD``, the index, the
 ref ``HEAD`` points at (and ``packed-refs``), the repository root, the source
-files and their directories.
+files and their directories, or when the record is older than
+:data:`MAX_AGE_SECONDS`: an edit of another tracked file changes none of those
+stats, so git is asked again at most that often to see it.
 
 Nothing here raises: a file outside any repository is skipped, a missing
 gitpython or git executable gives an empty list, and a git command that fails
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,19 +40,21 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 MAX_UNTRACKED = 1000
 #: at most this many (repository, source files) records are kept per process
 _MAX_CACHED = 64
+#: a cached record older than this is gathered again even if no watched stat changed
+MAX_AGE_SECONDS = 1.0
 
 # Per-process caches, guarded by _lock:
 #   _git_dirs:  repository root -> (git dir, common git dir)
 #   _heads:     path of a HEAD file -> (its stat signature, its content)
 #   _roots:     directory -> the repository root found for it (checked on every use)
-#   _records:   (root, relative source files) -> (signature, record)
+#   _records:   (root, relative source files) -> (signature, record, monotonic time)
 #   _results:   source files -> (records, category value), to return the same object
 #   _state:     whether the missing-gitpython message was logged
 _lock = threading.Lock()
 _git_dirs: dict[str, tuple[str, str]] = {}
 _heads: dict[str, tuple[Any, str | None]] = {}
 _roots: dict[str, str] = {}
-_records: dict[tuple[str, tuple[str, ...]], tuple[Any, dict[str, Any]]] = {}
+_records: dict[tuple[str, tuple[str, ...]], tuple[Any, dict[str, Any], float]] = {}
 _results: dict[tuple[str, ...], tuple[list[dict[str, Any]], dict[str, Any]]] = {}
 _state: dict[str, Any] = {"unavailable_logged": False}
 
@@ -187,7 +192,8 @@ def _record(root: str, files: list[str]) -> dict[str, Any]:
     key = (root, relative)
     before = _signature(root, files)
     cached = _records.get(key)
-    if cached is not None and cached[0] == before:
+    if (cached is not None and cached[0] == before
+            and time.monotonic() - cached[2] < MAX_AGE_SECONDS):
         return cached[1]
     record = _gather(root, relative)
     after = _signature(root, files)
@@ -197,7 +203,7 @@ def _record(root: str, files: list[str]) -> dict[str, Any]:
     if cached is not None and cached[1] == record:
         record = cached[1]
     _records.pop(key, None)
-    _records[key] = (signature, record)
+    _records[key] = (signature, record, time.monotonic())
     while len(_records) > _MAX_CACHED:
         _records.pop(next(iter(_records)))
     return record

@@ -1,0 +1,144 @@
+"""Comparing trials, reproducing a trial, and the provenance graph."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from test_drift import CELL, run_cell
+
+
+def test_compare_lists_only_what_differs(make_experiment):
+    ns = {"ex": make_experiment()}
+    ex = ns["ex"]
+    run_cell(CELL.format(op="+"), ns)
+    ex.set_parameters(a=1, b=2).compute(seed=1)
+    ex.set_parameters(a=1, b=2).compute(seed=1)
+    run_cell(CELL.format(op="*"), ns)
+    ex.set_parameters(a=1, b=4).compute(seed=2)
+    same = ex.compare(1, 2)
+    assert not same and str(same) == "Trial 1 -> trial 2: no differences"
+    diff = ex.compare(1, 3)
+    assert diff.parameters == {"b": (2, 4)}
+    assert diff.seed == (1, 2)
+    assert list(diff.code) == ["prepare_data"]
+    assert "+    return a * b" in diff.code["prepare_data"]
+    assert diff.result == (10 / 3, 2.5)
+    assert diff.first_differing_step == "prepare_data"
+    assert [d.step for d in diff.steps] == ["prepare_data", "calculate_score"]
+    text = str(diff)
+    for part in ("Parameters:", "  b: 2 -> 4", "Seed:", "Code: prepare_data", "Step outputs:",
+                 "Result:"):
+        assert part in text
+    assert "<h4>Code: prepare_data</h4>" in diff._repr_html_()
+
+
+def test_reproduce_a_deterministic_trial(quickstart, caplog):
+    ex, a, b, s = quickstart
+    ex.set_parameters(a=1, b=2).compute()
+    ex.set_parameters(a=5, b=5).compute()
+    with caplog.at_level(logging.INFO, logger="experigraph"):
+        report = ex.reproduce(1)
+    assert report.matches and bool(report)
+    assert report.rerun == 3
+    rerun = ex.get_trial(3)
+    assert rerun.parameters == {"a": 1, "b": 2}
+    assert rerun.seed == ex.get_trial(1).seed
+    assert rerun.rerun_of == 1
+    assert "Trial 3 reproduced trial 1" in caplog.text
+
+
+def test_reproduce_names_the_first_differing_step(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a")
+    state = {"calls": 0}
+
+    @ex
+    def clean(a):
+        return a * 2
+
+    @ex
+    def leaky(x):
+        state["calls"] += 1
+        return x + state["calls"]
+
+    @ex.result
+    def final(y):
+        return y * 10
+
+    final(leaky(clean(a)))
+    ex.set_parameters(a=1).compute()
+    report = ex.reproduce(1)
+    assert not report.matches
+    assert report.first_differing_step == "leaky"
+    assert [d.kind for d in report.drift] == ["impurity"]
+    assert "did NOT reproduce" in str(report) and "leaky" in str(report)
+
+
+def test_provenance_graph_and_lineage(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a")
+    b = ex.parameter("b")
+
+    @ex
+    def pair(a):
+        return (a, a + 1)
+
+    @ex
+    def other(b):
+        return b
+
+    @ex.result
+    def combine(x, y):
+        return x + y
+
+    p = pair(a)
+    combine(p[1] * 2, other(b))
+    ex.set_parameters(a=1, b=3).compute()
+    g = ex.get_provenance(1)
+    kinds = {d["label"]: d["kind"] for _, d in g.nodes(data=True)}
+    assert kinds == {"a": "parameter", "b": "parameter", "pair": "step", "other": "step",
+                     "combine": "step"}
+    labels = {(g.nodes[u]["label"], g.nodes[v]["label"]) for u, v in g.edges}
+    assert labels == {("a", "pair"), ("b", "other"), ("pair", "combine"), ("other", "combine")}
+    step = next(d for _, d in g.nodes(data=True) if d["label"] == "combine")
+    assert step["output_hash"] and step["duration"] >= 0
+    lineage = ex.get_lineage("combine", 1)
+    assert sorted(lineage["steps"]) == ["other", "pair"]
+    assert sorted(lineage["parameters"]) == ["a", "b"]
+    assert lineage["files"] == [] and lineage["trials"] == []
+    assert ex.get_lineage("pair", 1) == {"steps": [], "parameters": ["a"], "files": [],
+                                         "trials": []}
+    with pytest.raises(KeyError, match="steps: combine, other, pair"):
+        ex.get_lineage("missing", 1)
+
+
+def test_output_of_one_trial_read_by_another_links_them(make_experiment, tmp_path):
+    ex = make_experiment()
+    n = ex.parameter("n")
+    path = str(tmp_path / "numbers.txt")
+
+    @ex.result
+    def write(n):
+        with open(ex.output(path), "w") as f:
+            f.write("\n".join(map(str, range(n))))
+        return n
+
+    write(n)
+    ex.set_parameters(n=4).compute()
+    reader = make_experiment(id=ex.id)  # a second notebook on the same experiment
+    m = reader.parameter("m", default=0)
+
+    @reader.result
+    def read(m):
+        with open(reader.input(path)) as f:
+            return len(f.read().split()) + m
+
+    read(m)
+    assert reader.compute() == 4
+    g = reader.get_provenance(2)
+    assert g.has_edge("trial:1", f"file:{path}")
+    assert reader.get_lineage("read", 2)["trials"] == [1]
+    assert reader.get_lineage("read", 2)["files"] == [path]
+    out = ex.get_trial(1).steps[0].outputs[0]
+    assert out["path"] == path and out["hash"]
