@@ -7,9 +7,10 @@ A 5-step chain of trivial steps, run as N trials:
 * ``dask (compute only)``: the chain built once, computed N times;
 * ``experigraph``: ``Result.compute()`` of the same chain, one recorded trial each.
 
-It also times one more trial once the history holds 10 trials and once it holds
+Environment capture is on (it always is). It also times one more trial once the history holds 10 trials and once it holds
 ``--history`` trials (5,000 by default), to show that recording a trial costs the
-same however long the history is. Prints a table and writes JSON.
+same however long the history is, and the first trial of a fresh process (which
+must not wait for py-cpuinfo). Prints a table and writes JSON.
 
     python benchmarks/bench_trials.py                    # 200 trials, history 5,000
     python benchmarks/bench_trials.py --trials 50 --history 500 --scheduler sync
@@ -89,6 +90,35 @@ def time_trials(ex, result, values, scheduler: str) -> list[float]:
     return times
 
 
+FIRST_TRIAL = """
+import pathlib, sys, time
+t0 = time.perf_counter()
+import experigraph as xg
+ex = xg.Experiment(id="first", backend=pathlib.Path(sys.argv[1]), seed=1)
+a = ex.parameter("a", default=1)
+@ex.result
+def one(a):
+    return a
+one(a)
+t1 = time.perf_counter()
+ex.compute()
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1, "cpu" in ex.get_environment(1))
+"""
+
+
+def first_trial(root: Path) -> tuple[float, float, bool]:
+    """Import + declare, and the first trial, in a fresh interpreter (env capture on)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", FIRST_TRIAL, str(root)], check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "EXPERIGRAPH_LOG_LEVEL": "WARNING",
+                              "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    setup, first, has_cpu = out.stdout.split()
+    return float(setup), float(first), has_cpu == "True"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=200)
@@ -117,6 +147,7 @@ def main() -> None:
         history_t = time.perf_counter()
         rows = len(ex2.get_history())
         history_read = time.perf_counter() - history_t
+        setup_s, first_s, first_has_cpu = first_trial(root / "fresh")
 
     figures = {
         "scheduler": args.scheduler, "steps": STEPS, "trials": args.trials,
@@ -127,6 +158,8 @@ def main() -> None:
         "trial_after_10_ms": after_10 * 1e3,
         f"trial_after_{args.history}_ms": after_n * 1e3,
         "history_rows": rows, "get_history_s": history_read,
+        "fresh_process_import_and_declare_s": setup_s, "fresh_process_first_trial_s": first_s,
+        "first_trial_waited_for_cpuinfo": first_has_cpu,
         "python": platform.python_version(), "dask": dask.__version__,
         "cpus": os.cpu_count(),
     }
@@ -140,6 +173,8 @@ def main() -> None:
     print(f"{f'experigraph, history of {args.history}':34}{after_n * 1e3:>10.3f}ms"
           f"{after_n / after_10:>10.2f}")
     print(f"{f'get_history() of {rows} trials':34}{history_read * 1e3:>10.1f}ms")
+    print(f"{'fresh process: first trial':34}{first_s * 1e3:>10.1f}ms  (cpu info in it: "
+          f"{first_has_cpu}; import+declare {setup_s * 1e3:.0f} ms)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")

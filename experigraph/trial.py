@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import reprlib
+import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -157,8 +158,16 @@ def code_drift(backend: Backend, previous: TrialRecord | None,
 
 # -- running ----------------------------------------------------------------------
 def _scheduler_get(dask_kwargs: dict[str, Any]) -> Any:
+    """The ``get`` function for ``client=``/``scheduler=``, dask's configuration or default.
+
+    dask's own lookup imports dask.distributed to look for a default client
+    (about half a second); when distributed was never imported there is none.
+    """
     client = dask_kwargs.pop("client", None)
     scheduler = dask_kwargs.pop("scheduler", None)
+    if (client is None and scheduler is None and "distributed" not in sys.modules
+            and dask.config.get("scheduler", None) is None):
+        return dask.threaded.get
     get = dask.base.get_scheduler(scheduler=client if client is not None else scheduler)
     return get or dask.threaded.get
 
