@@ -117,7 +117,7 @@ def _bytecode_parts(code: types.CodeType) -> list[Any]:
 
 def capture(func: Callable[..., Any], name: str | None = None) -> StepCode:
     """Capture the source and hashes of ``func`` (never raises)."""
-    name = name or getattr(func, "__name__", repr(func))
+    step_name: str = name or getattr(func, "__name__", None) or repr(func)
     filename = None
     try:
         filename = inspect.getsourcefile(func)
@@ -134,13 +134,14 @@ def capture(func: Callable[..., Any], name: str | None = None) -> StepCode:
         own = normalized_hash(source)
         code_hash = own if not helpers else json_hash(
             [own] + [[n, normalized_hash(src)] for n, src in helpers])
-        code = StepCode(name, source, code_hash, "", filename, tuple(helpers))
-        return dataclasses.replace(code, source_hash=text_hash(code.text or ""))
-    code = getattr(func, "__code__", None)
+        captured = StepCode(step_name, source, code_hash, "", filename, tuple(helpers))
+        return dataclasses.replace(captured, source_hash=text_hash(captured.text or ""))
+    bytecode = getattr(func, "__code__", None)
     logger.warning("Source of step %s cannot be read; its code is recorded by bytecode hash "
-                   "only, so code changes are detected but cannot be shown.", name)
-    digest = json_hash(_bytecode_parts(code)) if code is not None else text_hash(repr(func))
-    return StepCode(name, None, digest, digest, filename)
+                   "only, so code changes are detected but cannot be shown.", step_name)
+    digest = json_hash(_bytecode_parts(bytecode)) if bytecode is not None \
+        else text_hash(repr(func))
+    return StepCode(step_name, None, digest, digest, filename)
 
 
 def unified_diff(old: str, new: str, name: str) -> list[str]:

@@ -654,8 +654,8 @@ class Experiment:
             record = self._read(trial_id)
             snap = self._read_environment(record.environment_hash) \
                 if record.environment_hash else None
-            if snap is None:
-                raise KeyError(f"Trial {trial_id} has no environment snapshot recorded.")
+        if snap is None:
+            raise KeyError(f"Trial {trial_id} has no environment snapshot recorded.")
         if category is None:
             return snap
         if category not in environment.CATEGORIES:

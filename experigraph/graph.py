@@ -20,7 +20,7 @@ import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import dask
 from dask.base import is_dask_collection
@@ -53,6 +53,7 @@ class _Nothing:
 
 
 NOTHING = _Nothing()
+_D = TypeVar("_D", bound="StepDelayed")
 _STATIC_KEY = re.compile(r"-xg[0-9a-f]{32}$")
 
 
@@ -158,7 +159,7 @@ class StepSpec:
     def __init__(self, func: Callable[..., Any], kind: str = "step", cache: bool = False,
                  name: str | None = None) -> None:
         self.func = func
-        self.name = name or getattr(func, "__name__", "step")
+        self.name: str = name or getattr(func, "__name__", None) or "step"
         self.kind = kind
         self.cache = cache
         self.tracked = True
@@ -271,8 +272,14 @@ class CallNode:
         return _Dep(len(self.deps) - 1)
 
 
+@overload
+def make_call(spec: StepSpec | OpSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+              ) -> StepDelayed: ...
+@overload
 def make_call(spec: StepSpec | OpSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any],
-              cls: type[StepDelayed] | None = None) -> StepDelayed:
+              cls: type[_D]) -> _D: ...
+def make_call(spec: StepSpec | OpSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+              cls: type[Any] | None = None) -> Any:
     """A call of ``spec``: a Delayed (built by ``dask.delayed``) carrying its node."""
     node = CallNode(spec, args, kwargs)
     d = dask.delayed(_run_untracked, pure=False)(spec, *args, dask_key_name=node.key, **kwargs)
@@ -294,6 +301,7 @@ class Parameter(Delayed):
     """A declared parameter: a dask Delayed leaf whose value is set per trial."""
 
     __slots__ = ("_node",)
+    _node: ParamNode
 
     def __init__(self, name: str, default: Any, space: ParameterSpace) -> None:
         key = f"{name}-xg{uuid.uuid4().hex}"
@@ -319,16 +327,17 @@ class StepDelayed(Delayed):
     """The output of a step call: a dask Delayed that experigraph can track."""
 
     __slots__ = ("_node",)
+    _node: CallNode
 
     # operations on a step's output stay inside experigraph's graph
     @classmethod
-    def _get_binary_operator(cls, op: Callable[..., Any], inv: bool = False) -> Any:
+    def _get_binary_operator(cls, op: Any, inv: Any = False) -> Any:
         name = op.__name__.strip("_")
         spec = OpSpec((lambda a, b: op(b, a)) if inv else op, f"r{name}" if inv else name)
         return lambda self, other: make_call(spec, (self, other), {})
 
     @classmethod
-    def _get_unary_operator(cls, op: Callable[..., Any]) -> Any:
+    def _get_unary_operator(cls, op: Any) -> Any:  # type: ignore[override]
         spec = OpSpec(op, op.__name__.strip("_"))
         return lambda self: make_call(spec, (self,), {})
 
@@ -365,6 +374,7 @@ class Result(StepDelayed):
     """The output of the ``@ex.result`` step: ``compute()`` runs and records one trial."""
 
     __slots__ = ("_experiment",)
+    _experiment: Experiment
 
     def compute(self, seed: int | None = None, **dask_kwargs: Any) -> Any:  # type: ignore[override]
         """Run one trial and return its result.
@@ -455,23 +465,24 @@ def build_trial_graph(order: list[CallNode], plans: list[TrialPlan],
                     upstream[dep.key] = None
                     if dep.key not in foreign:
                         foreign.update(dict(dep.__dask_graph__()))
-            lineage[id(node)] = (tuple(upstream), tuple(params))
+            derived = (tuple(upstream), tuple(params))
+            lineage[id(node)] = derived
             values = [plan.parameters[name] for name in node.call.params]
             key = f"{node.call.spec.name}-{loose_hash(node.static_token, plan.seed, values, dep_keys)}"
             keys[id(node)] = key
             entry = tasks.get(key)
             if entry is None:
-                tasks[key] = (node, dep_keys, [plan], tuple(upstream), tuple(params))
+                tasks[key] = (node, dep_keys, [plan], *derived)
             elif entry[2][-1] is not plan:
                 entry[2].append(plan)
         result_keys.append(keys[id(order[-1])])
 
     contexts: dict[tuple[int, ...], TrialContext] = {}
     dsk: dict[Any, Any] = dict(foreign)
-    for key, (node, dep_keys, sharing, upstream, params) in tasks.items():
+    for key, (node, dep_keys, sharing, upstream_keys, read) in tasks.items():
         group = tuple(p.trial_id for p in sharing)
         ctx = contexts.get(group)
         if ctx is None:
             ctx = contexts[group] = make_context(group, sharing[0])
-        dsk[key] = (run_step, node.call, ctx, TaskInfo(key, upstream, params), dep_keys)
+        dsk[key] = (run_step, node.call, ctx, TaskInfo(key, upstream_keys, read), dep_keys)
     return dsk, result_keys

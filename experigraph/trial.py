@@ -240,13 +240,13 @@ def run_trials(
     outcomes, pending, failure = [], [], None
     for record, value in zip(records, values):
         failed = type(value) is StepFailure
-        kwargs: dict[str, Any] = (
+        how: dict[str, Any] = (
             dict(status=Status.FAILED, exception=value.exception, tb=value.traceback)
             if failed else dict(status=Status.SUCCEEDED, value=value))
         try:
-            final = _finish(backend, record, sink, elapsed=elapsed, **kwargs)
+            final = _finish(backend, record, sink, elapsed=elapsed, **how)
         except Exception as exc:  # computed, but the backend failed: keep it for later
-            final = _unrecorded(record, sink, elapsed=elapsed, **kwargs)
+            final = _unrecorded(record, sink, elapsed=elapsed, **how)
             pending.append(PendingTrial(final, None if failed else value))
             failure = failure or exc
             logger.error("Trial %d was computed but could not be recorded in %s: %s",
@@ -295,7 +295,7 @@ def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[
             if rec.input_hash is not None for item in rec.inputs if item.get("hash")}
     if not checked and not data:
         return []
-    hashes = {k: r.output_hash for k, r in checked.items()}
+    hashes = {k: r.output_hash for k, r in checked.items() if r.output_hash is not None}
     hashes.update({k: item["hash"] for k, (rec, item) in data.items()})
     olds = backend.swap_output_hashes(hashes)
     events = []

@@ -32,7 +32,8 @@ ACCEPTED = (
 )
 
 
-def load_backend_class(scheme: str) -> type[Backend]:
+def load_backend_class(scheme: str) -> Any:
+    """The Backend class registered for ``scheme`` (its module imported now)."""
     module_name, _, attr = REGISTRY[scheme].partition(":")
     return getattr(importlib.import_module(module_name), attr)
 

@@ -50,6 +50,7 @@ from .packages import collect_packages
 from .python import collect_python
 from .system import collect_platform
 
+xxhash: Any
 try:  # about ten times faster than sha256; either gives a stable content hash
     import xxhash
 except ImportError:  # pragma: no cover - xxhash is a dependency, but optional here

@@ -82,7 +82,7 @@ def stat_signature(paths: Iterable[str]) -> tuple[tuple[Any, ...], ...]:
         One ``(path, inode, size, mtime_ns)`` tuple (or ``(path,)`` when missing)
         per path, in the given order.
     """
-    signature = []
+    signature: list[tuple[Any, ...]] = []
     for path in paths:
         try:
             st = os.stat(path)

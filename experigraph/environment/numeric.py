@@ -92,7 +92,7 @@ def collect_numeric() -> dict[str, Any]:
     for name in MODULES:
         module = sys.modules.get(name)
         version = getattr(module, "__version__", None) if module is not None else None
-        if isinstance(version, str):  # a module still being imported has no __version__ yet
+        if module is not None and isinstance(version, str):  # no __version__ while importing
             present.append((name, module, version))
     key = tuple((name, version) for name, _, version in present)
     if key == _last["key"]:

@@ -79,7 +79,7 @@ def _gather() -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     for dist in importlib.metadata.distributions():
         try:
             name, version = _name_and_version(dist)
-            location = os.fspath(dist.locate_file(""))
+            location = str(dist.locate_file(""))
         except Exception as exc:  # one broken .dist-info must not hide the others
             logger.debug("Skipping an unreadable distribution: %s", exc)
             continue

@@ -1,0 +1,489 @@
+"""The Redis backend: a team shares one experiment through one Redis server.
+
+Keys, for an experiment ``<id>`` (``P`` is ``experigraph:<id>:``)::
+
+    experigraph:experiments      set of experiment ids stored on this server/db
+    P:next_id                    counter; INCR reserves a trial id (GET is the last one)
+    P:trials                     hash trial id -> TrialRecord JSON
+    P:steps:<trial_id>           list of StepRecord JSON, appended by workers (RPUSH)
+    P:metric:<trial_id>:<key>    list of {"epoch", "value"} JSON points (RPUSH)
+    P:metric_keys:<trial_id>     set of the metric names saved for a trial
+    P:blob:<kind>:<hash>         content-addressed bytes (SET NX), returned as-is
+    P:outputs                    hash step key -> last output hash (impurity checks)
+
+Invariants:
+
+* Trial ids come from ``INCR``: two processes can never get the same id, and a
+  process that dies after reserving one leaves a gap, never a duplicate. The
+  counter is never decremented, so a restarted server with its data (AOF/RDB)
+  goes on from where it was.
+* A record is one ``HSET`` of one field: readers see the old record or the new
+  one. A field that fails to parse raises ``CorruptRecordError``.
+* Every per-trial operation is O(1) in the history size (no ``KEYS``/``SCAN``);
+  only ``trial_ids()`` (``HKEYS``) and ``experiment_ids()`` list.
+* Nothing read back is unpickled: records are JSON, blobs are bytes.
+* A command on a broken connection is retried twice (redis-py's own ``Retry``,
+  with a short exponential backoff) before it fails; an ``INCR`` whose reply was
+  lost and that is retried leaves a gap in the ids, never a duplicate.
+
+The backend pickles as its configuration (the URI, or the plain connection
+settings of a ``redis.ConnectionPool``) and connects on first use, so a copy
+sent to a dask worker opens its own connections there. Every Redis error is
+raised as ``BackendError`` naming the (password-masked) URI and what to check.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import redis
+import redis.connection
+import redis.exceptions
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
+from ..hashing import bytes_hash
+from ..records import StepRecord, TrialRecord, decode_value, encode_value
+from .base import Backend
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "experigraph"
+EXPERIMENTS_KEY = f"{PREFIX}:experiments"
+
+#: connection defaults, overridden by the URI's own query options
+_DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30,
+                             "health_check_interval": 30}
+#: connection settings kept when a backend made from a ConnectionPool is pickled
+_PLAIN_SETTINGS = ("host", "port", "db", "username", "password", "path", "socket_timeout",
+                   "socket_connect_timeout", "client_name", "protocol", "health_check_interval")
+#: blobs larger than this are checked with EXISTS before being sent again
+_CHECK_FIRST = 64 * 1024
+#: how many records one HMGET reads
+_BATCH = 500
+
+_SWAP = """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if old ~= ARGV[i + 1] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  out[#out + 1] = old
+end
+return out
+"""
+
+
+def mask_uri(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (safe to print and log).
+
+    Examples
+    --------
+    >>> mask_uri("redis://:secret@db.example:6379/0")
+    'redis://:***@db.example:6379/0'
+    >>> mask_uri("unix:///run/redis.sock?db=2&password=secret")
+    'unix:///run/redis.sock?db=2&password=%2A%2A%2A'
+    """
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if colon else f"{userinfo}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs])
+    text = f"{parts.scheme}://{netloc}{parts.path}"  # urlunsplit drops an empty '//'
+    if query:
+        text += f"?{query}"
+    return text + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def _uri_from_settings(settings: Mapping[str, Any], kind: str) -> str:
+    """A URI describing plain connection settings (``kind``: tcp, ssl or unix)."""
+    password = settings.get("password")
+    username = settings.get("username") or ""
+    auth = ""
+    if password is not None or username:
+        auth = quote(username, safe="")
+        if password is not None:
+            auth += ":" + quote(str(password), safe="")
+        auth += "@"
+    db = int(settings.get("db") or 0)
+    if kind == "unix":
+        return f"unix://{auth}{settings.get('path', '')}?db={db}"
+    scheme = "rediss" if kind == "ssl" else "redis"
+    return f"{scheme}://{auth}{settings.get('host', 'localhost')}:{settings.get('port', 6379)}/{db}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _hint(exc: BaseException, where: str) -> str:
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.AuthenticationError) or any(
+            s in text for s in ("NOAUTH", "WRONGPASS", "invalid password",
+                                "invalid username-password", "must be called with the client "
+                                "already authenticated")):
+        return ("Check the password (and user) in the URI, as redis://:password@host:port/db "
+                "or redis://user:password@host:port/db.")
+    if "DB index" in text or "invalid DB index" in text:
+        return ("Check the database number at the end of the URI (redis://host:port/<db>): "
+                "the server accepts 0 up to its 'databases' setting minus one (0-15 by "
+                "default).")
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return (f"Check that redis-server is running and reachable at {where} (for example "
+                "with 'redis-cli ... ping'), and that the host, port and TLS setting "
+                "(redis:// or rediss://) are right.")
+    return "Check the Redis server's log, and that it is Redis 6.2 or later."
+
+
+class RedisBackend(Backend):
+    """Trials of one experiment in Redis, under ``experigraph:<experiment_id>:``.
+
+    Parameters
+    ----------
+    location : str or Mapping
+        A ``redis://[[user]:password@]host:port/db``, ``rediss://`` or
+        ``unix:///path?db=N`` URI, or plain connection settings (``host``, ``port``,
+        ``db``, ``password``, ``path``, ``ssl``...) as a backend made from a
+        ``redis.ConnectionPool`` pickles.
+    experiment_id : str
+        The experiment whose trials this backend stores.
+    pool : redis.ConnectionPool, optional
+        A pool to use in this process (``location`` then describes it for copies).
+
+    Notes
+    -----
+    Nothing connects until the first operation; see the module docstring for the keys.
+    """
+
+    scheme = "redis"
+
+    def __init__(self, location: str | Mapping[str, Any], experiment_id: str, *,
+                 pool: redis.ConnectionPool | None = None) -> None:
+        super().__init__(experiment_id)
+        if isinstance(location, str):
+            scheme = urlsplit(location).scheme.lower()
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError(f"A Redis backend URI starts with redis://, rediss:// or "
+                                 f"unix://; got {mask_uri(location)!r}.")
+            self._location: str | dict[str, Any] = location
+            self._uri = mask_uri(location)
+        else:
+            self._location = dict(location)
+            kind = self._location.get("kind", "tcp")
+            self._uri = mask_uri(_uri_from_settings(self._location, kind))
+        self._own_pool = pool is None
+        self._pool = pool
+        self._client: redis.Redis | None = None
+        self._swap_script: Any = None
+        self._lock = threading.Lock()
+        self._prefix = f"{PREFIX}:{experiment_id}:"
+        self._registered = False
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_uri(cls, uri: str, experiment_id: str) -> RedisBackend:
+        """A backend for ``redis://``, ``rediss://`` or ``unix://`` ``uri``."""
+        return cls(uri, experiment_id)
+
+    @classmethod
+    def from_object(cls, pool: redis.ConnectionPool, experiment_id: str) -> RedisBackend:
+        """A backend on an existing ``redis.ConnectionPool`` (used as-is in this process)."""
+        if not isinstance(pool, redis.ConnectionPool):
+            raise ValueError(f"Expected a redis.ConnectionPool, got {type(pool).__name__}.")
+        conn_class = pool.connection_class
+        if issubclass(conn_class, redis.connection.UnixDomainSocketConnection):
+            kind = "unix"
+        elif issubclass(conn_class, redis.connection.SSLConnection):
+            kind = "ssl"
+        else:
+            kind = "tcp"
+        settings: dict[str, Any] = {"kind": kind}
+        for key, value in pool.connection_kwargs.items():
+            if (key in _PLAIN_SETTINGS or (kind == "ssl" and key.startswith("ssl_"))) and (
+                    value is None or isinstance(value, (str, int, float, bool))):
+                settings[key] = value
+        return cls(settings, experiment_id, pool=pool)
+
+    @property
+    def uri(self) -> str:
+        return self._uri
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self._location, self.experiment_id))
+
+    # -- connection ------------------------------------------------------------------
+    def _redis(self) -> redis.Redis:
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                if self._pool is None:
+                    self._pool = self._make_pool()
+                self._client = redis.Redis(connection_pool=self._pool)
+                self._swap_script = self._client.register_script(_SWAP)
+            return self._client
+
+    def _make_pool(self) -> redis.ConnectionPool:
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+        if isinstance(self._location, str):
+            return redis.ConnectionPool.from_url(self._location, retry=retry, **_DEFAULTS)
+        settings = dict(self._location)
+        kind = settings.pop("kind", "tcp")
+        options = {**_DEFAULTS, **settings, "retry": retry}
+        if kind == "unix":
+            options["connection_class"] = redis.connection.UnixDomainSocketConnection
+            for key in ("host", "port", "socket_connect_timeout"):
+                options.pop(key, None)
+        elif kind == "ssl":
+            options["connection_class"] = redis.connection.SSLConnection
+        return redis.ConnectionPool(**options)
+
+    def close(self) -> None:
+        """Drop this backend's connections; it reconnects on next use."""
+        with self._lock:
+            if self._pool is not None and self._own_pool:
+                self._pool.disconnect()
+                self._pool = None
+            self._client = None
+            self._swap_script = None
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Raise every Redis error as a BackendError naming the masked URI."""
+        try:
+            yield
+        except redis.exceptions.RedisError as exc:
+            raise self._translate(exc, action) from exc
+
+    def _translate(self, exc: BaseException, action: str) -> BackendError:
+        detail = f"{type(exc).__name__}: {exc}"
+        password = self._password()
+        if password:
+            detail = detail.replace(password, "***")
+        where = self._uri
+        if isinstance(self._location, Mapping) and self._location.get("kind") == "unix":
+            where = str(self._location.get("path"))
+        else:
+            parts = urlsplit(self._uri)
+            where = parts.path if parts.scheme == "unix" else (parts.hostname or "") + (
+                f":{parts.port}" if parts.port else "")
+        return BackendError(
+            f"Redis backend at {self._uri} failed while {action} for experiment "
+            f"{self.experiment_id!r} ({detail}). {_hint(exc, where)}")
+
+    def _password(self) -> str | None:
+        if isinstance(self._location, Mapping):
+            value = self._location.get("password")
+            return str(value) if value else None
+        parts = urlsplit(self._location)
+        if parts.password:
+            return parts.password
+        for key, value in parse_qsl(parts.query):
+            if key.lower() == "password" and value:
+                return value
+        return None
+
+    def _key(self, *parts: Any) -> str:
+        return self._prefix + ":".join(str(p) for p in parts)
+
+    # -- trials -----------------------------------------------------------------
+    def next_trial_id(self) -> int:
+        with self._errors("reserving a trial id"):
+            pipe = self._redis().pipeline(transaction=False)
+            pipe.incr(self._key("next_id"))
+            if not self._registered:
+                pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)
+            trial_id = int(pipe.execute()[0])
+        self._registered = True
+        return trial_id
+
+    def last_trial_id(self) -> int:
+        with self._errors("reading the last trial id"):
+            value = self._redis().get(self._key("next_id"))
+        return int(value) if value is not None else 0
+
+    def write_trial(self, record: TrialRecord) -> None:
+        data = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False)
+        with self._errors(f"writing trial {record.trial_id}"):
+            pipe = self._redis().pipeline(transaction=False)
+            pipe.hset(self._key("trials"), str(int(record.trial_id)), data)
+            if not self._registered:
+                pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)
+            pipe.execute()
+        self._registered = True
+
+    def _parse(self, trial_id: int, raw: bytes | str) -> TrialRecord:
+        try:
+            return TrialRecord.from_json(json.loads(raw))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptRecordError(f"{self._uri} (key {self._key('trials')}, field {trial_id})",
+                                     f"{type(exc).__name__}: {exc}") from exc
+
+    def read_trial(self, trial_id: int) -> TrialRecord:
+        try:
+            field = str(int(trial_id))
+        except (TypeError, ValueError):
+            raise TrialIDNotFoundError(trial_id) from None
+        with self._errors(f"reading trial {trial_id}"):
+            pipe = self._redis().pipeline(transaction=False)
+            pipe.hget(self._key("trials"), field)
+            pipe.get(self._key("next_id"))
+            raw, last = pipe.execute()
+        if raw is None:
+            if last is not None and 0 < int(trial_id) <= int(last):
+                raise TrialIDNotFoundError(
+                    trial_id, f"Trial {trial_id} is reserved but its record was never written "
+                    "(the process that reserved it stopped first).")
+            raise TrialIDNotFoundError(trial_id)
+        return self._parse(int(trial_id), raw)
+
+    def trial_ids(self) -> list[int]:
+        with self._errors("listing trial ids"):
+            fields = self._redis().hkeys(self._key("trials"))
+        return sorted(int(f) for f in fields)
+
+    def read_trials(self, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
+        """Records for ``trial_ids`` (default: all), read in batches; torn ones skipped."""
+        ids = self.trial_ids() if trial_ids is None else [int(i) for i in trial_ids]
+        out: list[TrialRecord] = []
+        for start in range(0, len(ids), _BATCH):
+            chunk = ids[start:start + _BATCH]
+            with self._errors("reading trials"):
+                raws = self._redis().hmget(self._key("trials"), [str(i) for i in chunk])
+            for trial_id, raw in zip(chunk, raws):
+                if raw is None:
+                    continue
+                try:
+                    out.append(self._parse(trial_id, raw))
+                except CorruptRecordError as exc:
+                    logger.warning("%s", exc)
+        return out
+
+    def last_trial(self) -> TrialRecord | None:
+        """The most recent readable record, looked up from the counter downwards."""
+        trial_id = self.last_trial_id()
+        while trial_id > 0:
+            try:
+                return self.read_trial(trial_id)
+            except (TrialIDNotFoundError, CorruptRecordError):
+                trial_id -= 1
+        return None
+
+    # -- step records -------------------------------------------------------------
+    def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
+        if not records:
+            return
+        items = [json.dumps(r.to_json(), sort_keys=True, separators=(",", ":"),
+                            ensure_ascii=False) for r in records]
+        with self._errors(f"appending step records of trial {trial_id}"):
+            self._redis().rpush(self._key("steps", int(trial_id)), *items)
+
+    def read_step_records(self, trial_id: int) -> list[StepRecord]:
+        with self._errors(f"reading step records of trial {trial_id}"):
+            raws = self._redis().lrange(self._key("steps", int(trial_id)), 0, -1)
+        out = []
+        for n, raw in enumerate(raws):
+            try:
+                out.append(StepRecord.from_json(json.loads(raw)))
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.warning("Skipping unreadable step record %d of trial %d in %s: %s",
+                               n, trial_id, self._uri, exc)
+        return out
+
+    # -- blobs ------------------------------------------------------------------
+    def put_blob(self, kind: str, data: bytes) -> str:
+        blob_hash = bytes_hash(data)
+        key = self._key("blob", kind, blob_hash)
+        with self._errors(f"storing a {kind} blob"):
+            client = self._redis()
+            if len(data) > _CHECK_FIRST and client.exists(key):
+                return blob_hash
+            client.set(key, data, nx=True)
+        return blob_hash
+
+    def get_blob(self, kind: str, blob_hash: str) -> bytes:
+        with self._errors(f"reading {kind} blob {blob_hash}"):
+            data = self._redis().get(self._key("blob", kind, blob_hash))
+        if data is None:
+            raise KeyError(f"no {kind} blob {blob_hash} in {self._uri}")
+        return data if isinstance(data, bytes) else str(data).encode("utf-8")
+
+    # -- impurity ---------------------------------------------------------------
+    def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
+        return self.swap_output_hashes({step_key: output_hash})[step_key]
+
+    def swap_output_hashes(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
+        """Swap many output hashes atomically, in one round trip (a Lua script)."""
+        if not hashes:
+            return {}
+        keys = list(hashes)
+        args: list[str] = []
+        for k in keys:
+            args.extend((k, hashes[k]))
+        with self._errors("checking step outputs"):
+            self._redis()
+            olds = self._swap_script(keys=[self._key("outputs")], args=args)
+        return {k: (None if old is None else _text(old)) for k, old in zip(keys, olds)}
+
+    # -- metrics ----------------------------------------------------------------
+    def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
+        point = json.dumps({"epoch": encode_value(epoch), "value": encode_value(value)},
+                           separators=(",", ":"), ensure_ascii=False)
+        with self._errors(f"saving metric {key!r} of trial {trial_id}"):
+            pipe = self._redis().pipeline(transaction=False)
+            pipe.rpush(self._key("metric", int(trial_id), key), point)
+            pipe.sadd(self._key("metric_keys", int(trial_id)), key)
+            pipe.execute()
+
+    def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
+        with self._errors(f"reading metric {key!r} of trial {trial_id}"):
+            raws = self._redis().lrange(self._key("metric", int(trial_id), key), 0, -1)
+        points = [json.loads(raw) for raw in raws]
+        return [(decode_value(p["epoch"]), decode_value(p["value"])) for p in points]
+
+    def metric_keys(self, trial_id: int) -> list[str]:
+        with self._errors(f"listing metrics of trial {trial_id}"):
+            names = self._redis().smembers(self._key("metric_keys", int(trial_id)))
+        return sorted(_text(n) for n in names)
+
+    # -- experiments ------------------------------------------------------------
+    def experiment_ids(self) -> list[str]:
+        with self._errors("listing experiments"):
+            names = self._redis().smembers(EXPERIMENTS_KEY)
+        return sorted(_text(n) for n in names)
+
+    def delete_experiment(self) -> int:
+        """Remove every key of this experiment (tests and cleanup); returns how many.
+
+        This is the only method that scans (``SCAN MATCH experigraph:<id>:*``).
+        """
+        removed = 0
+        with self._errors("deleting the experiment"):
+            client = self._redis()
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=self._prefix + "*",
+                                        count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    removed += client.delete(*batch)
+                    batch = []
+            if batch:
+                removed += client.delete(*batch)
+            client.srem(EXPERIMENTS_KEY, self.experiment_id)
+        return removed
+
+
+__all__ = ["RedisBackend", "mask_uri"]
