@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -63,6 +64,11 @@ _DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 5, "socket_timeout": 30,
 #: connection settings kept when a backend made from a ConnectionPool is pickled
 _PLAIN_SETTINGS = ("host", "port", "db", "username", "password", "path", "socket_timeout",
                    "socket_connect_timeout", "client_name", "protocol", "health_check_interval")
+#: connection pools shared by the backends of one process (per location): a backend
+#: unpickled for every task on a dask worker reuses the worker's connections instead
+#: of opening new ones (once-per-process work, kept off the per-step path)
+_POOLS: dict[tuple[int, str], redis.ConnectionPool] = {}
+_POOLS_LOCK = threading.Lock()
 #: blobs larger than this are checked with EXISTS before being sent again
 _CHECK_FIRST = 64 * 1024
 #: how many records one HMGET reads
@@ -230,10 +236,19 @@ class RedisBackend(Backend):
         with self._lock:
             if self._client is None:
                 if self._pool is None:
-                    self._pool = self._make_pool()
+                    self._pool = self._process_pool()
                 self._client = redis.Redis(connection_pool=self._pool)
                 self._swap_script = self._client.register_script(_SWAP)
             return self._client
+
+    def _process_pool(self) -> redis.ConnectionPool:
+        key = (os.getpid(), repr(sorted(self._location.items()))
+               if isinstance(self._location, dict) else self._location)
+        with _POOLS_LOCK:
+            pool = _POOLS.get(key)
+            if pool is None:
+                pool = _POOLS[key] = self._make_pool()
+            return pool
 
     def _make_pool(self) -> redis.ConnectionPool:
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
@@ -251,10 +266,14 @@ class RedisBackend(Backend):
         return redis.ConnectionPool(**options)
 
     def close(self) -> None:
-        """Drop this backend's connections; it reconnects on next use."""
+        """Release this backend's connections; it reconnects on next use.
+
+        The process-wide pool it used stays open for the other backends on the
+        same server; its idle connections are closed.
+        """
         with self._lock:
             if self._pool is not None and self._own_pool:
-                self._pool.disconnect()
+                self._pool.disconnect(inuse_connections=False)
                 self._pool = None
             self._client = None
             self._swap_script = None
