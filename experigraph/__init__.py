@@ -6,8 +6,10 @@ trial. See README.rst for a tour.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .errors import (
@@ -18,8 +20,24 @@ from .errors import (
     SignatureError,
     TrialIDNotFoundError,
 )
-from .experiment import Experiment
-from .graph import NOTHING, Parameter, Result
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
+    from .graph import NOTHING, Parameter, Result
+
+#: public names imported on first use, so that ``import experigraph`` (and the
+#: ``experigraph --help`` command) does not load dask and pandas
+_LAZY = {"Experiment": "experiment", "Parameter": "graph", "Result": "graph",
+         "NOTHING": "graph"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'experigraph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __version__ = "0.1.0"
 

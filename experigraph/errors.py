@@ -119,5 +119,17 @@ class SignatureError(ExperigraphError, ValueError):
         )
 
 
+class ScriptUsageError(ExperigraphError, ValueError):
+    """Bad command-line input for a script: the CLI exits with code 2, nothing is recorded."""
+
+
+class ScriptError(ExperigraphError, RuntimeError):
+    """A script could not be run, or its trial failed: the CLI exits with code 1."""
+
+    def __init__(self, message: str, *, trial_ids: Iterable[int] = ()) -> None:
+        super().__init__(message)
+        self.trial_ids = list(trial_ids)
+
+
 class MissingDependencyError(ExperigraphError, ImportError):
     """An optional package needed for a feature is not installed."""

@@ -14,6 +14,7 @@ import json
 import os
 import logging
 import re
+import types
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -121,6 +122,11 @@ class Experiment:
     @property
     def backend(self) -> Backend:
         return self._backend
+
+    @property
+    def parameters(self) -> Mapping[str, Parameter]:
+        """The declared parameters, by name (read only)."""
+        return types.MappingProxyType(self._space.declared)
 
     def __repr__(self) -> str:
         return f"Experiment(id={self.id!r}, backend={self._backend.uri!r})"

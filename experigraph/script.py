@@ -67,7 +67,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ExperigraphError
+from .errors import ExperigraphError, ScriptError, ScriptUsageError
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -81,18 +81,6 @@ logger = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1
 SYNTAX = "name=value (a Python literal such as 1, 0.5, True, None, [1, 2] or 'text'; " \
          "anything else is taken as a string, e.g. model=rf)"
-
-
-class ScriptUsageError(ExperigraphError, ValueError):
-    """Bad command-line input for a script: the CLI exits with code 2, nothing is recorded."""
-
-
-class ScriptError(ExperigraphError, RuntimeError):
-    """A script could not be run, or its trial failed: the CLI exits with code 1."""
-
-    def __init__(self, message: str, *, trial_ids: Sequence[int] = ()) -> None:
-        super().__init__(message)
-        self.trial_ids = list(trial_ids)
 
 
 # -- parsing ------------------------------------------------------------------------
@@ -409,7 +397,7 @@ def usage(session: ScriptSession) -> str:
         from .graph import NOTHING
 
         lines += ["", f"Parameters of experiment {experiment.id!r}:"]
-        for name, param in sorted(experiment._space.declared.items()):
+        for name, param in sorted(experiment.parameters.items()):
             default = "required" if param.default is NOTHING else f"default {param.default!r}"
             lines.append(f"  {name} ({default})")
     return "\n".join(lines)
@@ -466,7 +454,7 @@ def _parameters_for(session: ScriptSession, experiment: Experiment, result: Resu
     recorded."""
     from .graph import parameters_read, walk
 
-    declared = experiment._space.declared
+    declared = experiment.parameters
     given = session.args.parameters
     undeclared = sorted(set(given) - set(declared))
     if undeclared:

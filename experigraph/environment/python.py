@@ -36,7 +36,7 @@ def collect_python() -> dict[str, Any]:
     value = {
         "version": sys.version,
         "implementation": platform.python_implementation(),
-        "executable": sys.executable,
+        "executable": os.path.realpath(sys.executable),  # python and python3.11 are one
         "prefix": sys.prefix,
         "base_prefix": getattr(sys, "base_prefix", sys.prefix),
         "virtualenv": _virtualenv(),

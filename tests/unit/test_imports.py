@@ -11,7 +11,7 @@ from experigraph.errors import MissingDependencyError
 
 def test_import_loads_no_optional_package(run_python):
     out = run_python("import sys, json, experigraph\n"
-                     "print(json.dumps(sorted(m for m in ('redis', 'pymongo', 'bokeh', 'cpuinfo', "
+                     "print(json.dumps(sorted(m for m in ('redis', 'pymongo', 'bokeh', 'cpuinfo', 'dask', 'pandas', "
                      "'git', 'mongomock') if m in sys.modules)))").stdout
     assert json.loads(out) == []
 
