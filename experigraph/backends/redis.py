@@ -28,7 +28,8 @@ Invariants:
 
 The backend pickles as its configuration (the URI, or the plain connection
 settings of a ``redis.ConnectionPool``) and connects on first use, so a copy
-sent to a dask worker opens its own connections there. Every Redis error is
+sent to a dask worker connects there; the copies in one process share one
+connection pool per server, so a worker does not connect again for every task. Every Redis error is
 raised as ``BackendError`` naming the (password-masked) URI and what to check.
 """
 from __future__ import annotations
