@@ -136,18 +136,23 @@ class Experiment:
         return (_restore_experiment, (self.id, self._backend, self.seed))
 
     # -- declaring ----------------------------------------------------------------
-    def parameter(self, name: str, default: Any = NOTHING) -> Parameter:
+    def parameter(self, name: str, default: Any = NOTHING, type: Any = None) -> Parameter:
         """Declare a parameter (a dask Delayed leaf); re-declaring returns the same one.
 
-        Re-declaring with another default updates the default.
+        Re-declaring with another default (or type) updates it. With ``type``
+        (e.g. ``float``), values given by ``set_parameters``, the command line
+        or a sweep are converted to it (``lr=1`` becomes ``1.0``).
         """
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"A parameter name must be a Python identifier, got {name!r}.")
+        if type is not None and not callable(type):
+            raise ValueError(f"type= takes a type such as int, float or str, got {type!r}.")
         existing = self._space.declared.get(name)
         if existing is not None:
             existing._node.default = default
+            existing._node.type = type
             return existing
-        param = Parameter(name, default, self._space)
+        param = Parameter(name, default, self._space, type)
         self._space.declared[name] = param
         return param
 
@@ -188,7 +193,8 @@ class Experiment:
         for name in values:
             if name not in self._space.declared:
                 raise ParameterUndeclaredError(name, self._space.declared)
-        self._space.values.update(values)
+        converted = {n: self._space.declared[n]._node.convert(v) for n, v in values.items()}
+        self._space.values.update(converted)
         return self
 
     def compute(self, seed: int | None = None, **dask_kwargs: Any) -> Any:

@@ -132,7 +132,7 @@ class ParameterSpace:
         out, missing = {}, []
         for name in names:
             if name in overrides:
-                out[name] = overrides[name]
+                out[name] = self.declared[name]._node.convert(overrides[name])
             elif name in self.values:
                 out[name] = self.values[name]
             elif self.declared[name]._node.default is not NOTHING:
@@ -145,10 +145,27 @@ class ParameterSpace:
 
 
 class ParamNode:
-    __slots__ = ("name", "default", "key")
+    __slots__ = ("name", "default", "key", "type")
 
-    def __init__(self, name: str, default: Any, key: str) -> None:
-        self.name, self.default, self.key = name, default, key
+    def __init__(self, name: str, default: Any, key: str, type: Any = None) -> None:
+        self.name, self.default, self.key, self.type = name, default, key, type
+
+    def convert(self, value: Any) -> Any:
+        """``value`` as the declared type (unchanged when no type was declared)."""
+        if self.type is None or value is None or isinstance(value, self.type):
+            return value
+        if self.type is bool and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("true", "1", "yes"):
+                return True
+            if lowered in ("false", "0", "no"):
+                return False
+        try:
+            return self.type(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"Parameter {self.name!r} is declared as "
+                             f"{getattr(self.type, '__name__', self.type)}, and {value!r} "
+                             f"cannot be converted to it ({exc}).") from exc
 
 
 class StepSpec:
@@ -303,10 +320,11 @@ class Parameter(Delayed):
     __slots__ = ("_node",)
     _node: ParamNode
 
-    def __init__(self, name: str, default: Any, space: ParameterSpace) -> None:
+    def __init__(self, name: str, default: Any, space: ParameterSpace, type: Any = None
+                 ) -> None:
         key = f"{name}-xg{uuid.uuid4().hex}"
         super().__init__(key, {key: (_parameter_value, space, name)})
-        self._node = ParamNode(name, default, key)
+        self._node = ParamNode(name, default, key, type)
 
     @property
     def name(self) -> str:
@@ -318,7 +336,9 @@ class Parameter(Delayed):
 
     def __repr__(self) -> str:
         default = "" if self._node.default is NOTHING else f", default={self._node.default!r}"
-        return f"Parameter({self._node.name!r}{default})"
+        kind = "" if self._node.type is None else \
+            f", type={getattr(self._node.type, '__name__', self._node.type)}"
+        return f"Parameter({self._node.name!r}{default}{kind})"
 
     __getattr__ = Delayed.__getattr__
 

@@ -472,6 +472,11 @@ def _parameters_for(session: ScriptSession, experiment: Experiment, result: Resu
                            "it is left out.", name, session.rerun_of)
     argv = format_assignments(values) + list(session.argv)
     values.update(given)
+    for name, value in values.items():  # a declared type= must accept the value
+        try:
+            values[name] = declared[name]._node.convert(value)
+        except ValueError as exc:
+            raise ScriptUsageError(str(exc)) from exc
     current = experiment.get_parameters()
     missing = [n for n in parameters_read(walk(result._node))  # type: ignore[arg-type]
                if n not in values and n not in current]

@@ -17,6 +17,7 @@ import pytest
 
 import experigraph as xg
 from experigraph import script as script_mode
+from experigraph.records import Unrepresentable
 
 from conftest import python_env
 
@@ -110,7 +111,7 @@ def test_format_assignments_round_trips_and_refuses_reprs():
     assert script_mode.parse_assignments(script_mode.format_assignments(values)) == values
     with pytest.raises(script_mode.ScriptUsageError, match="cannot be written as a Python "
                        "literal"):
-        script_mode.format_assignments({"x": xg.records.Unrepresentable("<obj>", "Obj")})
+        script_mode.format_assignments({"x": Unrepresentable("<obj>", "Obj")})
 
 
 # -- python script.py ----------------------------------------------------------------------
@@ -274,3 +275,31 @@ def test_in_process_driver_records_the_script(script, tmp_path, monkeypatch):
     assert record.script["argv"] == ["a=1", "--seed", "5"]
     assert script_mode._session.get() is None
     assert sys.argv[0] != str(script)
+
+
+TYPED = '''
+import experigraph as xg
+ex = xg.Experiment(id="typed")
+lr = ex.parameter("lr", type=float)
+name = ex.parameter("name", default="x", type=str)
+
+@ex.result
+def show(lr, name):
+    return [type(lr).__name__, lr, name]
+
+show(lr, name)
+'''
+
+
+def test_typed_parameters_convert_command_line_values(tmp_path):
+    path = tmp_path / "typed.py"
+    path.write_text(TYPED)
+    proc = run_script(path, "lr=1", "name=7")
+    assert proc.returncode == 0, proc.stderr
+    ex = xg.Experiment("typed", backend=store(tmp_path))
+    assert ex.get_parameters(1) == {"lr": 1.0, "name": "7"}
+    assert ex.get_trial(1).result == ["float", 1.0, "7"]
+    bad = run_script(path, "lr=fast")
+    assert bad.returncode == 2
+    assert "'lr' is declared as float" in bad.stderr
+    assert list(ex.get_history().index) == [1]

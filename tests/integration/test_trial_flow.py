@@ -454,3 +454,23 @@ def test_get_code_returns_step_sources(quickstart):
     code = ex.get_code(1)
     assert "def prepare_data(a, b):" in code and "return 10 / s" in code
     assert "def calculate_score" in ex.get_code()
+
+
+def test_typed_parameters_convert_values(make_experiment):
+    ex = make_experiment()
+    lr = ex.parameter("lr", type=float)
+    flag = ex.parameter("flag", default=False, type=bool)
+
+    @ex.result
+    def show(lr, flag):
+        return (type(lr).__name__, lr, flag)
+
+    show(lr, flag)
+    assert ex.set_parameters(lr=1).compute() == ("float", 1.0, False)
+    assert ex.get_parameters(1) == {"lr": 1.0, "flag": False}
+    table = ex.sweep(lr=["0.5", 2], flag=["true"], progress=False)
+    assert [tuple(r) for r in table["Result"]] == [("float", 0.5, True), ("float", 2.0, True)]
+    with pytest.raises(ValueError, match=r"'lr' is declared as float, and 'fast' cannot be"):
+        ex.set_parameters(lr="fast")
+    assert ex.get_parameters()["lr"] == 1.0
+    assert repr(lr) == "Parameter('lr', type=float)"
