@@ -2,7 +2,7 @@
 
 A step's ``code_hash`` is computed once, when the step is declared, from its
 source parsed with ``ast`` with docstrings dropped: comments, blank lines,
-docstrings and formatting do not change it (cosmetic edits), while any change
+docstrings, the step's own decorator and formatting do not change it (cosmetic edits), while any change
 of what the code does does. ``source_hash`` is the hash of the exact text, so a
 cosmetic edit is still seen. A function whose source cannot be read (built in
 a REPL without history, a C function) is hashed from its bytecode and recorded
@@ -90,6 +90,10 @@ def find_helpers(func: Callable[..., Any]) -> list[tuple[str, Callable[..., Any]
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    if isinstance(tree, ast.Module):  # the step's own decorator (@ex, @other_ex.step) is
+        for top in tree.body:         # how it is declared, not what it does
+            if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                top.decorator_list = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
             body = node.body

@@ -170,7 +170,13 @@ class Experiment:
         return self._declare(func, "step")
 
     def step(self, func: Callable[..., Any] | None = None, /, *, cache: bool = False) -> Any:
-        """``@ex.step`` or ``@ex.step(cache=True)``: declare a step."""
+        """``@ex.step`` or ``@ex.step(cache=True)``: declare a step.
+
+        ``cache=True`` declares the step deterministic in its inputs: its output
+        is saved (a signed pickle), and a later call with the same code and the
+        same input values, in any trial and with any seed, reuses it instead of
+        running the step again (``StepRecord.cached``).
+        """
         return self._declare(func, "step", cache=cache)
 
     def persist(self, func: Callable[..., Any] | None = None, /) -> Any:
@@ -548,7 +554,7 @@ class Experiment:
             ``EXPERIGRAPH_SECRET_KEY``); ``trust=True`` loads it anyway.
         """
         record = self._read(trial_id)
-        saved = [s for s in record.steps if s.step == step_name and s.persisted]
+        saved = [s for s in record.steps if s.step == step_name and s.persisted]  # also cache
         if not saved:
             persisted = sorted({s.step for s in record.steps if s.persisted})
             raise KeyError(f"Trial {trial_id} has no persisted output of step {step_name!r} "

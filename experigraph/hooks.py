@@ -192,8 +192,19 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     # -- pre
     input_hash = value_hash(args, kwargs)
     seed = step_seed(ctx.seed, spec.name)
-    seed_globals(seed)
     scope = StepScope(ctx, spec, seed)
+    cache_key = None
+    if spec.cache and input_hash is not None:
+        cache_key = f"cache:{spec.name}:{spec.code.code_hash}:{input_hash}"
+        started = now()
+        hit = _cached(ctx.backend, cache_key, spec.name)
+        if hit is not None:
+            blob, value = hit
+            ctx.sink.add(_record(call, ctx, info, scope, input_hash, value_hash(value), started,
+                                 0.0, persisted=blob, output_type=type_name(value),
+                                 cached=True))
+            return value
+    seed_globals(seed)
     token = _current.set(scope)
     started = now()
     t0 = time.perf_counter()
@@ -221,23 +232,42 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
             out["error"] = f"{type(exc).__name__}: {exc}"
     output_hash = value_hash(value)
     persisted = None
-    if spec.kind == "persist":
+    if spec.kind == "persist" or cache_key is not None:
         persisted = ctx.backend.put_blob("pickle", signing.dumps(value))
+        if cache_key is not None:
+            ctx.backend.swap_output_hashes({cache_key: persisted})
     ctx.sink.add(_record(call, ctx, info, scope, input_hash, output_hash, started, duration,
                          persisted=persisted, output_type=type_name(value)))
     return value
 
 
+def _cached(backend: Backend, cache_key: str, step: str) -> tuple[str, Any] | None:
+    """The saved output of a ``cache=True`` step for these inputs, or None."""
+    from .errors import SignatureError
+
+    blob = backend.read_output_hashes([cache_key])[cache_key]
+    if blob is None:
+        return None
+    try:
+        return blob, signing.loads(backend.get_blob("pickle", blob),
+                                   what=f"cached output of step {step!r}")
+    except KeyError:
+        return None
+    except SignatureError as exc:
+        logger.warning("Not using the cached output of step %s: %s", step, exc)
+        return None
+
+
 def _record(call: Any, ctx: TrialContext, info: TaskInfo, scope: StepScope,
             input_hash: str | None, output_hash: str | None, started: Any, duration: float,
             *, error: str | None = None, persisted: str | None = None,
-            output_type: str = "") -> StepRecord:
+            output_type: str = "", cached: bool = False) -> StepRecord:
     spec = call.spec
     return StepRecord(
         step=spec.name, key=info.key, trial_ids=ctx.trial_ids, code_hash=spec.code.code_hash,
         input_hash=input_hash, output_hash=output_hash, started=started, duration=duration,
         succeeded=error is None, error=error, dependencies=tuple(str(k) for k in info.dependencies),
-        parameters=info.parameters, persisted=persisted,
+        parameters=info.parameters, persisted=persisted, cached=cached,
         host=HOST, pid=os.getpid(), output_type=output_type, metrics=scope.metrics,
         labels=scope.labels, inputs=tuple(scope.inputs), outputs=tuple(scope.outputs),
         description=scope.description,

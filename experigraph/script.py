@@ -216,6 +216,9 @@ class ScriptSession:
     result: Result | None = None
     #: every experiment that registered a result: id(ex) -> (ex, last trial id then)
     baselines: dict[int, tuple[Experiment, int]] = dataclasses.field(default_factory=dict)
+    #: the command line did not parse: an error only if script mode runs the trial (a
+    #: script that computes by itself may have arguments of its own)
+    usage_error: ScriptUsageError | None = None
 
     def add(self, experiment: Experiment, result: Result) -> None:
         if id(experiment) not in self.baselines:
@@ -229,9 +232,7 @@ class ScriptSession:
 
         found = []
         for experiment, baseline in self.baselines.values():
-            for trial_id in experiment.backend.trial_ids():
-                if trial_id <= baseline:
-                    continue
+            for trial_id in range(baseline + 1, experiment.trial_id + 1):  # O(new trials)
                 try:
                     record = experiment.get_trial(trial_id)
                 except (TrialIDNotFoundError, CorruptRecordError):
@@ -303,13 +304,14 @@ def register(experiment: Experiment, result: Result) -> None:
     if path is None:
         return
     argv = list(sys.argv[1:])
+    usage_error = None
     try:
         args = parse_script_argv(argv)
     except ScriptUsageError as exc:
-        _print_error(f"{exc} Usage: {_usage_line(path)}")
-        raise SystemExit(2) from None
+        args, usage_error = ScriptArgs(parameters={}), exc
     session = ScriptSession(path=Path(path).resolve(), argv=argv, source=read_script(path),
-                            args=args, main_globals=sys.modules["__main__"].__dict__)
+                            args=args, main_globals=sys.modules["__main__"].__dict__,
+                            usage_error=usage_error)
     session.add(experiment, result)
     _session.set(session)
     _install_shutdown_hook(session)
@@ -419,11 +421,13 @@ def finish(session: ScriptSession) -> int:
         return 0
     ran = session.trials_run_here()
     if ran:  # the script ran its own trials, and handled any failure (it did not raise)
-        if session.args.parameters or session.args.seed is not None:
+        if session.args.parameters or session.args.seed is not None or session.usage_error:
             logger.warning("The script computed trial(s) %s itself, so the command-line "
                            "parameters and seed were not applied.",
                            ", ".join(str(r.trial_id) for r in ran))
         return 0
+    if session.usage_error is not None:
+        raise session.usage_error
     experiment, result = session.experiment, session.result
     if experiment is None or result is None:
         raise ScriptError(

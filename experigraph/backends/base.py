@@ -89,6 +89,10 @@ class Backend(abc.ABC):
     def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
         """Remember ``output_hash`` for ``step_key``; return the hash it replaced."""
 
+    @abc.abstractmethod
+    def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
+        """The hashes last remembered for ``step_keys`` (None where none), without changing them."""
+
     def swap_output_hashes(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
         """``swap_output_hash`` for many keys at once (backends may batch it)."""
         return {k: self.swap_output_hash(k, h) for k, h in hashes.items()}

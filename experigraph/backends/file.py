@@ -313,6 +313,10 @@ class FileBackend(Backend):
     def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
         return self.swap_output_hashes({step_key: output_hash})[step_key]
 
+    def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
+        self._sync_outputs()
+        return {k: self._outputs.get(k) for k in step_keys}
+
     def swap_output_hashes(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
         self._ensure()
         self._sync_outputs()

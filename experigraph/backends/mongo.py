@@ -419,6 +419,15 @@ class MongoBackend(Backend):
                 upsert=True, return_document=ReturnDocument.BEFORE)
         return None if old is None else old.get("output_hash")
 
+    def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
+        keys = list(step_keys)
+        if not keys:
+            return {}
+        with self._errors("reading step outputs"):
+            docs = self._db().outputs.find({"_id": {"$in": [self._id(k) for k in keys]}})
+            found = {d["_id"]: d.get("output_hash") for d in docs}
+        return {k: found.get(self._id(k)) for k in keys}
+
     # -- metrics ----------------------------------------------------------------
     def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
         doc = {"experiment_id": self.experiment_id, "trial_id": int(trial_id), "key": key,

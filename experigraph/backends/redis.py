@@ -458,6 +458,14 @@ class RedisBackend(Backend):
             olds = self._swap_script(keys=[self._key("outputs")], args=args)
         return {k: (None if old is None else _text(old)) for k, old in zip(keys, olds)}
 
+    def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
+        keys = list(step_keys)
+        if not keys:
+            return {}
+        with self._errors("reading step outputs"):
+            values = self._redis().hmget(self._key("outputs"), keys)
+        return {k: (None if v is None else _text(v)) for k, v in zip(keys, values)}
+
     # -- metrics ----------------------------------------------------------------
     def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
         point = json.dumps({"epoch": encode_value(epoch), "value": encode_value(value)},

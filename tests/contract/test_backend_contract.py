@@ -477,3 +477,11 @@ def test_four_processes_write_one_hundred_trials(backend, kind):
     assert sorted(history["Result"]) == sorted(w * 1000 + i for w in range(4) for i in range(25))
     assert ex.trial_id == 100
     assert backend.next_trial_id() == 101
+
+
+def test_output_hashes_can_be_read_without_changing_them(backend):
+    assert backend.read_output_hashes(["k1", "k2"]) == {"k1": None, "k2": None}
+    backend.swap_output_hashes({"k1": "h1"})
+    assert backend.read_output_hashes(["k1", "k2"]) == {"k1": "h1", "k2": None}
+    assert backend.read_output_hashes(["k1"]) == {"k1": "h1"}
+    assert backend.read_output_hashes([]) == {}

@@ -303,3 +303,32 @@ def test_typed_parameters_convert_command_line_values(tmp_path):
     assert bad.returncode == 2
     assert "'lr' is declared as float" in bad.stderr
     assert list(ex.get_history().index) == [1]
+
+
+OWN_ARGS = '''
+import argparse
+import experigraph as xg
+parser = argparse.ArgumentParser()
+parser.add_argument("--repeat", type=int)
+options = parser.parse_args()
+ex = xg.Experiment(id="own")
+a = ex.parameter("a", default=1)
+
+@ex.result
+def ident(a):
+    return a
+
+r = ident(a)
+for value in range(options.repeat):
+    ex.set_parameters(a=value).compute()
+'''
+
+
+def test_script_with_its_own_arguments_that_computes_itself(tmp_path):
+    path = tmp_path / "own.py"
+    path.write_text(OWN_ARGS)
+    proc = run_script(path, "--repeat", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "error:" not in proc.stderr
+    ex = xg.Experiment("own", backend=store(tmp_path))
+    assert ex.get_history()["a"].tolist() == [0, 1, 2]  # its own trials, no extra one

@@ -474,3 +474,45 @@ def test_typed_parameters_convert_values(make_experiment):
         ex.set_parameters(lr="fast")
     assert ex.get_parameters()["lr"] == 1.0
     assert repr(lr) == "Parameter('lr', type=float)"
+
+
+def test_cached_step_runs_once_for_the_same_inputs(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a")
+    b = ex.parameter("b")
+    runs = []
+
+    @ex.step(cache=True)
+    def expensive(a):
+        runs.append(a)
+        return {"features": [a] * 3}
+
+    @ex.result
+    def score(f, b):
+        return sum(f["features"]) * b
+
+    score(expensive(a), b)
+    assert ex.set_parameters(a=1, b=1).compute() == 3
+    assert ex.set_parameters(a=1, b=2).compute() == 6  # other seed, other b: cached
+    assert ex.set_parameters(a=2, b=1).compute() == 6  # other input: runs
+    assert runs == [1, 2]
+    cached = [st.cached for t in (1, 2, 3) for st in ex.get_trial(t).steps
+              if st.step == "expensive"]
+    assert cached == [False, True, False]
+    assert ex.get_persisted("expensive", 2) == {"features": [1, 1, 1]}
+    fresh = make_experiment(id=ex.id)  # another process, same store: still cached
+
+    @fresh.step(cache=True)
+    def expensive(a):  # noqa: F811 - the same step declared again
+        runs.append(a)
+        return {"features": [a] * 3}
+
+    fresh_a = fresh.parameter("a")
+
+    @fresh.result
+    def only(f):
+        return f["features"]
+
+    only(expensive(fresh_a))
+    assert fresh.set_parameters(a=2).compute() == [2, 2, 2]
+    assert runs == [1, 2]
