@@ -6,6 +6,7 @@ layout, key names, password masking) live in ``tests/unit/backends/``.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import pickle
@@ -485,3 +486,43 @@ def test_output_hashes_can_be_read_without_changing_them(backend):
     assert backend.read_output_hashes(["k1", "k2"]) == {"k1": "h1", "k2": None}
     assert backend.read_output_hashes(["k1"]) == {"k1": "h1"}
     assert backend.read_output_hashes([]) == {}
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that a payload was loaded."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_crafted_pickle_is_refused_and_never_unpickled(backend, tmp_path):
+    import pickle
+
+    from experigraph.errors import SignatureError
+
+    ex = xg.Experiment(id=backend.experiment_id, backend=backend)
+    a = ex.parameter("a")
+
+    @ex.persist
+    def keep(a):
+        return a
+
+    @ex.result
+    def out(k):
+        return k
+
+    out(keep(a))
+    ex.set_parameters(a=1).compute()
+    marker = tmp_path / "pwned"
+    forged = backend.put_blob("pickle", pickle.dumps(_Marker(str(marker))))
+    record = backend.read_trial(1)
+    steps = tuple(s if s.step != "keep" else dataclasses.replace(s, persisted=forged)
+                  for s in record.steps)
+    backend.write_trial(record.replace(steps=steps))
+    fresh = xg.Experiment(id=backend.experiment_id, backend=backend)
+    with pytest.raises(SignatureError, match="EXPERIGRAPH_SECRET_KEY"):
+        fresh.get_persisted("keep", 1)
+    assert not marker.exists()
