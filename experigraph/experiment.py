@@ -105,7 +105,7 @@ class Experiment:
         self._finished: dict[int, TrialRecord] = {}  # records that can no longer change
         self._pending: list[PendingTrial] = []  # computed, not yet recorded (backend down)
         self._environment_blobs: dict[str, str] = {}  # fingerprint -> stored blob hash
-        self._environment_warned: set[tuple[str, str]] = set()
+        self._environment_warned: set[tuple[str, str, int]] = set()  # changes logged
         environment.start_background_collection()
         last = self._backend.last_trial_id()
         if last:
@@ -113,7 +113,7 @@ class Experiment:
                         self._backend.uri, last)
             previous = self._previous_trial()
             if previous is not None:
-                self._environment(previous, source_files=())
+                self._environment(previous, source_files=(), store=False, skip=("git",))
 
     @property
     def experiment_id(self) -> str:
@@ -332,36 +332,44 @@ class Experiment:
                 continue
         return None
 
-    def _environment(self, previous: TrialRecord | None, source_files: Sequence[str]
-                     ) -> tuple[str, list[DriftEvent]]:
+    def _environment(self, previous: TrialRecord | None, source_files: Sequence[str], *,
+                     store: bool = True, skip: Sequence[str] = ()
+                     ) -> tuple[str | None, list[DriftEvent]]:
         """Snapshot the environment (cheap after the first time), store it once, and
-        compare it with the previous trial's: a WARNING (once) and a DriftEvent per
-        changed category."""
+        compare it with the previous trial's: a WARNING and a DriftEvent per changed
+        category; each change is logged once per process (at load or at the trial).
+
+        ``store=False`` (when an experiment is opened) writes nothing; ``skip`` leaves
+        categories out of the comparison (git, before the steps' files are known).
+        """
         snap = environment.snapshot(source_files)
-        fingerprint = environment.fingerprint(snap)
-        blob = self._environment_blobs.get(fingerprint)
-        if blob is None:
-            data = json.dumps(snap, sort_keys=True, separators=(",", ":")).encode("utf-8")
-            blob = self._environment_blobs[fingerprint] = self._backend.put_blob(
-                "environment", data)
+        blob = None
+        if store:
+            fingerprint = environment.fingerprint(snap)
+            blob = self._environment_blobs.get(fingerprint)
+            if blob is None:
+                data = json.dumps(snap, sort_keys=True, separators=(",", ":")).encode("utf-8")
+                blob = self._environment_blobs[fingerprint] = self._backend.put_blob(
+                    "environment", data)
         if previous is None or not previous.environment_hash \
                 or previous.environment_hash == blob:
             return blob, []
         old = self._read_environment(previous.environment_hash)
         if old is None:
             return blob, []
-        diffs = environment.diff_snapshots(old, snap)
-        pair = (previous.environment_hash, blob)
         events = []
-        for category, lines in diffs.items():
+        for category, lines in environment.diff_snapshots(old, snap).items():
+            if category in skip:
+                continue
             message = environment.MESSAGES.get(category, f"Environment ({category}) has changed")
-            if pair not in self._environment_warned:
+            seen = (previous.environment_hash, category, hash(tuple(lines)))
+            if seen not in self._environment_warned:
+                self._environment_warned.add(seen)
                 logger.warning("%s (since trial %d)", message, previous.trial_id)
                 for line in lines:
                     logger.warning("%s", line)
             events.append(DriftEvent("environment", category, message, tuple(lines),
                                      {"previous_trial": previous.trial_id}))
-        self._environment_warned.add(pair)
         return blob, events
 
     def _read_environment(self, blob_hash: str) -> dict[str, Any] | None:
@@ -689,6 +697,11 @@ class Experiment:
         """Installed packages as pip-freeze-like ``name==version`` lines."""
         snap = self.get_environment(trial_id)
         return environment.python_packages(snap)
+
+    def get_metric_keys(self, trial_id: int) -> list[str]:
+        """Names of the metric curves saved in a trial (``ex.save_metric``), sorted."""
+        self._read(trial_id)  # an unknown id raises TrialIDNotFoundError
+        return sorted(self._backend.metric_keys(trial_id))
 
     def load_metric(self, key: str, trial_id: int | Sequence[int]) -> pd.DataFrame:
         """Metric curves as a DataFrame: index ``Epoch``, one column per trial."""

@@ -516,3 +516,31 @@ def test_cached_step_runs_once_for_the_same_inputs(make_experiment):
     only(expensive(fresh_a))
     assert fresh.set_parameters(a=2).compute() == [2, 2, 2]
     assert runs == [1, 2]
+
+
+def test_metric_keys_of_a_trial(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a", default=1)
+
+    @ex.result
+    def curves(a):
+        ex.save_metric("loss", 0, 1.0)
+        ex.save_metric("accuracy", 0, 0.5)
+        return a
+
+    curves(a)
+    ex.compute()
+    assert ex.get_metric_keys(1) == ["accuracy", "loss"]
+    with pytest.raises(TrialIDNotFoundError):
+        ex.get_metric_keys(2)
+
+
+def test_opening_an_experiment_writes_nothing(quickstart, backend_root):
+    ex, a, b, s = quickstart
+    ex.set_parameters(a=1, b=2).compute()
+    before = {p: p.stat().st_mtime_ns for p in (backend_root / ex.id).rglob("*")}
+    reopened = xg.Experiment(id=ex.id, backend=backend_root)
+    reopened.get_history()
+    reopened.compare(1, 1)
+    after = {p: p.stat().st_mtime_ns for p in (backend_root / ex.id).rglob("*")}
+    assert after == before

@@ -1,0 +1,209 @@
+"""The dashboard with a long history: page ready, and the cost of a refresh.
+
+Records ``--trials`` trials (10,000 by default; sweeps of 1,000 on the file
+backend, each trial saving a scalar metric and a 5-point metric curve), then:
+
+* ``start``: ``ex.start_dashboard()`` until it serves (it reads every record once);
+* ``page ready``: headless Chromium from ``goto`` until the trial table shows rows
+  and the browser holds every trial (first load, then a second page);
+* ``refresh, nothing changed``: one periodic callback of an open page when no
+  trial arrived (the median over several);
+* ``refresh, 1 trial added``: the callback that picks up one new trial, and how
+  long until the open page holds it (at most one period, ``--refresh-ms``).
+
+Prints a table and writes JSON. Needs Debian's Chromium (``/usr/bin/chromium``).
+
+    python benchmarks/bench_board.py                   # 10,000 trials
+    python benchmarks/bench_board.py --trials 2000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import experigraph as xg  # noqa: E402
+from experigraph.board import app as board_app  # noqa: E402
+
+CHROMIUM = os.environ.get("EXPERIGRAPH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update"]
+ROWS_JS = """() => {
+    const doc = Bokeh.documents[0];
+    const source = doc && doc.get_model_by_name("trials");
+    if (!source) return 0;
+    const data = source.data;
+    const ids = data instanceof Map ? data.get("trial_id") : data.trial_id;
+    return ids ? ids.length : 0;
+}"""
+
+
+def make_experiment(root: Path, n_trials: int, chunk: int = 1000):
+    ex = xg.Experiment(id="board", backend=root, seed=1)
+    a = ex.parameter("a")
+    b = ex.parameter("b")
+    lr = ex.parameter("lr", default=0.1)
+
+    @ex
+    def prepare_data(a, b, lr):
+        for epoch in range(5):
+            ex.save_metric("loss", epoch, 1.0 / (1 + epoch * lr) + 0.01 * b)
+        ex.metric("accuracy", (a % 97) / 97)
+        return a + b
+
+    @ex.result
+    def score(s):
+        return 10 / s
+
+    result = score(prepare_data(a, b, lr))
+    done = 0
+    while done < n_trials:
+        size = min(chunk, n_trials - done)
+        ex.sweep([{"a": done + i + 1, "b": (done + i) % 10} for i in range(size)],
+                 progress=False, scheduler="sync")
+        done += size
+    return ex, result
+
+
+def timed_ticks() -> list[tuple[float, float, bool]]:
+    """Wrap BoardSession.tick to record (when it ended, how long it took, whether it changed)."""
+    ticks: list[tuple[float, float, bool]] = []
+    tick = board_app.BoardSession.tick
+
+    def timed(self: board_app.BoardSession) -> None:
+        revision = self.revision
+        t = time.perf_counter()
+        tick(self)
+        end = time.perf_counter()
+        ticks.append((end, end - t, self.revision != revision))
+
+    board_app.BoardSession.tick = timed  # type: ignore[method-assign]
+    return ticks
+
+
+def wait_for(check, timeout: float, interval: float = 0.02):
+    deadline = time.perf_counter() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"gave up after {timeout} s")
+        time.sleep(interval)
+
+
+def page_ready(browser, url: str, n_rows: int) -> tuple[dict[str, float], object]:
+    """Seconds from ``goto`` to: the server's answer (its session built), the table's
+    first rows, and every trial in the browser."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    t = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    answered = time.perf_counter() - t
+    page.wait_for_selector(".eg-trials .slick-row", timeout=120_000)
+    rows = time.perf_counter() - t
+    wait_for(lambda: page.evaluate(ROWS_JS) >= n_rows, 120)
+    return {"answered": answered, "rows": rows, "ready": time.perf_counter() - t}, page
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--refresh-ms", type=int, default=1000)
+    parser.add_argument("--root", default=None, help="directory for the benchmark's store "
+                        "(default: a temporary directory)")
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" /
+                                                "bench_board.json"))
+    args = parser.parse_args()
+    logging.getLogger("experigraph").setLevel(logging.WARNING)
+    if not os.path.exists(CHROMIUM):
+        sys.exit(f"Chromium is not installed at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    ticks = timed_ticks()
+    with tempfile.TemporaryDirectory(dir=args.root, prefix=".bench-board-") as tmp:
+        t = time.perf_counter()
+        ex, result = make_experiment(Path(tmp), args.trials)
+        record_s = time.perf_counter() - t
+        n = ex.trial_id
+
+        viewer = xg.Experiment(id="board", backend=Path(tmp))  # a fresh reader, as the CLI
+        t = time.perf_counter()
+        board = viewer.start_dashboard(port=0, blocking=False, refresh_ms=args.refresh_ms)
+        start_s = time.perf_counter() - t
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                first, first_page = page_ready(browser, board.url, n)
+                first_page.close()
+                second, page = page_ready(browser, board.url, n)
+
+                ticks.clear()
+                wait_for(lambda: len(ticks) >= 8, 60)  # the open page's own refreshes
+                idle = [d for _, d, _ in ticks[2:]]
+
+                ex.set_parameters(a=n + 1, b=0)
+                added_at = time.perf_counter()
+                result.compute(scheduler="sync")
+                computed_at = time.perf_counter()
+                seen_at = wait_for(lambda: page.evaluate(ROWS_JS) >= n + 1 and
+                                   time.perf_counter(), 30)
+                time.sleep(2 * args.refresh_ms / 1000)  # the running -> finished update too
+                picked = [(end, d) for end, d, changed in ticks if end >= added_at and changed]
+                added_tick = max(d for _, d in picked) if picked else float("nan")
+                last_update = max((end for end, _ in picked if end <= seen_at),
+                                  default=float("nan"))
+                browser.close()
+        finally:
+            board.stop()
+
+    figures = {
+        "trials": n, "refresh_ms": args.refresh_ms,
+        "record_trials_s": record_s, "start_dashboard_s": start_s,
+        "page_ready_first_s": first["ready"], "page_ready_s": second["ready"],
+        "page_answered_s": second["answered"], "page_first_rows_s": second["rows"],
+        "refresh_idle_ms": statistics.median(idle) * 1e3,
+        "refresh_idle_max_ms": max(idle) * 1e3,
+        "refresh_one_trial_ms": added_tick * 1e3,
+        "new_trial_visible_after_s": seen_at - computed_at,
+        "new_trial_browser_apply_s": seen_at - last_update,
+        "one_trial_compute_s": computed_at - added_at,
+        "python": platform.python_version(), "cpus": os.cpu_count(),
+    }
+    print(f"dashboard with {n} trials (file backend, refresh every {args.refresh_ms} ms)")
+    rows = [
+        (f"record {n} trials (sweeps of 1,000)", f"{record_s:.1f} s"),
+        ("start_dashboard (reads every record)", f"{start_s:.2f} s"),
+        ("page ready, first load", f"{first['ready']:.2f} s"),
+        ("page ready, second page", f"{second['ready']:.2f} s"),
+        ("  of which: server answers (session built)", f"{second['answered']:.2f} s"),
+        ("  of which: first rows shown", f"{second['rows']:.2f} s"),
+        ("refresh, nothing changed (median)", f"{figures['refresh_idle_ms']:.2f} ms"),
+        ("refresh, nothing changed (max)", f"{figures['refresh_idle_max_ms']:.2f} ms"),
+        ("refresh, 1 trial added (slowest update)", f"{figures['refresh_one_trial_ms']:.1f} ms"),
+        ("new trial on the open page after", f"{figures['new_trial_visible_after_s']:.2f} s"),
+        ("  of which: browser applies the update",
+         f"{figures['new_trial_browser_apply_s']:.2f} s"),
+    ]
+    for name, value in rows:
+        print(f"{name:42}{value:>12}")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    # Run as the module ``bench_board``, not ``__main__``: a ``__main__`` that calls a
+    # result step is an experiment script (script mode), which this benchmark is not.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_board
+
+    bench_board.main()

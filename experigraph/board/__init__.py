@@ -1,0 +1,262 @@
+"""The Bokeh dashboard of an experiment's trials (read only).
+
+``ex.start_dashboard()`` and ``experigraph board EXPERIMENT`` call
+:func:`start_dashboard`. The server runs on its own thread and event loop, so
+the dashboard keeps refreshing while a notebook cell or a script runs trials;
+``blocking`` only decides whether the call waits for it to be stopped.
+
+It binds to 127.0.0.1 unless ``address`` says otherwise, and Bokeh's websocket
+origin check stays on: only pages served from the address and port it listens
+on may open a session.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._compat import import_optional
+
+if TYPE_CHECKING:
+    from ..experiment import Experiment
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+ALL_INTERFACES = {"0.0.0.0", "::", ""}
+
+
+class Dashboard:
+    """A running dashboard server; :meth:`stop` stops it.
+
+    Attributes
+    ----------
+    url : str
+        Where to open it, e.g. ``http://127.0.0.1:5000/``.
+    address, port :
+        What the server listens on.
+    """
+
+    def __init__(self, experiment: Experiment, *, port: int, address: str, refresh_ms: int,
+                 server_kwargs: dict[str, Any]) -> None:
+        self.experiment = experiment
+        self.address = address
+        self.port = port
+        self._refresh_ms = refresh_ms
+        self._server_kwargs = server_kwargs
+        self._server: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"experigraph-board-{port}",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.address in ALL_INTERFACES else self.address
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def is_running(self) -> bool:
+        return self._ready.is_set() and not self._stopped.is_set() and self._error is None
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return f"<experigraph Dashboard of {self.experiment.id!r} at {self.url} ({state})>"
+
+    def _repr_html_(self) -> str:
+        return (f"experigraph dashboard of <b>{self.experiment.id}</b>: "
+                f"<a href='{self.url}' target='_blank'>{self.url}</a>")
+
+    # -- life cycle ---------------------------------------------------------------
+    def _start(self) -> Dashboard:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            from bokeh.application import Application
+            from bokeh.application.handlers.function import FunctionHandler
+            from bokeh.server.server import Server
+            from tornado.ioloop import IOLoop
+
+            from .app import BoardState
+
+            state = BoardState(self.experiment, refresh_ms=self._refresh_ms)
+            state.refresh(force=True)  # read the history once, before the first page
+            kwargs = dict(self._server_kwargs)
+            kwargs.setdefault("allow_websocket_origin", websocket_origins(self.address,
+                                                                          self.port))
+            app = Application(FunctionHandler(state.make_document))
+            self._server = Server({"/": app}, io_loop=IOLoop.current(), port=self.port,
+                                  address=self.address, **kwargs)
+            self._server.start()
+            self._loop = loop
+        except BaseException as exc:  # reported to the caller of start_dashboard
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._stopped.set()
+
+    async def _shutdown(self) -> None:
+        server = self._server
+        server.stop(wait=False)  # sessions, callbacks and the listening sockets
+        try:
+            await asyncio.wait_for(server._http.close_all_connections(), timeout=2)
+        except (asyncio.TimeoutError, AttributeError):
+            pass
+        asyncio.get_running_loop().stop()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and free the port (idempotent)."""
+        loop = self._loop
+        if loop is None or self._stopped.is_set():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        except RuntimeError:  # the loop is already closed
+            return
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        logger.info("Stopped the dashboard of %s at %s", self.experiment.id, self.url)
+
+    def wait(self) -> None:
+        """Block until the dashboard is stopped (Ctrl-C stops it)."""
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_dashboard(experiment: Experiment, port: int = 5000, blocking: bool | None = None,
+                    address: str = "127.0.0.1", *, refresh_ms: int = 1000, show: bool = False,
+                    **server_kwargs: Any) -> Dashboard:
+    """Serve the dashboard of ``experiment`` (read only).
+
+    Parameters
+    ----------
+    experiment : Experiment
+        What to show; read through its public query methods only.
+    port : int
+        TCP port; 0 picks a free one (see ``Dashboard.port``).
+    blocking : bool, optional
+        Wait until stopped (Ctrl-C). ``None``: wait when run from a script, return
+        at once in Jupyter, IPython, an interactive interpreter or a running event loop.
+    address : str
+        Where to listen: ``127.0.0.1`` (this machine only) unless told otherwise,
+        e.g. ``"0.0.0.0"`` for every interface.
+    refresh_ms : int
+        How often an open page looks for new or finished trials.
+    show : bool
+        Open the page in a web browser.
+    **server_kwargs
+        Passed to ``bokeh.server.server.Server`` (e.g. ``allow_websocket_origin``
+        when the page is reached through another host name).
+
+    Returns
+    -------
+    Dashboard
+        ``.url``, ``.stop()``; once stopped when ``blocking``.
+    """
+    import_optional("bokeh", needed_for="The experigraph dashboard")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
+        raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), got {port!r}")
+    if not isinstance(refresh_ms, int) or refresh_ms < 100:
+        raise ValueError(f"refresh_ms must be an int of at least 100, got {refresh_ms!r}")
+    if port == 0:
+        port = free_port(address)
+    dashboard = Dashboard(experiment, port=port, address=address, refresh_ms=refresh_ms,
+                          server_kwargs=server_kwargs)._start()
+    logger.info("Dashboard of experiment %s at %s", experiment.id, dashboard.url)
+    if show:
+        import webbrowser
+
+        webbrowser.open(dashboard.url)
+    if blocking is None:
+        blocking = not is_interactive()
+    if blocking:
+        print(f"experigraph dashboard of {experiment.id!r} at {dashboard.url} "
+              "(Ctrl-C to stop)", flush=True)
+        dashboard.wait()
+    return dashboard
+
+
+def is_interactive() -> bool:
+    """Whether we run in Jupyter/IPython, an interactive interpreter or a running event loop."""
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        pass
+    ipython = sys.modules.get("IPython")
+    if ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None:
+        return True
+    return hasattr(sys, "ps1") or bool(sys.flags.interactive)
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``address`` right now."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((address if address not in ALL_INTERFACES else "", 0))
+        return int(s.getsockname()[1])
+
+
+def websocket_origins(address: str, port: int) -> list[str]:
+    """The ``host:port`` origins a page may come from: the served address only.
+
+    For ``0.0.0.0`` (every interface) these are the host's name and addresses;
+    pass ``allow_websocket_origin=[...]`` to name others (e.g. behind a proxy).
+    """
+    if address in LOOPBACK:
+        hosts: Sequence[str] = ["localhost", "127.0.0.1"]
+    elif address in ALL_INTERFACES:
+        names = {"localhost", "127.0.0.1", socket.gethostname(), socket.getfqdn()}
+        try:
+            names.update(str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(),
+                                                                         None, socket.AF_INET))
+        except OSError:
+            pass
+        names.add(_primary_address())
+        hosts = sorted(n for n in names if n)
+    else:
+        hosts = [address]
+    return [f"{h}:{port}" for h in hosts]
+
+
+def _primary_address() -> str:
+    """This machine's address on its default route ('' if none); sends nothing."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+        except OSError:
+            return ""
+
+
+__all__ = ["Dashboard", "start_dashboard"]

@@ -1,0 +1,444 @@
+"""The dashboard as a person uses it: a real Bokeh server, a real headless Chromium."""
+from __future__ import annotations
+
+import ipaddress
+import math
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = pytest.mark.browser
+
+SOURCE_DATA_JS = """name => {
+    const model = Bokeh.documents[0].get_model_by_name(name);
+    if (model === null) return {};  // not built yet: a tab's models come when it opens
+    const source = model.data_source !== undefined ? model.data_source : model;
+    const data = source.data;
+    const entries = data instanceof Map ? [...data.entries()] : Object.entries(data);
+    return Object.fromEntries(entries.map(([k, v]) => [k, Array.from(v, x =>
+        (x !== null && typeof x === "object" && x.length !== undefined) ? Array.from(x) : x)]));
+}"""
+
+
+def poll(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """``check()`` once it returns something true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout} s waiting for {what}; last value {value!r}")
+        time.sleep(0.1)
+
+
+def div_text(page, css_class: str) -> str:
+    """The text a Bokeh Div shows (its content lives in the element's shadow root)."""
+    return page.locator(f".{css_class}").first.evaluate("""e => [...(e.shadowRoot || e).children]
+        .filter(c => c.tagName !== "STYLE" && c.tagName !== "LINK")
+        .map(c => c.innerText).join("\\n")""")
+
+
+def source_data(page, name: str) -> dict[str, list[Any]]:
+    """The columns of a ColumnDataSource (or of a renderer's), ``{}`` if not there yet."""
+    return page.evaluate(SOURCE_DATA_JS, name)
+
+
+def table_rows(page) -> dict[int, list[str]]:
+    """The trial table as shown: trial id -> the texts of its cells."""
+    rows = {}
+    for row in page.locator(".eg-trials .slick-row").all():
+        cells = row.locator(".slick-cell").all_inner_texts()
+        rows[int(cells[0])] = [c.strip() for c in cells]
+    return rows
+
+
+def header_titles(page) -> list[str]:
+    return [t.strip() for t in
+            page.locator(".eg-trials .slick-header-column").all_inner_texts()]
+
+
+def click_row(page, trial_id: int, modifiers: list[str] | None = None) -> None:
+    row = page.locator(".eg-trials .slick-row", has=page.locator(
+        ".slick-cell.l0", has_text=str(trial_id))).first
+    row.locator(".slick-cell").nth(2).click(modifiers=modifiers or [])
+
+
+def open_tab(page, title: str) -> None:
+    page.locator(".bk-tab", has_text=title).first.click()
+
+
+def test_table_shows_one_row_per_trial_with_its_values(page, board_experiment):
+    ex, _ = board_experiment
+    history = ex.get_history(verbose=True)
+    titles = header_titles(page)
+    for title in ("Trial ID", "a", "b", "Result", "Success", "Status", "Finished",
+                  "Process Time (s)", "Description", "Seed", "Drift", "accuracy", "group"):
+        assert title in titles
+    rows = poll(lambda: (r := table_rows(page)) and len(r) == 4 and r, "four rows")
+    assert sorted(rows) == list(history.index) == [1, 2, 3, 4]
+    col = {t: i for i, t in enumerate(titles)}
+    for trial_id, cells in rows.items():
+        expected = history.loc[trial_id]
+        assert cells[col["a"]] == str(expected["a"])
+        assert cells[col["b"]] == str(expected["b"])
+        assert cells[col["Status"]] == expected["Status"]
+        assert cells[col["Seed"]] == str(expected["Seed"])
+        if expected["Success"]:
+            assert float(cells[col["Result"]]) == pytest.approx(expected["Result"], abs=1e-6)
+        else:
+            assert cells[col["Result"]] == ""
+    assert rows[3][col["Status"]] == "failed"
+    assert "ZeroDivisionError" in rows[3][col["Description"]]
+    assert rows[3][col["Success"]] == "False"
+    assert rows[1][col["group"]] == "small" and rows[2][col["group"]] == "large"
+    # the failed trial is marked: its id and status are red
+    failed_cell = page.locator(".eg-trials .slick-row", has=page.locator(
+        ".slick-cell.l0", has_text="3")).locator(".slick-cell").nth(col["Status"])
+    color = failed_cell.locator("div").first.evaluate("e => getComputedStyle(e).color")
+    assert color == "rgb(198, 40, 40)"
+    assert "4 trials \u00b7 1 failed" in div_text(page, "eg-header")
+
+
+def test_text_filter_keeps_matching_rows(page):
+    page.locator(".eg-filter input").fill("failed")
+    poll(lambda: sorted(table_rows(page)) == [3], "only trial 3 after filtering 'failed'")
+    page.locator(".eg-filter input").fill("group=small")
+    poll(lambda: sorted(table_rows(page)) == [1, 3, 4], "trials 1, 3, 4 for 'group=small'")
+    page.locator(".eg-filter input").fill("")
+    poll(lambda: sorted(table_rows(page)) == [1, 2, 3, 4], "every trial again")
+
+
+def test_table_sorts_by_a_column(page):
+    page.locator(".eg-trials .slick-header-column", has_text="Result").first.click()
+    page.locator(".eg-trials .slick-header-column", has_text="Result").first.click()
+
+    def order() -> list[int]:
+        rows = page.locator(".eg-trials .slick-row").all()
+        tops = [(r.evaluate("e => e.offsetTop"), int(r.locator(".slick-cell").first
+                                                       .inner_text())) for r in rows]
+        return [t for _, t in sorted(tops)]
+
+    # descending results: trial 4 (20/3), 1 (10/3), 2 (10/4); the failed trial has none
+    poll(lambda: [t for t in order() if t != 3] == [4, 1, 2],
+         "rows sorted by result, descending")
+
+
+def test_selecting_two_trials_shows_their_comparison(page, board_experiment):
+    ex, _ = board_experiment
+
+    def shows(first: int, second: int) -> bool:
+        text = div_text(page, "eg-compare")
+        diff = ex.compare(first, second)
+        expected = [str(first), str(second), *diff.parameters,
+                    *(repr(v) for pair in diff.parameters.values() for v in pair),
+                    *diff.code]
+        return all(e in text for e in expected)
+
+    click_row(page, 1)
+    click_row(page, 2, modifiers=["Control"])
+    open_tab(page, "Compare")
+    page.locator(".eg-compare").wait_for()
+    poll(lambda: shows(1, 2), "the comparison of trials 1 and 2")
+    click_row(page, 4, modifiers=["Control"])  # three selected: asks for two
+    poll(lambda: "Select two trials" in div_text(page, "eg-compare"), "a hint with three selected")
+    click_row(page, 2, modifiers=["Control"])  # unselect 2: trials 1 and 4, code changed
+    poll(lambda: shows(1, 4), "the comparison of trials 1 and 4")
+    assert "calculate_score" in div_text(page, "eg-compare")
+
+
+def _check_loss_curves(page, ex) -> None:
+    def curves() -> dict[str, list[Any]]:
+        data = source_data(page, "metric_curves")
+        return data if sorted(data.get("trial_id", [])) == [1, 2] else {}
+
+    data = poll(curves, "the loss curves of trials 1 and 2")
+    expected = ex.load_metric("loss", [1, 2])
+    for trial_id, xs, ys in zip(data["trial_id"], data["xs"], data["ys"]):
+        assert xs == list(expected.index)
+        assert ys == pytest.approx(list(expected[trial_id]))
+    assert page.locator(".eg-metric-plot canvas").count() >= 1
+
+
+def test_choosing_a_metric_draws_the_curves_of_the_selected_trials(page, board_experiment):
+    ex, _ = board_experiment
+    click_row(page, 1)
+    click_row(page, 2, modifiers=["Control"])
+    open_tab(page, "Metrics")
+    select = page.locator(".eg-metric-select select")
+    select.wait_for()
+    poll(lambda: select.locator("option").all_inner_texts() == ["loss"], "the metric list")
+    select.select_option("loss")
+    _check_loss_curves(page, ex)
+
+
+def test_new_trial_appears_without_reloading(page, board_experiment):
+    _, compute = board_experiment
+    page.evaluate("window.__not_reloaded = true")
+    compute(5)
+    rows = poll(lambda: (r := table_rows(page)) and 5 in r and r, "trial 5 in the table")
+    titles = header_titles(page)
+    assert rows[5][titles.index("a")] == "5"
+    assert rows[5][titles.index("Status")] == "succeeded"
+    assert float(rows[5][titles.index("Result")]) == pytest.approx(20 / 7, abs=1e-6)
+    poll(lambda: "5 trials" in div_text(page, "eg-header"), "the header count")
+    assert page.evaluate("window.__not_reloaded === true")
+    data = source_data(page, "trials")
+    assert data["trial_id"] == [1, 2, 3, 4, 5]
+
+
+def test_trial_graph_shows_steps_with_time_and_hashes(page, board_experiment):
+    ex, _ = board_experiment
+    click_row(page, 1)
+    open_tab(page, "Trial graph")
+    record = ex.get_trial(1)
+    steps = poll(lambda: (d := source_data(page, "steps_source")).get("step") and d,
+                 "the steps of trial 1")
+    assert steps["step"] == [s.step for s in record.steps]
+    assert steps["output_hash"] == [s.output_hash for s in record.steps]
+    assert steps["duration"] == pytest.approx([s.duration for s in record.steps])
+    nodes = source_data(page, "provenance_nodes")
+    kinds = {label.split(" \u00b7 ")[0]: kind for label, kind in zip(nodes["label"],
+                                                                    nodes["kind"])}
+    step_labels = [label for label, kind in zip(nodes["label"], nodes["kind"])
+                   if kind == "step"]
+    assert all(label.endswith("s") and " \u00b7 " in label for label in step_labels)
+    assert kinds["prepare_data"] == kinds["calculate_score"] == "step"
+    assert kinds["a"] == kinds["b"] == "parameter"
+    assert "file" in kinds.values()
+    assert len(source_data(page, "provenance_edges")["x0"]) >= 4
+
+
+def test_drift_events_are_listed_per_trial(page, board_experiment):
+    ex, _ = board_experiment
+    open_tab(page, "Drift")
+    recorded = [(t, e.kind, e.subject) for t in ex.get_history().index
+                for e in ex.get_trial(int(t)).drift]
+    kinds = {k for _, k, _ in recorded}
+    assert {"code", "data"} <= kinds
+    data = poll(lambda: (d := source_data(page, "drift_source")).get("trial_id") and d,
+                "the drift table")
+    assert list(zip(data["trial_id"], data["kind"], data["subject"])) == recorded
+    titles = header_titles(page)
+    drift_cell = table_rows(page)[4][titles.index("Drift")]
+    assert "code" in drift_cell and "data" in drift_cell
+    page.locator(".eg-drift .slick-row").first.locator(".slick-cell").nth(1).click()
+    poll(lambda: "Trial 4" in div_text(page, "eg-drift-detail"),
+         "the diff of the clicked event")
+
+
+def test_result_against_a_parameter_follows_the_select(page):
+    page.locator(".eg-x-select select").select_option(label="b")
+    poll(lambda: page.evaluate("""() => Bokeh.documents[0].get_model_by_name(
+        'scatter_points').glyph.x.field""") == "x:p:b", "the scatter's x to be b")
+    tooltip = page.evaluate("""() => Bokeh.documents[0].get_model_by_name('scatter_plot')
+        .toolbar.tools.filter(t => t.type === 'HoverTool' || t.tooltips)[0].tooltips""")
+    assert ["trial", "@trial_id"] in tooltip
+
+
+def test_page_screenshot_is_saved(page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "dashboard.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+
+
+def _non_loopback_ipv4() -> str | None:
+    try:
+        out = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    candidates = [line.split()[3].split("/")[0] for line in out.splitlines()
+                  if len(line.split()) > 3]
+    try:
+        candidates += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None,
+                                                                 socket.AF_INET)]
+    except OSError:
+        pass
+    for address in candidates:
+        if not ipaddress.ip_address(address).is_loopback:
+            return address
+    return None
+
+
+def test_not_served_on_a_non_loopback_address_by_default(dashboard):
+    assert dashboard.address == "127.0.0.1"
+    sockets = [s.getsockname() for s in dashboard._server._http._sockets.values()]
+    assert sockets and all(name[0] == "127.0.0.1" for name in sockets)
+    with socket.create_connection(("127.0.0.1", dashboard.port), timeout=5):
+        pass
+    address = _non_loopback_ipv4()
+    if address is None:
+        return  # no other address on this machine: the bound address above is the check
+    with pytest.raises(OSError):
+        socket.create_connection((address, dashboard.port), timeout=5).close()
+
+
+def test_refresh_reads_only_new_and_running_trials(board_experiment, monkeypatch):
+    from experigraph.board.table import TrialTable
+
+    ex, compute = board_experiment
+    table = TrialTable(ex)
+    assert table.refresh() and len(table) == 4
+    reads: list[int] = []
+    get_trial = ex.get_trial
+    monkeypatch.setattr(ex, "get_trial", lambda i: reads.append(i) or get_trial(i))
+    assert not table.refresh()
+    assert reads == []
+    compute(7)
+    assert table.refresh()
+    assert reads == [5] and table.trial_ids == [1, 2, 3, 4, 5]
+    assert table.rows_since(4)["trial_id"] == [5]
+    assert math.isclose(table.rows_since(4)["result"][0], 20 / 9)
+
+
+def test_websocket_origin_check_stays_on(dashboard):
+    def handshake(origin: str) -> int:
+        """The HTTP status of a websocket upgrade request from a page at ``origin``."""
+        request = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{dashboard.port}\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: bokeh\r\n"
+                   f"Origin: {origin}\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", dashboard.port), timeout=10) as conn:
+            conn.sendall(request.encode("ascii"))
+            status_line = conn.makefile("rb").readline().decode("ascii")
+        return int(status_line.split()[1])
+
+    assert handshake(f"http://evil.example:{dashboard.port}") == 403
+    assert handshake(f"http://127.0.0.1:{dashboard.port + 1}") == 403
+    # the served origin passes the check (the session itself then needs its token)
+    assert handshake(f"http://127.0.0.1:{dashboard.port}") == 101
+
+
+SCRIPT = """
+import pathlib, sys
+import experigraph as xg
+
+ex = xg.Experiment(id=sys.argv[1], backend=pathlib.Path(sys.argv[2]))
+board = ex.start_dashboard(port=0)  # from a script: blocks until Ctrl-C
+print("returned", board.is_running, flush=True)
+"""
+
+
+def test_from_a_script_it_blocks_until_interrupted(board_experiment, tmp_path):
+    import os
+    import re
+    import signal
+    import sys
+    import urllib.request
+
+    ex, _ = board_experiment
+    script = tmp_path / "serve.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(script), ex.id,
+                             str(ex.backend.uri.removeprefix("file://"))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "EXPERIGRAPH_LOG_LEVEL": "WARNING"})
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, f"no URL in {line!r}; stderr: {proc.stderr.read() if proc.poll() else ''}"
+        with urllib.request.urlopen(url.group(0), timeout=30) as response:
+            assert response.status == 200
+        time.sleep(0.5)
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "returned False" in out
+
+
+def test_inside_a_running_event_loop_it_returns_at_once(board_experiment):
+    import asyncio
+    import concurrent.futures
+
+    ex, _ = board_experiment
+
+    async def start():
+        return ex.start_dashboard(port=0)  # blocking=None: an event loop is running
+
+    # on a thread of its own: Playwright's sync API may hold this thread's event loop
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        board = pool.submit(asyncio.run, start()).result(timeout=60)
+    try:
+        assert board.is_running
+        with socket.create_connection(("127.0.0.1", board.port), timeout=5):
+            pass
+    finally:
+        board.stop()
+    assert not board.is_running
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", board.port), timeout=5).close()
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_dashboard_only_reads(browser, board_experiment, backend_root):
+    ex, _ = board_experiment
+    before = _files(backend_root)
+    board = ex.start_dashboard(port=0, blocking=False, refresh_ms=200)
+    try:
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.goto(board.url)
+        pg.wait_for_selector(".eg-trials .slick-row")
+        click_row(pg, 1)
+        click_row(pg, 4, modifiers=["Control"])
+        for title in ("Parameters", "Metrics", "Compare", "Trial graph", "Drift", "Results"):
+            open_tab(pg, title)
+        poll(lambda: source_data(pg, "drift_source").get("trial_id"), "every tab built")
+        time.sleep(0.5)  # a few refreshes
+        pg.close()
+    finally:
+        board.stop()
+    assert _files(backend_root) == before
+
+
+def test_table_columns_follow_the_values(board_experiment):
+    import datetime as dt
+
+    from experigraph.board.table import TrialTable
+    from experigraph.records import Status, TrialRecord
+
+    ex, _ = board_experiment
+    table = TrialTable(ex)
+    table.refresh()
+
+    def record(trial_id: int, **parameters: Any) -> TrialRecord:
+        return TrialRecord(experiment_id=ex.id, trial_id=trial_id, status=Status.SUCCEEDED,
+                           parameters={"a": 1, "b": 2, **parameters}, seed=1,
+                           started=dt.datetime.now(dt.timezone.utc), result=1.0,
+                           metrics={"accuracy": 0.5})
+
+    schema = table.schema_revision
+    table.apply([record(5)])
+    assert table.schema_revision == schema  # same columns: sessions stream the new row
+    table.apply([record(6, model="rf"), record(7, model="gbm")])
+    assert table.schema_revision > schema  # a new parameter: sessions rebuild
+    model = next(c for c in table.parameter_columns if c.field == "p:model")
+    assert not model.numeric
+    data = table.data()
+    assert data["p:model"][-3:] == ["", "rf", "gbm"]
+    codes = table.categories["p:model"]
+    assert data["x:p:model"][-2:] == [codes["rf"], codes["gbm"]]
+    schema = table.schema_revision
+    table.apply([record(8, a="auto")])  # numbers, then a text value: shown as text
+    assert table.schema_revision > schema
+    assert next(c for c in table.parameter_columns if c.field == "p:a").numeric is False
+    assert table.data()["p:a"][-1] == "auto"
+    assert [table.trial_ids[i] for i in table.matching("model=rf")] == [6]
+    assert [table.trial_ids[i] for i in table.matching("FAILED")] == [3]
