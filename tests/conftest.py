@@ -4,13 +4,12 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from pathlib import Path
 
 import pytest
+from xg_testing import python_env
 
 pytest_plugins = ["fixtures_backends"]
 
-ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 
 
@@ -101,13 +100,6 @@ def client(local_cluster, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
     with Client(cluster, set_as_default=False) as c:
         yield c
-
-
-def python_env():
-    """Environment for subprocesses that must import this checkout."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
 
 
 @pytest.fixture

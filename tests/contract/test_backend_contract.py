@@ -16,7 +16,7 @@ import sys
 import pytest
 
 import experigraph as xg
-from conftest import python_env
+from xg_testing import python_env
 from experigraph.backends import REGISTRY
 from experigraph.errors import CorruptRecordError, TrialIDNotFoundError
 from experigraph.records import DriftEvent, Status, StepRecord, TrialRecord, Unrepresentable

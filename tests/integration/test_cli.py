@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import experigraph as xg
 from experigraph.cli import main
 
-from conftest import python_env
+from xg_testing import python_env
 
 SCRIPTS = Path(__file__).parent / "cli_scripts"
 pytestmark = pytest.mark.timeout(240)

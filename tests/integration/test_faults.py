@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import experigraph as xg
-from conftest import python_env
+from xg_testing import python_env
 
 WRITER = """
 import pathlib, sys

@@ -6,7 +6,7 @@ import venv
 
 import pytest
 
-from conftest import ROOT
+from xg_testing import ROOT
 
 SCRIPT = """
 import experigraph as xg

@@ -19,7 +19,7 @@ import experigraph as xg
 from experigraph import script as script_mode
 from experigraph.records import Unrepresentable
 
-from conftest import python_env
+from xg_testing import python_env
 
 SCRIPTS = Path(__file__).parent / "cli_scripts"
 pytestmark = pytest.mark.timeout(240)

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import ROOT, python_env
+from xg_testing import ROOT, python_env
 
 pytestmark = pytest.mark.notebook
 
