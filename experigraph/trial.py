@@ -168,7 +168,13 @@ def _scheduler_get(dask_kwargs: dict[str, Any]) -> Any:
     if (client is None and scheduler is None and "distributed" not in sys.modules
             and dask.config.get("scheduler", None) is None):
         return dask.threaded.get
-    get = dask.base.get_scheduler(scheduler=client if client is not None else scheduler)
+    try:
+        get = dask.base.get_scheduler(scheduler=client if client is not None else scheduler)
+    except ValueError as exc:
+        raise ValueError(f"Unknown dask scheduler {scheduler!r} ({exc}). Pass "
+                         "scheduler='threads', 'processes' or 'sync', or "
+                         "client=distributed.Client(...). Nothing was run or recorded."
+                         ) from exc
     return get or dask.threaded.get
 
 
@@ -185,11 +191,13 @@ def run_trials(
     sweep_id: str | None = None,
     rerun_of: int | None = None,
     previous: TrialRecord | None = None,
-    environment: tuple[str | None, list[DriftEvent]] = (None, []),
+    environment: tuple[str | None, Sequence[DriftEvent]] = (None, ()),
     show_progress: bool = False,
     script: Mapping[str, Any] | None = None,
 ) -> list[Outcome]:
     """Start, compute and finish one trial per parameter set (see the module docstring)."""
+    kwargs = dict(dask_kwargs)
+    get = _scheduler_get(kwargs)  # a bad scheduler= fails here, before anything is recorded
     code = snapshot_code(backend, order, stored_sources)
     drift = code_drift(backend, previous, code)
     environment_hash, env_drift = environment
@@ -216,12 +224,10 @@ def run_trials(
         return TrialContext(experiment_id, group, plan.seed, dict(plan.parameters), backend,
                             sink, isolate)
 
-    dsk, result_keys = build_trial_graph(order, plans, make_context)
-    kwargs = dict(dask_kwargs)
-    get = _scheduler_get(kwargs)
     if len(plans) == 1:
         seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps
     try:
+        dsk, result_keys = build_trial_graph(order, plans, make_context)
         with progress(show_progress, len(plans)):
             values = get(dsk, result_keys, **kwargs)
     except BaseException as exc:

@@ -544,3 +544,11 @@ def test_opening_an_experiment_writes_nothing(quickstart, backend_root):
     reopened.compare(1, 1)
     after = {p: p.stat().st_mtime_ns for p in (backend_root / ex.id).rglob("*")}
     assert after == before
+
+
+def test_unknown_scheduler_records_nothing(quickstart):
+    ex, a, b, s = quickstart
+    ex.set_parameters(a=1, b=1)
+    with pytest.raises(ValueError, match="bogus"):
+        s.compute(scheduler="bogus")
+    assert ex.trial_id == 0 and ex.get_history().empty
