@@ -234,25 +234,28 @@ def run_trials(
         elapsed = time.perf_counter() - started_at
         status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED
         tb = traceback.format_exc()
+        by_trial = _by_trial(sink.records)
         for record in records:
             try:
-                _finish(backend, record, sink, status=status, elapsed=elapsed, exception=exc,
-                        tb=tb)
+                _finish(backend, record, by_trial.get(record.trial_id, []), status=status,
+                        elapsed=elapsed, exception=exc, tb=tb)
             except Exception:  # recording must never mask the step's own exception
                 logger.exception("Could not record the failure of trial %d in %s",
                                  record.trial_id, backend.uri)
         raise
     elapsed = time.perf_counter() - started_at
     outcomes, pending, failure = [], [], None
+    by_trial = _by_trial(sink.records)
     for record, value in zip(records, values):
+        local = by_trial.get(record.trial_id, [])
         failed = type(value) is StepFailure
         how: dict[str, Any] = (
             dict(status=Status.FAILED, exception=value.exception, tb=value.traceback)
             if failed else dict(status=Status.SUCCEEDED, value=value))
         try:
-            final = _finish(backend, record, sink, elapsed=elapsed, **how)
+            final = _finish(backend, record, local, elapsed=elapsed, **how)
         except Exception as exc:  # computed, but the backend failed: keep it for later
-            final = _unrecorded(record, sink, elapsed=elapsed, **how)
+            final = _unrecorded(record, local, elapsed=elapsed, **how)
             pending.append(PendingTrial(final, None if failed else value))
             failure = failure or exc
             logger.error("Trial %d was computed but could not be recorded in %s: %s",
@@ -273,11 +276,11 @@ def run_trials(
     return outcomes
 
 
-def _unrecorded(record: TrialRecord, sink: RecordSink, *, status: Status, elapsed: float,
-                value: Any = None, exception: BaseException | None = None,
+def _unrecorded(record: TrialRecord, local: Sequence[StepRecord], *, status: Status,
+                elapsed: float, value: Any = None, exception: BaseException | None = None,
                 tb: str | None = None) -> TrialRecord:
     """The final record of a trial whose backend failed: built from what is in memory."""
-    steps = merge_steps([r for r in sink.records if record.trial_id in r.trial_ids], [])
+    steps = merge_steps(local, [])
     changes: dict[str, Any] = dict(status=status, finished=now(), process_time=elapsed,
                                    steps=steps)
     if exception is not None:
@@ -288,6 +291,15 @@ def _unrecorded(record: TrialRecord, sink: RecordSink, *, status: Status, elapse
         changes.update(result=value, result_type=type_name(value),
                        result_hash=value_hash(value))
     return record.replace(**changes)
+
+
+def _by_trial(records: Sequence[StepRecord]) -> dict[int, list[StepRecord]]:
+    """Step records by trial id (a step shared by a sweep's trials is in each list)."""
+    out: dict[int, list[StepRecord]] = {}
+    for rec in records:
+        for trial_id in rec.trial_ids:
+            out.setdefault(trial_id, []).append(rec)
+    return out
 
 
 def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[DriftEvent]:
@@ -325,11 +337,10 @@ def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[
     return events
 
 
-def _finish(backend: Backend, record: TrialRecord, sink: RecordSink, *, status: Status,
-            elapsed: float, value: Any = None, exception: BaseException | None = None,
-            tb: str | None = None) -> TrialRecord:
+def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], *,
+            status: Status, elapsed: float, value: Any = None,
+            exception: BaseException | None = None, tb: str | None = None) -> TrialRecord:
     trial_id = record.trial_id
-    local = [r for r in sink.records if trial_id in r.trial_ids]
     try:
         remote = backend.read_step_records(trial_id)
     except Exception:  # the trial's own outcome matters more than late step records
