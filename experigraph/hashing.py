@@ -2,22 +2,32 @@
 
 * ``value_hash``: dask's ``tokenize`` in deterministic mode (fast for NumPy and
   pandas, uses xxhash when installed). A value that dask cannot hash
-  deterministically gets ``None``: it is never compared, so never reported as impure.
+  deterministically gets ``None``: it is never compared, so never reported as
+  impure. So does a value that dask would hash by pickling it (an object of a
+  class dask does not know, without ``__dask_tokenize__``): such a token is stable
+  within a process but not across processes (the pickle of a set of strings
+  depends on the process's hash seed), and impurity is checked across processes.
 * ``text_hash`` / ``json_hash``: content addresses of code and environment snapshots.
 * ``path_hash``: streamed xxhash of a file, or of every file under a directory;
   not re-read while size and mtime are unchanged in this process.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
+import enum
 import hashlib
+import itertools
 import json
 import os
+import pathlib
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dask.base import tokenize
+from dask.base import normalize_token, tokenize
 
 try:  # a declared dependency, but keep working with dask's fallback
     import xxhash
@@ -29,11 +39,48 @@ except ImportError:  # pragma: no cover - xxhash is in install_requires
         return hashlib.blake2b(digest_size=16)
 
 NONDETERMINISTIC = None
+_GENERIC = normalize_token.dispatch(object)  # dask's fallback: pickle, or a random token
 _CHUNK = 1 << 22
 
 
+_CONTENT_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None),
+                            range, slice, datetime.date, datetime.datetime, datetime.time,
+                            datetime.timedelta, decimal.Decimal, pathlib.PurePosixPath,
+                            pathlib.PosixPath})
+#: items of a container checked for stable tokens (the rest are taken to be alike)
+_CHECKED_ITEMS = 1000
+
+
+def is_content_tokenized(value: Any) -> bool:
+    """Whether dask tokenizes ``value`` from its content, the same in every process."""
+    kind = type(value)
+    if kind in _CONTENT_TYPES:
+        return True
+    if kind in (list, tuple, set, frozenset):
+        return all(is_content_tokenized(v) for v in itertools.islice(value, _CHECKED_ITEMS))
+    if kind is dict:
+        return all(is_content_tokenized(k) and is_content_tokenized(v)
+                   for k, v in itertools.islice(value.items(), _CHECKED_ITEMS))
+    if isinstance(value, type):
+        return False
+    if getattr(value, "__dask_tokenize__", None) is not None:
+        return True
+    if dataclasses.is_dataclass(value):
+        return all(is_content_tokenized(getattr(value, f.name))
+                   for f in dataclasses.fields(value))
+    if isinstance(value, enum.Enum):  # pickled by name
+        return True
+    dtype = getattr(value, "dtype", None)  # NumPy scalars: pickled by value
+    if kind.__module__ == "numpy" and getattr(dtype, "kind", "O") != "O":
+        return True
+    return normalize_token.dispatch(kind) is not _GENERIC
+
+
 def value_hash(*values: Any) -> str | None:
-    """Deterministic content hash of ``values``, or ``None`` if dask cannot make one."""
+    """Deterministic content hash of ``values``, or ``None`` if dask cannot make one
+    that is the same in every process."""
+    if not is_content_tokenized(values):
+        return NONDETERMINISTIC
     try:
         return tokenize(*values, ensure_deterministic=True)
     except Exception:  # dask raises RuntimeError for objects without a stable token

@@ -52,3 +52,48 @@ def test_capture_without_source_uses_bytecode(caplog):
     code = capture(namespace["g"])
     assert code.source is None and code.code_hash
     assert "cannot be read" in caplog.text
+
+
+class _Vocabulary:
+    """A plain class: dask would hash it by pickling, and a set of strings pickles in an
+    order that depends on the process's hash seed."""
+
+    def __init__(self):
+        self.words = {"alpha", "beta", "gamma", "delta"}
+
+
+def test_values_hashed_by_pickling_are_not_trusted():
+    assert value_hash(_Vocabulary()) is None
+    assert value_hash([1, _Vocabulary()]) is None
+    assert value_hash(np.int64(3)) is not None and value_hash(np.float32(0.5)) is not None
+
+
+def test_impurity_is_not_reported_across_hash_seeds(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    script = tmp_path / "vocab.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        "import experigraph as xg\n"
+        "ex = xg.Experiment(id='vocab', backend=pathlib.Path(sys.argv[1]))\n"
+        "n = ex.parameter('n', default=1)\n"
+        "class Vocabulary:\n"
+        "    def __init__(self):\n"
+        "        self.words = {'alpha', 'beta', 'gamma', 'delta', 'epsilon'}\n"
+        "@ex.result\n"
+        "def vocab(n):\n"
+        "    return Vocabulary()\n"
+        "vocab(n)\n"
+        "ex.compute(seed=1)\n")
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = dict(python_env(), PYTHONHASHSEED=hash_seed)
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path / "store")], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stderr)
+    assert "changed with the same input" not in outputs[1]
