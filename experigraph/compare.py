@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .code import unified_diff
-from .records import DriftEvent, StepRecord, TrialRecord
+from .records import DriftEvent, StepRecord, TrialRecord, encode_value
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = 80
@@ -119,6 +119,12 @@ def _inputs(record: TrialRecord) -> dict[str, str | None]:
     return {i["path"]: i.get("hash") for s in record.steps for i in s.inputs}
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two recorded values are the same, as recorded (NaN equals NaN; objects
+    kept by repr compare by repr and type)."""
+    return a is b or encode_value(a) == encode_value(b)
+
+
 def compare_records(first: TrialRecord, second: TrialRecord, *,
                     read_source: Callable[[str], str | None],
                     read_environment: Callable[[str], Mapping[str, Any] | None]) -> TrialDiff:
@@ -127,8 +133,8 @@ def compare_records(first: TrialRecord, second: TrialRecord, *,
 
     names = list(dict.fromkeys([*first.parameters, *second.parameters]))
     parameters = {n: (first.parameters.get(n, MISSING), second.parameters.get(n, MISSING))
-                  for n in names
-                  if first.parameters.get(n, MISSING) != second.parameters.get(n, MISSING)}
+                  for n in names if not same_value(first.parameters.get(n, MISSING),
+                                                   second.parameters.get(n, MISSING))}
     code: dict[str, list[str]] = {}
     for step in dict.fromkeys([*first.code, *second.code]):
         a, b = first.code.get(step, {}), second.code.get(step, {})
@@ -154,9 +160,11 @@ def compare_records(first: TrialRecord, second: TrialRecord, *,
              for k in order
              if (occ1[k].output_hash if k in occ1 else None)
              != (occ2[k].output_hash if k in occ2 else None)]
-    result = None
-    if first.result_hash != second.result_hash or first.result != second.result:
-        result = (first.result, second.result)
+    if first.result_hash is not None and second.result_hash is not None:
+        result_differs = first.result_hash != second.result_hash
+    else:
+        result_differs = not same_value(first.result, second.result)
+    result = (first.result, second.result) if result_differs else None
     return TrialDiff(
         first_id=first.trial_id, second_id=second.trial_id, parameters=parameters,
         seed=(first.seed, second.seed) if first.seed != second.seed else None,

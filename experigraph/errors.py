@@ -119,6 +119,10 @@ class SignatureError(ExperigraphError, ValueError):
         )
 
 
+class ReproductionError(ExperigraphError, ValueError):
+    """A trial cannot be re-run as recorded (e.g. a parameter was kept by repr only)."""
+
+
 class ScriptUsageError(ExperigraphError, ValueError):
     """Bad command-line input for a script: the CLI exits with code 2, nothing is recorded."""
 

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import itertools
 import json
+import operator
 import os
 import logging
 import re
@@ -27,7 +28,8 @@ from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
-    BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError, StepDefinitionError,
+    BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError,
+    ReproductionError, StepDefinitionError,
     TrialIDNotFoundError)
 from .graph import (
     NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, parameters_read, walk)
@@ -227,7 +229,8 @@ class Experiment:
 
     def _run_one(self, result: Result, *, seed: int | None, dask_kwargs: Mapping[str, Any],
                  overrides: Mapping[str, Any] | None = None, rerun_of: int | None = None,
-                 script: Mapping[str, Any] | None = None) -> Any:
+                 script: Mapping[str, Any] | None = None, started: list[int] | None = None
+                 ) -> Any:
         order = walk(result._node)
         parameters = self._space.resolve(parameters_read(order), overrides)
         trial_seed = self._check_seed(seed)
@@ -237,9 +240,9 @@ class Experiment:
                 backend=self._backend, experiment_id=self.id, order=order,
                 parameter_sets=[parameters], seeds=[trial_seed],
                 dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
-                previous=previous, rerun_of=rerun_of, script=script,
+                previous=previous, rerun_of=rerun_of, script=script, started=started,
                 environment=self._environment(previous, _source_files(order)))
-        self._finished[outcome.trial_id] = outcome.record
+        self._finished[outcome.trial_id] = _read_back(outcome.record)
         return outcome
 
     def sweep(self, grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None = None,
@@ -290,7 +293,7 @@ class Experiment:
                 sweep_id=uuid.uuid4().hex[:12], previous=previous,
                 show_progress=progress,
                 environment=self._environment(previous, _source_files(order)))
-        self._finished.update((o.trial_id, o.record) for o in outcomes)
+        self._finished.update((o.trial_id, _read_back(o.record)) for o in outcomes)
         failed = [o.trial_id for o in outcomes if o.exception is not None]
         if failed:
             logger.warning("Sweep finished with %d failed trial(s): %s", len(failed),
@@ -319,7 +322,7 @@ class Experiment:
         saved = []
         while self._pending:
             record = self._pending[0].save(self._backend)
-            self._finished[record.trial_id] = record
+            self._finished[record.trial_id] = _read_back(record)
             saved.append(self._pending.pop(0).record.trial_id)
         return saved
 
@@ -470,12 +473,10 @@ class Experiment:
         return self._backend.last_trial_id()
 
     def _read(self, trial_id: int) -> TrialRecord:
+        trial_id = _trial_id(trial_id)
         cached = self._finished.get(trial_id)
         if cached is not None:
             return cached
-        if not isinstance(trial_id, int) or isinstance(trial_id, bool):
-            raise TrialIDNotFoundError(trial_id, f"Trial ids are ints, got {trial_id!r}. See "
-                                       "ex.get_history() for the recorded trial ids.")
         record = derive_status(self._backend.read_trial(trial_id))
         if record.status is not Status.RUNNING:
             self._finished[trial_id] = record
@@ -626,13 +627,22 @@ class Experiment:
         undeclared = [n for n in original.parameters if n not in self._space.declared]
         if undeclared:
             raise ParameterUndeclaredError(undeclared[0], self._space.declared)
+        kept_by_repr = [n for n, v in original.parameters.items()
+                        if isinstance(v, Unrepresentable)]
+        if kept_by_repr:
+            raise ReproductionError(
+                f"Trial {trial_id} cannot be reproduced: parameter(s) "
+                f"{', '.join(map(repr, kept_by_repr))} were recorded by their repr only (JSON "
+                "cannot hold them), so their values are not known. Give such data as a file "
+                "read with ex.input(path), or as parameters JSON can hold.")
+        started: list[int] = []
         try:
-            rerun_id = self._run_one(self._result, seed=original.seed, dask_kwargs=dask_kwargs,
-                                     overrides=original.parameters, rerun_of=trial_id).trial_id
-        except BackendError:
-            raise
+            self._run_one(self._result, seed=original.seed, dask_kwargs=dask_kwargs,
+                          overrides=original.parameters, rerun_of=trial_id, started=started)
         except Exception:
-            rerun_id = self.trial_id
+            if not started:  # nothing ran: the error is about the call, not the trial
+                raise
+        rerun_id = started[0]
         rerun = self._read(rerun_id)
         diff = self.compare(trial_id, rerun_id)
         matches = (rerun.status == original.status and not diff.steps and diff.result is None)
@@ -705,7 +715,8 @@ class Experiment:
 
     def load_metric(self, key: str, trial_id: int | Sequence[int]) -> pd.DataFrame:
         """Metric curves as a DataFrame: index ``Epoch``, one column per trial."""
-        ids = [trial_id] if isinstance(trial_id, int) else list(trial_id)
+        ids = [_trial_id(trial_id)] if hasattr(trial_id, "__index__") else \
+            [_trial_id(i) for i in trial_id]
         columns = {}
         for i in ids:
             self._read(i)  # unknown ids raise TrialIDNotFoundError
@@ -720,6 +731,19 @@ class Experiment:
         frame.index.name = "Epoch"
         frame.columns.name = "Trial ID"
         return frame
+
+
+def _trial_id(value: Any) -> int:
+    """A trial id as an int (NumPy integers from ``get_history().index`` included)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TrialIDNotFoundError(value, f"Trial ids are ints, got {value!r}. See "
+                                   "ex.get_history() for the recorded trial ids.")
+    return operator.index(value)
+
+
+def _read_back(record: TrialRecord) -> TrialRecord:
+    """The record as any reader sees it: through JSON, holding no live objects."""
+    return TrialRecord.from_json(record.to_json())
 
 
 def _source_files(order: Iterable[Any]) -> list[str]:

@@ -194,8 +194,13 @@ def run_trials(
     environment: tuple[str | None, Sequence[DriftEvent]] = (None, ()),
     show_progress: bool = False,
     script: Mapping[str, Any] | None = None,
+    started: list[int] | None = None,
 ) -> list[Outcome]:
-    """Start, compute and finish one trial per parameter set (see the module docstring)."""
+    """Start, compute and finish one trial per parameter set (see the module docstring).
+
+    ``started`` receives the id of every trial as it starts (so a caller knows them
+    even when the compute raises).
+    """
     kwargs = dict(dask_kwargs)
     get = _scheduler_get(kwargs)  # a bad scheduler= fails here, before anything is recorded
     code = snapshot_code(backend, order, stored_sources)
@@ -214,6 +219,8 @@ def run_trials(
 
         record = backend.start_trial(make_record)
         records.append(record)
+        if started is not None:
+            started.append(record.trial_id)
         logger.info("Started trial %d (seed=%d): %s", record.trial_id, seed,
                     _format_parameters(parameters))
 

@@ -142,3 +142,86 @@ def test_output_of_one_trial_read_by_another_links_them(make_experiment, tmp_pat
     assert reader.get_lineage("read", 2)["files"] == [path]
     out = ex.get_trial(1).steps[0].outputs[0]
     assert out["path"] == path and out["hash"]
+
+
+def test_compare_and_reproduce_values_json_cannot_hold(make_experiment):
+    import math
+
+    import numpy as np
+
+    from experigraph.errors import ReproductionError
+
+    ex = make_experiment()
+    w = ex.parameter("w")
+
+    @ex.result
+    def norm(w):
+        return float("nan") if w is None else np.asarray(w) * 2
+
+    norm(w)
+    ex.set_parameters(w=None).compute(seed=1)
+    report = ex.reproduce(1)  # a NaN result is the same NaN
+    assert report.matches and math.isnan(ex.get_trial(2).result)
+    ex.set_parameters(w=np.arange(3.0)).compute(seed=1)
+    ex.set_parameters(w=np.arange(4.0)).compute(seed=1)
+    diff = ex.compare(3, 4)
+    assert set(diff.parameters) == {"w"} and diff.result is not None
+    assert not ex.compare(3, 3)
+    with pytest.raises(ReproductionError, match=r"'w' were recorded by their repr only"):
+        ex.reproduce(3)
+    assert ex.trial_id == 4  # nothing ran
+
+
+def test_records_are_read_back_not_live(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a", default=1)
+
+    @ex.result
+    def items(a):
+        return [a]
+
+    items(a)
+    out = ex.compute()
+    out.append(99)  # the user changes the returned object
+    assert ex.get_history()["Result"].tolist() == [[1]]
+    assert ex.get_trial(1).result == [1]
+
+
+def test_reproduce_reports_the_trial_it_ran(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.result
+    def fragile(a):
+        if a > 1:
+            raise RuntimeError("too big")
+        return a
+
+    fragile(a)
+    ex.set_parameters(a=2)
+    with pytest.raises(RuntimeError):
+        ex.compute()
+    report = ex.reproduce(1)  # the original failed; so does the re-run
+    assert report.rerun == 2 and report.matches
+    assert ex.get_trial(2).rerun_of == 1
+
+
+def test_numpy_integer_trial_ids_are_accepted(make_experiment, backend_root):
+    import experigraph as xg
+
+    ex = make_experiment()
+    a = ex.parameter("a", default=1)
+
+    @ex.result
+    def ident(a):
+        ex.save_metric("m", 0, a)
+        return a
+
+    ident(a)
+    ex.compute()
+    fresh = xg.Experiment(id=ex.id, backend=backend_root)
+    first = fresh.get_history().index[0]
+    assert fresh.get_trial(first).trial_id == 1
+    assert list(fresh.load_metric("m", first).columns) == [1]
+    with pytest.raises(xg.TrialIDNotFoundError, match="Trial ids are ints"):
+        fresh.get_trial(True)
