@@ -11,6 +11,7 @@ On disk, under ``<root>/<experiment_id>/``::
                                  environment snapshots as .json, signed pickles as .pkl
     outputs.jsonl                output hashes seen per (step, code, input, seed),
                                  appended when new or changed; the last line wins
+    outputs.lock                 the file lock taken to read-compare-append outputs.jsonl
 
 Invariants:
 
@@ -37,14 +38,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from filelock import FileLock
+
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
-from ..hashing import bytes_hash, text_hash
+from ..hashing import bytes_hash
 from ..records import StepRecord, TrialRecord, decode_value, encode_value, now
 from .base import Backend
 
@@ -68,8 +72,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _compact(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+_compact = _ENCODER.encode  # one encoder: json.dumps with options builds one per call
 
 
 def _dump(obj: Mapping[str, Any]) -> bytes:
@@ -128,6 +132,8 @@ class FileBackend(Backend):
         self._ready = False
         self._outputs: dict[str, str] = {}  # index of outputs.jsonl, read incrementally
         self._outputs_offset = 0
+        self._outputs_lock = threading.Lock()
+        self._outputs_file_lock: FileLock | None = None
         self._metric_dirs: set[int] = set()
 
     @classmethod
@@ -179,35 +185,19 @@ class FileBackend(Backend):
         return sorted(ids)
 
     # -- trials -----------------------------------------------------------------
-    def next_trial_id(self) -> int:
+    def _claim(self, content_for: Callable[[int], bytes]) -> int:
+        """Claim the next free id: hard-link a file holding ``content_for(id)`` to
+        ``trials/<id>.json``, which fails if another process has it (then try the next
+        id with its own content, so a crash never leaves a record under the wrong id)."""
         self._ensure()
         if self._id_hint is None:
             ids = self._scan_ids()
             self._id_hint = ids[-1] if ids else 0
         candidate = self._id_hint + 1
-        while True:
-            try:
-                fd = os.open(self._trial_path(candidate), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                             0o644)
-            except FileExistsError:
-                candidate += 1
-                continue
-            os.close(fd)
-            self._id_hint = candidate
-            return candidate
-
-    def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
-        """Claim the next id and write its running record in one step (see module docstring)."""
-        self._ensure()
-        if self._id_hint is None:
-            ids = self._scan_ids()
-            self._id_hint = ids[-1] if ids else 0
-        candidate = self._id_hint + 1
-        record = make_record(candidate)
         tmp = self.path / "trials" / f".start.{uuid.uuid4().hex}.tmp"
-        tmp.write_bytes(_dump(record.to_json()))
         try:
             while True:
+                tmp.write_bytes(content_for(candidate))
                 try:
                     os.link(tmp, self._trial_path(candidate))
                 except FileExistsError:
@@ -215,12 +205,22 @@ class FileBackend(Backend):
                     continue
                 break
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
         self._id_hint = candidate
-        if record.trial_id != candidate:  # another process took the id meanwhile
-            record = make_record(candidate)
-            self.write_trial(record)
-        return record
+        return candidate
+
+    def next_trial_id(self) -> int:
+        return self._claim(lambda trial_id: b"")
+
+    def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
+        """Claim the next id and write its running record in one step (see module docstring)."""
+        made: dict[int, TrialRecord] = {}
+
+        def content(trial_id: int) -> bytes:
+            made[trial_id] = make_record(trial_id)
+            return _dump(made[trial_id].to_json())
+
+        return made[self._claim(content)]
 
     def last_trial_id(self) -> int:
         hint = self._id_hint
@@ -294,6 +294,7 @@ class FileBackend(Backend):
 
     # -- impurity ---------------------------------------------------------------
     def _sync_outputs(self) -> None:
+        """Read what was appended to outputs.jsonl since last time (call with the lock)."""
         path = self.path / "outputs.jsonl"
         try:
             with open(path, "rb") as f:
@@ -314,22 +315,34 @@ class FileBackend(Backend):
         return self.swap_output_hashes({step_key: output_hash})[step_key]
 
     def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
-        self._sync_outputs()
-        return {k: self._outputs.get(k) for k in step_keys}
+        with self._outputs_lock:
+            self._sync_outputs()
+            return {k: self._outputs.get(k) for k in step_keys}
 
     def swap_output_hashes(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
+        """Read-compare-append under a thread lock and a file lock (``outputs.lock``), so
+        concurrent trials in threads and processes each see the others' outputs."""
         self._ensure()
-        self._sync_outputs()
-        old = {k: self._outputs.get(k) for k in hashes}
-        changed = [{"k": k, "h": h} for k, h in hashes.items() if old[k] != h]
-        if changed:
-            data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in changed)
-            fd = os.open(self.path / "outputs.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                         0o644)
-            try:
-                os.write(fd, data.encode("utf-8"))
-            finally:
-                os.close(fd)
+        with self._outputs_lock:
+            self._sync_outputs()
+            old = {k: self._outputs.get(k) for k in hashes}
+            if all(old[k] == h for k, h in hashes.items()):
+                return old  # nothing to write: no file lock needed
+            if self._outputs_file_lock is None:
+                self._outputs_file_lock = FileLock(self.path / "outputs.lock")
+            with self._outputs_file_lock:
+                self._sync_outputs()  # what other processes appended meanwhile
+                old = {k: self._outputs.get(k) for k in hashes}
+                changed = {k: h for k, h in hashes.items() if old[k] != h}
+                data = "".join(json.dumps({"k": k, "h": h}, separators=(",", ":")) + "\n"
+                               for k, h in changed.items())
+                fd = os.open(self.path / "outputs.jsonl",
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                try:
+                    os.write(fd, data.encode("utf-8"))
+                finally:
+                    os.close(fd)
+                self._sync_outputs()  # our own lines: the index and offset stay in step
         return old
 
     # -- metrics ----------------------------------------------------------------
