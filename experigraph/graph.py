@@ -462,6 +462,11 @@ def build_trial_graph(order: list[CallNode], plans: list[TrialPlan],
                            tuple[str, ...]]] = {}
     foreign: dict[Any, Any] = {}
     result_keys = []
+    seed_names: dict[int, str] = {}  # name, name#2, name#3...: each call its own stream
+    calls: dict[str, int] = {}
+    for node in order:
+        n = calls[node.call.spec.name] = calls.get(node.call.spec.name, 0) + 1
+        seed_names[id(node)] = node.call.spec.name if n == 1 else f"{node.call.spec.name}#{n}"
     for plan in plans:
         keys: dict[int, str] = {}
         # what each call stands for in provenance: tracked upstream keys and parameters,
@@ -485,7 +490,7 @@ def build_trial_graph(order: list[CallNode], plans: list[TrialPlan],
                     upstream[dep.key] = None
                     if dep.key not in foreign:
                         foreign.update(dict(dep.__dask_graph__()))
-            derived = (tuple(upstream), tuple(params))
+            derived = (tuple(str(k) for k in upstream), tuple(params))
             lineage[id(node)] = derived
             values = [plan.parameters[name] for name in node.call.params]
             key = f"{node.call.spec.name}-{loose_hash(node.static_token, plan.seed, values, dep_keys)}"
@@ -504,5 +509,7 @@ def build_trial_graph(order: list[CallNode], plans: list[TrialPlan],
         ctx = contexts.get(group)
         if ctx is None:
             ctx = contexts[group] = make_context(group, sharing[0])
-        dsk[key] = (run_step, node.call, ctx, TaskInfo(key, upstream_keys, read), dep_keys)
+        reads = {name: sharing[0].parameters[name] for name in node.call.params}
+        info = TaskInfo(key, reads, seed_names[id(node)], upstream_keys, read)
+        dsk[key] = (run_step, node.call, ctx, info, dep_keys)
     return dsk, result_keys

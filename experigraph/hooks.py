@@ -82,16 +82,13 @@ class RemoteSink:
 class TrialContext:
     """What a task knows of the trial(s) it runs for. Travels inside the task."""
 
-    __slots__ = ("experiment_id", "trial_ids", "seed", "parameters", "backend", "sink",
-                 "isolate")
+    __slots__ = ("experiment_id", "trial_ids", "seed", "backend", "sink", "isolate")
 
     def __init__(self, experiment_id: str, trial_ids: tuple[int, ...], seed: int,
-                 parameters: dict[str, Any], backend: Backend, sink: RecordSink | RemoteSink,
-                 isolate: bool = False) -> None:
+                 backend: Backend, sink: RecordSink | RemoteSink, isolate: bool = False) -> None:
         self.experiment_id = experiment_id
         self.trial_ids = trial_ids
         self.seed = seed
-        self.parameters = parameters
         self.backend = backend
         self.sink = sink
         self.isolate = isolate  # sweeps: a failed step fails its trials, not the compute
@@ -109,19 +106,22 @@ class TrialContext:
 
 
 class TaskInfo:
-    """A task's own key, and the step keys and parameters it derives from (provenance)."""
+    """What one task needs besides its inputs: its key, the values of the parameters its
+    call reads (only those travel with it), the name its seed derives from, and the step
+    keys and parameters it derives from (provenance)."""
 
-    __slots__ = ("key", "dependencies", "parameters")
+    __slots__ = ("key", "values", "seed_name", "dependencies", "parameters")
 
-    def __init__(self, key: str, dependencies: tuple[Any, ...],
-                 parameters: tuple[str, ...] = ()) -> None:
-        self.key, self.dependencies, self.parameters = key, dependencies, parameters
+    def __init__(self, key: str, values: dict[str, Any], seed_name: str,
+                 dependencies: tuple[str, ...] = (), parameters: tuple[str, ...] = ()) -> None:
+        self.key, self.values, self.seed_name = key, values, seed_name
+        self.dependencies, self.parameters = dependencies, parameters
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.key, self.dependencies, self.parameters)
+        return (self.key, self.values, self.seed_name, self.dependencies, self.parameters)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.key, self.dependencies, self.parameters = state
+        self.key, self.values, self.seed_name, self.dependencies, self.parameters = state
 
 
 class StepScope:
@@ -160,9 +160,13 @@ class StepFailure:
         return (StepFailure, (self.exception, self.traceback, self.step))
 
 
-def step_seed(trial_seed: int, step_name: str) -> int:
-    """The seed of one step of a trial: stable across processes and schedulers."""
-    digest = hashlib.blake2b(f"{trial_seed}:{step_name}".encode(), digest_size=4).digest()
+def step_seed(trial_seed: int, seed_name: str) -> int:
+    """The seed of one step call of a trial: stable across processes and schedulers.
+
+    ``seed_name`` is the step's name for its first call in the graph and
+    ``name#2``, ``name#3``... for the next ones, so two calls draw different numbers.
+    """
+    digest = hashlib.blake2b(f"{trial_seed}:{seed_name}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -181,7 +185,7 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
         for dep in deps:
             if type(dep) is StepFailure:
                 return dep
-    args, kwargs = call.fill(deps, ctx.parameters)
+    args, kwargs = call.fill(deps, info.values)
     if not spec.tracked:
         try:
             return spec.func(*args, **kwargs)
@@ -191,7 +195,7 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
             raise
     # -- pre
     input_hash = value_hash(args, kwargs)
-    seed = step_seed(ctx.seed, spec.name)
+    seed = step_seed(ctx.seed, info.seed_name)
     scope = StepScope(ctx, spec, seed)
     cache_key = None
     if spec.cache and input_hash is not None:
@@ -266,7 +270,7 @@ def _record(call: Any, ctx: TrialContext, info: TaskInfo, scope: StepScope,
     return StepRecord(
         step=spec.name, key=info.key, trial_ids=ctx.trial_ids, code_hash=spec.code.code_hash,
         input_hash=input_hash, output_hash=output_hash, started=started, duration=duration,
-        succeeded=error is None, error=error, dependencies=tuple(str(k) for k in info.dependencies),
+        succeeded=error is None, error=error, dependencies=info.dependencies,
         parameters=info.parameters, persisted=persisted, cached=cached,
         host=HOST, pid=os.getpid(), output_type=output_type, metrics=scope.metrics,
         labels=scope.labels, inputs=tuple(scope.inputs), outputs=tuple(scope.outputs),

@@ -228,8 +228,7 @@ def run_trials(
     sink = RecordSink(backend)
 
     def make_context(group: tuple[int, ...], plan: TrialPlan) -> TrialContext:
-        return TrialContext(experiment_id, group, plan.seed, dict(plan.parameters), backend,
-                            sink, isolate)
+        return TrialContext(experiment_id, group, plan.seed, backend, sink, isolate)
 
     if len(plans) == 1:
         seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps

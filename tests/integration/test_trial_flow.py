@@ -552,3 +552,21 @@ def test_unknown_scheduler_records_nothing(quickstart):
     with pytest.raises(ValueError, match="bogus"):
         s.compute(scheduler="bogus")
     assert ex.trial_id == 0 and ex.get_history().empty
+
+
+def test_each_call_of_a_step_draws_its_own_numbers(make_experiment):
+    ex = make_experiment()
+    n = ex.parameter("n", default=3)
+
+    @ex
+    def init(n, name):
+        return (list(ex.rng().random(n)), list(np.random.rand(n)))
+
+    @ex.result
+    def both(first, second):
+        return first, second
+
+    r = both(init(n, "layer1"), init(n, "layer2"))
+    first, second = r.compute(seed=5)
+    assert first[0] != second[0] and first[1] != second[1]
+    assert r.compute(seed=5) == (first, second)  # and the same again with the same seed
