@@ -25,6 +25,15 @@ class ParameterUndeclaredError(ExperigraphError, ValueError):
         )
 
 
+class InvalidParameterValueError(ExperigraphError, ValueError):
+    """A value that a parameter declared with ``type=`` cannot take without losing information."""
+
+    def __init__(self, name: str, type_name: str, value: Any, why: str) -> None:
+        self.name, self.type_name, self.value = name, type_name, value
+        super().__init__(f"Parameter {name!r} is declared as {type_name}, and {value!r} cannot "
+                         f"be converted to it ({why}). Give a {type_name} value.")
+
+
 class ParameterUndefinedError(ExperigraphError, ValueError):
     """A trial needs parameters that have no value and no default."""
 

@@ -27,7 +27,7 @@ from dask.base import is_dask_collection
 from dask.delayed import Delayed
 
 from .code import StepCode, capture
-from .errors import ParameterUndefinedError, StepDefinitionError
+from .errors import InvalidParameterValueError, ParameterUndefinedError, StepDefinitionError
 from .hashing import loose_hash
 from .hooks import TaskInfo, TrialContext, run_step
 
@@ -151,21 +151,45 @@ class ParamNode:
         self.name, self.default, self.key, self.type = name, default, key, type
 
     def convert(self, value: Any) -> Any:
-        """``value`` as the declared type (unchanged when no type was declared)."""
-        if self.type is None or value is None or isinstance(value, self.type):
+        """``value`` as the declared type (unchanged when no type was declared).
+
+        Conversions never lose information: ``bool`` takes True/False or one of
+        true/false/yes/no/on/off/1/0, ``int`` a whole number, ``str`` a scalar.
+        """
+        kind = self.type
+        if kind is None or value is None or (isinstance(value, kind)
+                                             and not (kind is int and isinstance(value, bool))):
             return value
-        if self.type is bool and isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("true", "1", "yes"):
+        if kind is bool:
+            text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+            if text in _TRUE:
                 return True
-            if lowered in ("false", "0", "no"):
+            if text in _FALSE:
                 return False
+            return self._refuse(value, "use True/False, or one of "
+                                       "true/false/yes/no/on/off/1/0")
+        if kind is int and isinstance(value, (float, str)):
+            try:
+                number = float(value)
+            except ValueError:
+                return self._refuse(value, "not a number")
+            if not number.is_integer():
+                return self._refuse(value, "not a whole number")
+            return int(number)
+        if kind is str and not isinstance(value, (int, float)):
+            return self._refuse(value, "give text, or a number")
         try:
-            return self.type(value)
+            return kind(value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"Parameter {self.name!r} is declared as "
-                             f"{getattr(self.type, '__name__', self.type)}, and {value!r} "
-                             f"cannot be converted to it ({exc}).") from exc
+            return self._refuse(value, str(exc))
+
+    def _refuse(self, value: Any, why: str) -> Any:
+        raise InvalidParameterValueError(self.name, getattr(self.type, "__name__", self.type),
+                                         value, why)
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
 
 
 class StepSpec:

@@ -7,7 +7,8 @@ Nodes are identified by strings and carry a ``kind`` attribute:
   ``input_hash``, ``output_hash``, ``code_hash``, ``succeeded``, ``persisted``);
 * ``file:<path>``: a data file read with ``ex.input`` or written with
   ``ex.output`` (``hash``);
-* ``trial:<id>``: another trial whose output file this trial read.
+* ``trial:<id>``: an earlier trial that wrote a file this trial read (same path and
+  content hash).
 
 Edges point from what was used to what used it: parameter -> step, step ->
 step, input file -> step, step -> output file, and producing trial -> file.
@@ -51,7 +52,7 @@ def build_provenance(record: TrialRecord, others: Iterable[TrialRecord] = ()) ->
     wanted = {i["path"]: i.get("hash") for s in record.steps for i in s.inputs}
     if wanted:
         for other in others:
-            if other.trial_id == record.trial_id:
+            if other.trial_id >= record.trial_id:  # only earlier trials can have produced it
                 continue
             for step in other.steps:
                 for item in step.outputs:

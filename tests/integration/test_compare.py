@@ -225,3 +225,25 @@ def test_numpy_integer_trial_ids_are_accepted(make_experiment, backend_root):
     assert list(fresh.load_metric("m", first).columns) == [1]
     with pytest.raises(xg.TrialIDNotFoundError, match="Trial ids are ints"):
         fresh.get_trial(True)
+
+
+def test_a_later_trial_is_never_the_producer_of_an_input(make_experiment, tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_text("same")
+    ex = make_experiment()
+    mode = ex.parameter("mode")
+
+    @ex.result
+    def io(mode):
+        if mode == "read":
+            return open(ex.input(str(path))).read()
+        with open(ex.output(str(path)), "w") as f:
+            f.write("same")
+        return "wrote"
+
+    io(mode)
+    ex.set_parameters(mode="read").compute()
+    ex.set_parameters(mode="write").compute()
+    assert ex.get_lineage("io", 1)["trials"] == []
+    ex.set_parameters(mode="read").compute()
+    assert ex.get_lineage("io", 3)["trials"] == [2]
