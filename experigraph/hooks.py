@@ -22,6 +22,7 @@ happen then, in the trial's own process, so their warnings reach the user.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
@@ -203,7 +204,8 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
         started = now()
         hit = _cached(ctx.backend, cache_key, spec.name)
         if hit is not None:
-            blob, value = hit
+            blob, value, inputs = hit
+            scope.inputs = inputs
             ctx.sink.add(_record(call, ctx, info, scope, input_hash, value_hash(value), started,
                                  0.0, persisted=blob, output_type=type_name(value),
                                  cached=True))
@@ -238,28 +240,38 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     persisted = None
     if spec.kind == "persist" or cache_key is not None:
         persisted = ctx.backend.put_blob("pickle", signing.dumps(value))
-        if cache_key is not None:
-            ctx.backend.swap_output_hashes({cache_key: persisted})
+        if cache_key is not None:  # the entry names the output and the files it read
+            entry = json.dumps({"output": persisted, "inputs": scope.inputs}, sort_keys=True)
+            ctx.backend.swap_output_hashes(
+                {cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8"))})
     ctx.sink.add(_record(call, ctx, info, scope, input_hash, output_hash, started, duration,
                          persisted=persisted, output_type=type_name(value)))
     return value
 
 
-def _cached(backend: Backend, cache_key: str, step: str) -> tuple[str, Any] | None:
-    """The saved output of a ``cache=True`` step for these inputs, or None."""
+def _cached(backend: Backend, cache_key: str, step: str
+            ) -> tuple[str, Any, list[dict[str, Any]]] | None:
+    """The saved output of a ``cache=True`` step for these inputs (with the files it read
+    with ``ex.input``, all unchanged since), or None."""
     from .errors import SignatureError
 
-    blob = backend.read_output_hashes([cache_key])[cache_key]
-    if blob is None:
+    entry_hash = backend.read_output_hashes([cache_key])[cache_key]
+    if entry_hash is None:
         return None
     try:
-        return blob, signing.loads(backend.get_blob("pickle", blob),
-                                   what=f"cached output of step {step!r}")
-    except KeyError:
+        entry = json.loads(backend.get_blob("cache", entry_hash))
+        for item in entry["inputs"]:
+            if path_hash(item["path"])["hash"] != item.get("hash"):
+                logger.info("Cached output of step %s not used: %s changed", step,
+                            item["path"])
+                return None
+        value = signing.loads(backend.get_blob("pickle", entry["output"]),
+                              what=f"cached output of step {step!r}")
+    except (KeyError, OSError, ValueError) as exc:
+        if isinstance(exc, SignatureError):
+            logger.warning("Not using the cached output of step %s: %s", step, exc)
         return None
-    except SignatureError as exc:
-        logger.warning("Not using the cached output of step %s: %s", step, exc)
-        return None
+    return entry["output"], value, entry["inputs"]
 
 
 def _record(call: Any, ctx: TrialContext, info: TaskInfo, scope: StepScope,

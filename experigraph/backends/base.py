@@ -20,7 +20,7 @@ from ..records import StepRecord, TrialRecord
 logger = logging.getLogger(__name__)
 
 #: blob kinds and what they hold
-BLOB_KINDS = ("source", "environment", "pickle")
+BLOB_KINDS = ("source", "environment", "pickle", "cache")
 
 
 class Backend(abc.ABC):

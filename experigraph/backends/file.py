@@ -8,7 +8,8 @@ On disk, under ``<root>/<experiment_id>/``::
     steps/<trial_id>.jsonl       StepRecords appended by workers in other processes
     metrics/<trial_id>/<key>.jsonl   metric points, one JSON object a line
     blobs/<kind>/<ab>/<hash><ext>    content-addressed: step source as .py text,
-                                 environment snapshots as .json, signed pickles as .pkl
+                                 environment snapshots as .json, signed pickles as .pkl,
+                                 cache entries (output pickle + files read) as .json
     outputs.jsonl                output hashes seen per (step, code, input, seed),
                                  appended when new or changed; the last line wins
     outputs.lock                 the file lock taken to read-compare-append outputs.jsonl
@@ -54,7 +55,7 @@ from .base import Backend
 
 logger = logging.getLogger(__name__)
 
-_EXT = {"source": ".py", "environment": ".json", "pickle": ".pkl"}
+_EXT = {"source": ".py", "environment": ".json", "pickle": ".pkl", "cache": ".json"}
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -596,3 +596,29 @@ def test_whole_numbers_convert_to_int(make_experiment):
     ex.parameter("n", type=int)
     assert ex.set_parameters(n=3.0).get_parameters()["n"] == 3
     assert ex.set_parameters(n="4").get_parameters()["n"] == 4
+
+
+def test_cached_step_runs_again_when_its_input_file_changes(make_experiment, tmp_path):
+    data = tmp_path / "numbers.txt"
+    data.write_text("1 2 3")
+    ex = make_experiment()
+    path = ex.parameter("path", default=str(data))
+    runs = []
+
+    @ex.step(cache=True)
+    def load(path):
+        runs.append(1)
+        with open(ex.input(path)) as f:
+            return sum(int(x) for x in f.read().split())
+
+    @ex.result
+    def total(x):
+        return x
+
+    total(load(path))
+    assert ex.compute() == 6 and ex.compute() == 6
+    assert len(runs) == 1
+    assert ex.get_trial(2).steps[0].inputs[0]["path"] == str(data)  # recorded on a hit too
+    data.write_text("10 20 30")
+    assert ex.compute() == 60
+    assert len(runs) == 2
