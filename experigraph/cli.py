@@ -430,12 +430,8 @@ def diff(experiment_id: str, first: int, second: int, backend: str | None) -> No
     ex = open_experiment(experiment_id, backend)
     read_trial(ex, first)
     read_trial(ex, second)
-    compare = getattr(ex, "compare", None)
-    if compare is None:
-        raise Failure("This version of experigraph cannot compare trials (no "
-                      "Experiment.compare); upgrade experigraph.")
     with _quiet():
-        click.echo(str(compare(first, second)))
+        click.echo(str(ex.compare(first, second)))
 
 
 @main.command(name="list")

@@ -76,6 +76,26 @@ class InvalidExperimentIdError(ExperigraphError, ValueError):
         )
 
 
+class NotRecordedError(ExperigraphError, KeyError):
+    """Something asked of a trial that it did not record (a persisted output, a metric,
+    an environment category, a step)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class InvalidArgumentError(ExperigraphError, ValueError):
+    """An argument with a value experigraph cannot use (the message says what it takes)."""
+
+
+class SweepDefinitionError(ExperigraphError, TypeError):
+    """A sweep given in a form ``ex.sweep`` does not take."""
+
+
 class StepDefinitionError(ExperigraphError, TypeError):
     """A step or result was declared or called in a way experigraph cannot run."""
 

@@ -29,7 +29,8 @@ from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
     BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError,
-    ReproductionError, StepDefinitionError,
+    InvalidArgumentError, NotRecordedError, ReproductionError, StepDefinitionError,
+    SweepDefinitionError,
     TrialIDNotFoundError)
 from .graph import (
     NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, parameters_read, walk)
@@ -98,7 +99,7 @@ class Experiment:
         self.id = validate_experiment_id(id)
         self._backend: Backend = resolve_backend(backend, self.id)
         if seed is not None and not _is_seed(seed):
-            raise ValueError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
+            raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
         self.seed = seed
         self._space = ParameterSpace()
         self._steps: dict[str, Step] = {}
@@ -146,9 +147,9 @@ class Experiment:
         or a sweep are converted to it (``lr=1`` becomes ``1.0``).
         """
         if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"A parameter name must be a Python identifier, got {name!r}.")
+            raise InvalidArgumentError(f"A parameter name must be a Python identifier, got {name!r}.")
         if type is not None and not callable(type):
-            raise ValueError(f"type= takes a type such as int, float or str, got {type!r}.")
+            raise InvalidArgumentError(f"type= takes a type such as int, float or str, got {type!r}.")
         existing = self._space.declared.get(name)
         if existing is not None:
             existing._node.default = default
@@ -217,7 +218,7 @@ class Experiment:
         if seed is None:
             return self.seed if self.seed is not None else new_seed()
         if not _is_seed(seed):
-            raise ValueError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
+            raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
         return seed
 
     def _run_trial(self, result: Result, *, seed: int | None, dask_kwargs: Mapping[str, Any],
@@ -274,7 +275,7 @@ class Experiment:
         resolved = [self._space.resolve(needed, ps) for ps in parameter_sets]
         if isinstance(seed, (list, tuple)):
             if len(seed) != len(resolved):
-                raise ValueError(f"sweep got {len(seed)} seeds for {len(resolved)} trials; "
+                raise InvalidArgumentError(f"sweep got {len(seed)} seeds for {len(resolved)} trials; "
                                  "give one seed, or one per trial.")
             seeds = [self._check_seed(s) for s in seed]
         else:
@@ -400,7 +401,7 @@ class Experiment:
     def save_metric(self, key: str, epoch: Any, value: Any) -> None:
         """Inside a step: add a point ``(epoch, value)`` to the metric curve ``key``."""
         if not isinstance(key, str) or not key:
-            raise ValueError(f"A metric key is a non-empty string, got {key!r}.")
+            raise InvalidArgumentError(f"A metric key is a non-empty string, got {key!r}.")
         scope = self._scope("ex.save_metric")
         for trial_id in scope.ctx.trial_ids:
             scope.ctx.backend.append_metric(trial_id, key, epoch, value)
@@ -522,7 +523,7 @@ class Experiment:
         for r in records:
             row: dict[str, Any] = {p: r.parameters.get(p, None) for p in used}
             row.update({
-                "Result": r.result if not isinstance(r.result, Unrepresentable) else r.result,
+                "Result": r.result,
                 "Success": r.status is Status.SUCCEEDED,
                 "Finished": _local_time(r.finished),
                 "Process Time": pd.Timedelta(seconds=r.process_time)
@@ -544,13 +545,9 @@ class Experiment:
     def get_parameters(self, trial_id: int | None = None) -> dict[str, Any]:
         """The parameters of a trial, or (no id) the current values, defaults included."""
         if trial_id is None:
-            out = {}
-            for name, param in self._space.declared.items():
-                if name in self._space.values:
-                    out[name] = self._space.values[name]
-                elif param._node.default is not NOTHING:
-                    out[name] = param._node.default
-            return out
+            return {name: self._space.values.get(name, param._node.default)
+                    for name, param in self._space.declared.items()
+                    if name in self._space.values or param._node.default is not NOTHING}
         return dict(self._read(trial_id).parameters)
 
     def get_persisted(self, step_name: str, trial_id: int, *, trust: bool = False) -> Any:
@@ -566,7 +563,7 @@ class Experiment:
         saved = [s for s in record.steps if s.step == step_name and s.persisted]  # also cache
         if not saved:
             persisted = sorted({s.step for s in record.steps if s.persisted})
-            raise KeyError(f"Trial {trial_id} has no persisted output of step {step_name!r} "
+            raise NotRecordedError(f"Trial {trial_id} has no persisted output of step {step_name!r} "
                            f"(persisted steps: {', '.join(persisted) or 'none'}). Declare the "
                            "step with @ex.persist to save its output.")
         blob = self._backend.get_blob("pickle", saved[-1].persisted)  # type: ignore[arg-type]
@@ -691,14 +688,14 @@ class Experiment:
             snap = self._read_environment(record.environment_hash) \
                 if record.environment_hash else None
         if snap is None:
-            raise KeyError(f"Trial {trial_id} has no environment snapshot recorded.")
+            raise NotRecordedError(f"Trial {trial_id} has no environment snapshot recorded.")
         if category is None:
             return snap
         if category not in environment.CATEGORIES:
-            raise ValueError(f"Unknown environment category {category!r}; choose one of "
+            raise InvalidArgumentError(f"Unknown environment category {category!r}; choose one of "
                              f"{', '.join(environment.CATEGORIES)}.")
         if category not in snap:
-            raise KeyError(f"Category {category!r} was not recorded"
+            raise NotRecordedError(f"Category {category!r} was not recorded"
                            + (f" for trial {trial_id}" if trial_id is not None else "")
                            + " (the CPU is gathered in the background and may not be ready).")
         return snap[category]
@@ -725,7 +722,7 @@ class Experiment:
                                    if not points else None)
         if not any(len(c) for c in columns.values()):
             known = sorted({k for i in ids for k in self._backend.metric_keys(i)})
-            raise KeyError(f"No metric {key!r} was saved in trial(s) {ids} (saved metrics: "
+            raise NotRecordedError(f"No metric {key!r} was saved in trial(s) {ids} (saved metrics: "
                            f"{', '.join(known) or 'none'}).")
         frame = pd.DataFrame(columns)
         frame.index.name = "Epoch"
@@ -783,17 +780,17 @@ def _expand_sweep(grid: Any, values: Mapping[str, Sequence[Any]]) -> list[dict[s
     if grid is None:
         grid = values
     elif values:
-        raise TypeError("Give the sweep either as keyword lists or as one grid/list of dicts, "
+        raise SweepDefinitionError("Give the sweep either as keyword lists or as one grid/list of dicts, "
                         "not both.")
     if isinstance(grid, Mapping):
         names = list(grid)
         for name in names:
             if isinstance(grid[name], (str, bytes)) or not isinstance(grid[name], Iterable):
-                raise TypeError(f"sweep values of {name!r} must be a list, got {grid[name]!r}.")
+                raise SweepDefinitionError(f"sweep values of {name!r} must be a list, got {grid[name]!r}.")
         return [dict(zip(names, combo)) for combo in itertools.product(*(list(grid[n])
                                                                          for n in names))]
     sets = list(grid)
     if not all(isinstance(s, Mapping) for s in sets):
-        raise TypeError("ex.sweep takes keyword lists (a=[1, 2]) or a list of dicts "
+        raise SweepDefinitionError("ex.sweep takes keyword lists (a=[1, 2]) or a list of dicts "
                         "([{'a': 1}, {'a': 2}]).")
     return [dict(s) for s in sets]

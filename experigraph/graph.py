@@ -15,7 +15,6 @@ graph is generated at compute time:
 """
 from __future__ import annotations
 
-import functools
 import operator
 import re
 import uuid
@@ -118,12 +117,8 @@ class ParameterSpace:
         self.values: dict[str, Any] = {}
 
     def value(self, name: str) -> Any:
-        if name in self.values:
-            return self.values[name]
-        default = self.declared[name]._node.default
-        if default is NOTHING:
-            raise ParameterUndefinedError([name])
-        return default
+        """The current value of one parameter (ParameterUndefinedError if it has none)."""
+        return self.resolve([name])[name]
 
     def resolve(self, names: Iterable[str], overrides: Mapping[str, Any] | None = None
                 ) -> dict[str, Any]:
@@ -217,10 +212,6 @@ class StepSpec:
         namespace = getattr(self.func, "__globals__", {})
         if any(id(namespace.get(n)) != i for n, i in self._helper_ids):
             self._capture()
-
-    @property
-    def persist(self) -> bool:
-        return self.kind == "persist"
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.name}>"

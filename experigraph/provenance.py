@@ -20,6 +20,7 @@ from typing import Any
 
 import networkx as nx
 
+from .errors import NotRecordedError
 from .hashing import value_hash
 from .records import TrialRecord
 
@@ -69,7 +70,7 @@ def lineage(g: nx.DiGraph, step: str) -> dict[str, list[Any]]:
     calls = [n for n, d in g.nodes(data=True) if d.get("kind") == "step" and d["label"] == step]
     if not calls:
         steps = sorted({d["label"] for _, d in g.nodes(data=True) if d.get("kind") == "step"})
-        raise KeyError(f"Step {step!r} did not run in trial {g.graph.get('trial_id')} "
+        raise NotRecordedError(f"Step {step!r} did not run in trial {g.graph.get('trial_id')} "
                        f"(steps: {', '.join(steps) or 'none'}).")
     ancestors = nx.ancestors(g, calls[-1])
     out: dict[str, list[Any]] = {"steps": [], "parameters": [], "files": [], "trials": []}

@@ -35,13 +35,13 @@ import dask.threaded
 from . import signing
 from .backends.base import Backend
 from .code import unified_diff
-from .errors import BackendError, TrialIDNotFoundError, CorruptRecordError
+from .errors import BackendError, InvalidArgumentError
 from .graph import CallNode, StepSpec, TrialPlan, build_trial_graph
 from .hashing import value_hash
 from .hooks import HOST, RecordSink, StepFailure, TrialContext, seed_globals
 from .sweep import progress
-from .records import (DriftEvent, Status, StepRecord, TrialRecord, encode_value, is_json_exact,
-                      merge_steps, now, type_name)
+from .records import (DriftEvent, Status, StepRecord, TrialRecord, is_json_exact, merge_steps,
+                      now, type_name)
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def _scheduler_get(dask_kwargs: dict[str, Any]) -> Any:
     try:
         get = dask.base.get_scheduler(scheduler=client if client is not None else scheduler)
     except ValueError as exc:
-        raise ValueError(f"Unknown dask scheduler {scheduler!r} ({exc}). Pass "
+        raise InvalidArgumentError(f"Unknown dask scheduler {scheduler!r} ({exc}). Pass "
                          "scheduler='threads', 'processes' or 'sync', or "
                          "client=distributed.Client(...). Nothing was run or recorded."
                          ) from exc
@@ -286,17 +286,20 @@ def _unrecorded(record: TrialRecord, local: Sequence[StepRecord], *, status: Sta
                 elapsed: float, value: Any = None, exception: BaseException | None = None,
                 tb: str | None = None) -> TrialRecord:
     """The final record of a trial whose backend failed: built from what is in memory."""
-    steps = merge_steps(local, [])
     changes: dict[str, Any] = dict(status=status, finished=now(), process_time=elapsed,
-                                   steps=steps)
+                                   steps=merge_steps(local, []))
     if exception is not None:
-        changes.update(description=_describe(exception),
-                       error={"type": type_name(exception), "message": str(exception),
-                              "traceback": tb or ""})
-    else:
+        changes.update(_error_fields(exception, tb))
+    else:  # the result's pickle is stored by PendingTrial.save, once the backend is back
         changes.update(result=value, result_type=type_name(value),
                        result_hash=value_hash(value))
     return record.replace(**changes)
+
+
+def _error_fields(exception: BaseException, tb: str | None) -> dict[str, Any]:
+    return {"description": _describe(exception),
+            "error": {"type": type_name(exception), "message": str(exception),
+                      "traceback": tb or ""}}
 
 
 def _by_trial(records: Sequence[StepRecord]) -> dict[int, list[StepRecord]]:
@@ -367,9 +370,7 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
         status=status, finished=now(), process_time=elapsed, steps=steps, drift=tuple(drift),
         metrics=metrics, labels=labels, description=description)
     if exception is not None:
-        changes["description"] = _describe(exception)
-        changes["error"] = {"type": type_name(exception), "message": str(exception),
-                            "traceback": tb or ""}
+        changes.update(_error_fields(exception, tb))
     elif status is Status.SUCCEEDED:
         changes.update(_result_fields(backend, value))
     final = record.replace(**changes)

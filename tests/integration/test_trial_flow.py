@@ -622,3 +622,18 @@ def test_cached_step_runs_again_when_its_input_file_changes(make_experiment, tmp
     data.write_text("10 20 30")
     assert ex.compute() == 60
     assert len(runs) == 2
+
+
+def test_errors_raised_on_purpose_are_experigraph_errors(quickstart):
+    from experigraph.errors import ExperigraphError
+
+    ex, a, b, s = quickstart
+    ex.set_parameters(a=1, b=1).compute()
+    calls = [lambda: ex.get_persisted("prepare_data", 1), lambda: ex.load_metric("x", 1),
+             lambda: ex.get_lineage("nope", 1), lambda: ex.get_environment(1, "gpu"),
+             lambda: ex.sweep(a=3, progress=False), lambda: ex.parameter("not valid"),
+             lambda: s.compute(seed=-1), lambda: s.compute(scheduler="bogus"),
+             lambda: ex.get_trial(99), lambda: ex.set_parameters(zzz=1)]
+    for call in calls:
+        with pytest.raises(ExperigraphError):
+            call()
