@@ -232,11 +232,15 @@ class OpSpec:
 class CallSpec:
     """What a task runs: a step (or op) and its argument templates. Pickled into tasks."""
 
-    __slots__ = ("spec", "args", "kwargs", "params")
+    __slots__ = ("spec", "args", "kwargs", "params", "token")
 
     def __init__(self, spec: StepSpec | OpSpec, args: tuple[Any, ...], kwargs: dict[str, Any],
                  params: tuple[str, ...]) -> None:
         self.spec, self.args, self.kwargs, self.params = spec, args, kwargs, params
+        self.token = loose_hash(spec.token, args, kwargs)
+
+    def __dask_tokenize__(self) -> Any:
+        return ("experigraph-call", self.token)
 
     def fill(self, deps: list[Any], params: Mapping[str, Any]
              ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -258,7 +262,7 @@ class CallNode:
         targs = tuple(self._template(a, spec, params) for a in args)
         tkwargs = {k: self._template(v, spec, params) for k, v in kwargs.items()}
         self.call = CallSpec(spec, targs, tkwargs, tuple(params))
-        self.static_token = loose_hash(spec.token, targs, tkwargs)
+        self.static_token = self.call.token
 
     @property
     def spec(self) -> StepSpec | OpSpec:

@@ -98,6 +98,9 @@ class TrialContext:
     def trial_id(self) -> int:
         return self.trial_ids[0]
 
+    def __dask_tokenize__(self) -> Any:
+        return ("experigraph-context", self.experiment_id, self.trial_ids, self.seed)
+
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 
@@ -117,6 +120,9 @@ class TaskInfo:
                  dependencies: tuple[str, ...] = (), parameters: tuple[str, ...] = ()) -> None:
         self.key, self.values, self.seed_name = key, values, seed_name
         self.dependencies, self.parameters = dependencies, parameters
+
+    def __dask_tokenize__(self) -> Any:
+        return ("experigraph-task", self.key)
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.key, self.values, self.seed_name, self.dependencies, self.parameters)

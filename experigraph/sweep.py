@@ -1,8 +1,9 @@
 """Progress display for sweeps: many trials as one dask graph.
 
 On dask's local schedulers a dask ``Callback`` advances a tqdm bar as tasks
-finish; on a dask.distributed cluster the scheduler's own dashboard shows the
-tasks, and the bar advances as trials are recorded.
+finish (a dask Callback is process-wide: other computes running at the same
+time in other threads advance it too); on a dask.distributed cluster
+``trial._compute`` shows distributed's own progress display of the futures.
 """
 from __future__ import annotations
 

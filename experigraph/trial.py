@@ -178,6 +178,21 @@ def _scheduler_get(dask_kwargs: dict[str, Any]) -> Any:
     return get or dask.threaded.get
 
 
+def _compute(get: Any, dsk: dict[Any, Any], keys: list[str], kwargs: dict[str, Any],
+             show_progress: bool, n_trials: int) -> Any:
+    """Run the graph; with a progress display, dask.distributed's own for a cluster."""
+    client = getattr(get, "__self__", None)
+    if show_progress and client is not None and hasattr(client, "gather"):
+        from distributed import progress as cluster_progress
+
+        futures = get(dsk, keys, sync=False, **kwargs)
+        # a bar in a terminal, a widget in a notebook
+        cluster_progress(futures, scheduler=client.scheduler.address)
+        return client.gather(futures)
+    with progress(show_progress, n_trials):
+        return get(dsk, keys, **kwargs)
+
+
 def run_trials(
     *,
     backend: Backend,
@@ -234,8 +249,7 @@ def run_trials(
         seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps
     try:
         dsk, result_keys = build_trial_graph(order, plans, make_context)
-        with progress(show_progress, len(plans)):
-            values = get(dsk, result_keys, **kwargs)
+        values = _compute(get, dsk, result_keys, kwargs, show_progress, len(plans))
     except BaseException as exc:
         elapsed = time.perf_counter() - started_at
         status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED

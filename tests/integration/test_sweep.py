@@ -96,3 +96,19 @@ def test_progress_bar_counts_tasks(make_experiment, capsys):
     ex.sweep(a=[1, 2], progress=True, scheduler="threads")
     err = capsys.readouterr().err
     assert "sweep of 2 trials" in err and "4/4" in err
+
+
+def test_sweep_progress_on_a_cluster(make_experiment, client, capsys):
+    ex = make_experiment()
+    a = ex.parameter("a")
+    b = ex.parameter("b")
+
+    @ex.result
+    def ratio(a, b):
+        return a * 10 / b
+
+    ratio(a, b)
+    table = ex.sweep(a=[1, 2], b=[1, 2], client=client, progress=True)
+    assert table["Result"].tolist() == [10.0, 5.0, 20.0, 10.0]
+    out = capsys.readouterr()
+    assert "100%" in out.out + out.err  # distributed's progress bar reached the end
