@@ -146,5 +146,13 @@ class Backend(abc.ABC):
                 continue
         return None
 
+    def has_trial(self, trial_id: int) -> bool:
+        """Whether a readable record exists for ``trial_id`` (never raises)."""
+        try:
+            self.read_trial(trial_id)
+        except (TrialIDNotFoundError, CorruptRecordError):
+            return False
+        return True
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r}, experiment_id={self.experiment_id!r})"
