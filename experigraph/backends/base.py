@@ -138,12 +138,13 @@ class Backend(abc.ABC):
         return out
 
     def last_trial(self) -> TrialRecord | None:
-        """The most recent readable trial record, or None."""
-        for trial_id in reversed(self.trial_ids()):
+        """The most recent readable record, looked up from the last reserved id downwards."""
+        trial_id = self.last_trial_id()
+        while trial_id > 0:
             try:
                 return self.read_trial(trial_id)
             except (TrialIDNotFoundError, CorruptRecordError):
-                continue
+                trial_id -= 1
         return None
 
     def has_trial(self, trial_id: int) -> bool:

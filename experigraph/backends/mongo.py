@@ -333,16 +333,6 @@ class MongoBackend(Backend):
                 logger.warning("%s", exc)
         return out
 
-    def last_trial(self) -> TrialRecord | None:
-        """The most recent readable record, looked up from the counter downwards."""
-        trial_id = self.last_trial_id()
-        while trial_id > 0:
-            try:
-                return self.read_trial(trial_id)
-            except (TrialIDNotFoundError, CorruptRecordError):
-                trial_id -= 1
-        return None
-
     # -- step records -------------------------------------------------------------
     def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
         if not records:

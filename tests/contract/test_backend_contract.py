@@ -16,7 +16,7 @@ import sys
 import pytest
 
 import experigraph as xg
-from xg_testing import python_env
+from xg_testing import Marker, python_env
 from experigraph.backends import REGISTRY
 from experigraph.errors import CorruptRecordError, TrialIDNotFoundError
 from experigraph.records import DriftEvent, Status, StepRecord, TrialRecord, Unrepresentable
@@ -488,14 +488,6 @@ def test_output_hashes_can_be_read_without_changing_them(backend):
     assert backend.read_output_hashes([]) == {}
 
 
-class _Marker:
-    """Unpickling this creates a file: proof that a payload was loaded."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 def test_crafted_pickle_is_refused_and_never_unpickled(backend, tmp_path):
@@ -517,7 +509,7 @@ def test_crafted_pickle_is_refused_and_never_unpickled(backend, tmp_path):
     out(keep(a))
     ex.set_parameters(a=1).compute()
     marker = tmp_path / "pwned"
-    forged = backend.put_blob("pickle", pickle.dumps(_Marker(str(marker))))
+    forged = backend.put_blob("pickle", pickle.dumps(Marker(str(marker))))
     record = backend.read_trial(1)
     steps = tuple(s if s.step != "keep" else dataclasses.replace(s, persisted=forged)
                   for s in record.steps)

@@ -8,18 +8,11 @@ import stat
 import pytest
 
 import experigraph as xg
+from xg_testing import Marker
 from experigraph import signing
 from experigraph.errors import SignatureError
 
 
-class _Marker:
-    """Unpickling this creates a file: proof that a payload was loaded."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 def test_round_trip_with_the_users_key_file(tmp_path):
@@ -57,7 +50,7 @@ def test_crafted_pickle_is_never_unpickled(make_experiment, tmp_path, forge):
     ex.set_parameters(a=1).compute()
     blob_hash = ex.get_trial(1).steps[0].persisted
     marker = tmp_path / "pwned"
-    payload = pickle.dumps(_Marker(str(marker)))
+    payload = pickle.dumps(Marker(str(marker)))
     if forge == "wrong-signature":
         payload = signing.MAGIC + b"\0" * 32 + payload
     path = next((ex.backend.path / "blobs" / "pickle").rglob(f"{blob_hash}*"))
