@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,36 @@ logger = logging.getLogger(__name__)
 
 #: blob kinds and what they hold
 BLOB_KINDS = ("source", "environment", "pickle", "cache")
+
+
+def mask_uri(uri: str) -> str:
+    """``uri`` with any password replaced by ``***`` (safe to print and log).
+
+    Examples
+    --------
+    >>> mask_uri("mongodb://ana:secret@db.example:27017/lab")
+    'mongodb://ana:***@db.example:27017/lab'
+    >>> mask_uri("redis://:secret@db.example:6379/0")
+    'redis://:***@db.example:6379/0'
+    >>> mask_uri("unix:///run/redis.sock?db=2&password=secret")
+    'unix:///run/redis.sock?db=2&password=%2A%2A%2A'
+    """
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if colon else f"{userinfo}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() == "password" for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs])
+    text = f"{parts.scheme}://{netloc}{parts.path}"  # urlunsplit drops an empty '//'
+    if query:
+        text += f"?{query}"
+    return text + (f"#{parts.fragment}" if parts.fragment else "")
+
 
 
 class Backend(abc.ABC):

@@ -42,7 +42,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 import pymongo
 import pymongo.errors
@@ -51,7 +51,7 @@ from pymongo import ReturnDocument, uri_parser
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..hashing import bytes_hash
 from ..records import StepRecord, TrialRecord, decode_value, encode_value
-from .base import Backend
+from .base import Backend, mask_uri
 
 logger = logging.getLogger(__name__)
 
@@ -67,23 +67,6 @@ _INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     "blobs": [[("experiment_id", 1)]],
     "outputs": [[("experiment_id", 1)]],
 }
-
-
-def mask_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (safe to print and log).
-
-    Examples
-    --------
-    >>> mask_uri("mongodb://ana:secret@db.example:27017/lab")
-    'mongodb://ana:***@db.example:27017/lab'
-    """
-    parts = urlsplit(uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{hosts}" if colon else f"{userinfo}@{hosts}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _hint(exc: BaseException) -> str:

@@ -41,7 +41,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import redis
 import redis.connection
@@ -52,7 +52,7 @@ from redis.retry import Retry
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..hashing import bytes_hash
 from ..records import StepRecord, TrialRecord, decode_value, encode_value
-from .base import Backend
+from .base import Backend, mask_uri
 
 logger = logging.getLogger(__name__)
 
@@ -84,33 +84,6 @@ for i = 1, #ARGV, 2 do
 end
 return out
 """
-
-
-def mask_uri(uri: str) -> str:
-    """``uri`` with any password replaced by ``***`` (safe to print and log).
-
-    Examples
-    --------
-    >>> mask_uri("redis://:secret@db.example:6379/0")
-    'redis://:***@db.example:6379/0'
-    >>> mask_uri("unix:///run/redis.sock?db=2&password=secret")
-    'unix:///run/redis.sock?db=2&password=%2A%2A%2A'
-    """
-    parts = urlsplit(uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{hostport}" if colon else f"{userinfo}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() == "password" for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs])
-    text = f"{parts.scheme}://{netloc}{parts.path}"  # urlunsplit drops an empty '//'
-    if query:
-        text += f"?{query}"
-    return text + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def _uri_from_settings(settings: Mapping[str, Any], kind: str) -> str:
