@@ -166,3 +166,17 @@ class ScriptError(ExperigraphError, RuntimeError):
 
 class MissingDependencyError(ExperigraphError, ImportError):
     """An optional package needed for a feature is not installed."""
+
+
+class PersistError(ExperigraphError, TypeError):
+    """A step's output must be saved (``@ex.persist``, ``cache=True``) but cannot be pickled."""
+
+    def __init__(self, step: str, kind: str, value_type: str, reason: BaseException) -> None:
+        self.step, self.kind, self.value_type = step, kind, value_type
+        decorator = "@ex.persist" if kind == "persist" else "@ex.step(cache=True)"
+        super().__init__(
+            f"Step {step!r} is declared with {decorator}, so its output is saved with the "
+            f"trial, but its output of type {value_type} cannot be pickled "
+            f"({type(reason).__name__}: {reason}). Return a picklable value (e.g. plain "
+            "data instead of open files, locks or connections), or save it yourself to a "
+            f"file declared with ex.output(path) and declare the step with @ex instead.")

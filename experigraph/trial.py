@@ -19,6 +19,7 @@ depend on it.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import os
 import random
@@ -209,12 +210,13 @@ def run_trials(
     environment: tuple[str | None, Sequence[DriftEvent]] = (None, ()),
     show_progress: bool = False,
     script: Mapping[str, Any] | None = None,
-    started: list[int] | None = None,
+    raise_errors: bool = True,
 ) -> list[Outcome]:
     """Start, compute and finish one trial per parameter set (see the module docstring).
 
-    ``started`` receives the id of every trial as it starts (so a caller knows them
-    even when the compute raises).
+    A step's exception propagates once the trials are recorded; with
+    ``raise_errors=False`` an ``Exception`` is returned in the outcomes instead
+    (``Outcome.exception``), so the caller knows the failed trials' ids.
     """
     kwargs = dict(dask_kwargs)
     get = _scheduler_get(kwargs)  # a bad scheduler= fails here, before anything is recorded
@@ -234,8 +236,6 @@ def run_trials(
 
         record = backend.start_trial(make_record)
         records.append(record)
-        if started is not None:
-            started.append(record.trial_id)
         logger.info("Started trial %d (seed=%d): %s", record.trial_id, seed,
                     _format_parameters(parameters))
 
@@ -255,14 +255,20 @@ def run_trials(
         status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED
         tb = traceback.format_exc()
         by_trial = _by_trial(sink.records)
+        failed_outcomes = []
         for record in records:
+            final = record
             try:
-                _finish(backend, record, by_trial.get(record.trial_id, []), status=status,
-                        elapsed=elapsed, exception=exc, tb=tb)
+                final = _finish(backend, record, by_trial.get(record.trial_id, []),
+                                status=status, elapsed=elapsed, own_span=isolate,
+                                exception=exc, tb=tb)
             except Exception:  # recording must never mask the step's own exception
                 logger.exception("Could not record the failure of trial %d in %s",
                                  record.trial_id, backend.uri)
-        raise
+            failed_outcomes.append(Outcome(record.trial_id, None, exc, final))
+        if raise_errors or not isinstance(exc, Exception):
+            raise
+        return failed_outcomes
     elapsed = time.perf_counter() - started_at
     outcomes, pending, failure = [], [], None
     by_trial = _by_trial(sink.records)
@@ -273,9 +279,9 @@ def run_trials(
             dict(status=Status.FAILED, exception=value.exception, tb=value.traceback)
             if failed else dict(status=Status.SUCCEEDED, value=value))
         try:
-            final = _finish(backend, record, local, elapsed=elapsed, **how)
+            final = _finish(backend, record, local, elapsed=elapsed, own_span=isolate, **how)
         except Exception as exc:  # computed, but the backend failed: keep it for later
-            final = _unrecorded(record, local, elapsed=elapsed, **how)
+            final = _unrecorded(record, local, elapsed=elapsed, own_span=isolate, **how)
             pending.append(PendingTrial(final, None if failed else value))
             failure = failure or exc
             logger.error("Trial %d was computed but could not be recorded in %s: %s",
@@ -296,12 +302,31 @@ def run_trials(
     return outcomes
 
 
+def _times(record: TrialRecord, steps: Sequence[StepRecord], elapsed: float,
+           own_span: bool) -> dict[str, Any]:
+    """``started``, ``finished`` and ``process_time`` of a finishing trial.
+
+    A trial computed alone keeps the start of its record and takes the wall time
+    of its compute. A trial of a sweep (``own_span``) spans from its first step's
+    start to its last step's end, so each trial's times are its own; a step shared
+    by several trials counts for each of them. A sweep trial with no step record
+    (it failed before any step ran) falls back to the compute's times.
+    """
+    if own_span and steps:
+        first = min(s.started for s in steps)
+        last = max(s.started + _dt.timedelta(seconds=s.duration) for s in steps)
+        return {"started": first, "finished": last,
+                "process_time": (last - first).total_seconds()}
+    return {"finished": now(), "process_time": elapsed}
+
+
 def _unrecorded(record: TrialRecord, local: Sequence[StepRecord], *, status: Status,
-                elapsed: float, value: Any = None, exception: BaseException | None = None,
-                tb: str | None = None) -> TrialRecord:
+                elapsed: float, own_span: bool = False, value: Any = None,
+                exception: BaseException | None = None, tb: str | None = None) -> TrialRecord:
     """The final record of a trial whose backend failed: built from what is in memory."""
-    changes: dict[str, Any] = dict(status=status, finished=now(), process_time=elapsed,
-                                   steps=merge_steps(local, []))
+    steps = merge_steps(local, [])
+    changes: dict[str, Any] = dict(status=status, steps=steps,
+                                   **_times(record, steps, elapsed, own_span))
     if exception is not None:
         changes.update(_error_fields(exception, tb))
     else:  # the result's pickle is stored by PendingTrial.save, once the backend is back
@@ -361,7 +386,7 @@ def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[
 
 
 def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], *,
-            status: Status, elapsed: float, value: Any = None,
+            status: Status, elapsed: float, own_span: bool = False, value: Any = None,
             exception: BaseException | None = None, tb: str | None = None) -> TrialRecord:
     trial_id = record.trial_id
     try:
@@ -381,8 +406,8 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
         if step.description:
             description = step.description
     changes: dict[str, Any] = dict(
-        status=status, finished=now(), process_time=elapsed, steps=steps, drift=tuple(drift),
-        metrics=metrics, labels=labels, description=description)
+        status=status, steps=steps, drift=tuple(drift), metrics=metrics, labels=labels,
+        description=description, **_times(record, steps, elapsed, own_span))
     if exception is not None:
         changes.update(_error_fields(exception, tb))
     elif status is Status.SUCCEEDED:
@@ -391,7 +416,7 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
     backend.write_trial(final)
     if status is Status.SUCCEEDED:
         logger.info("Finished trial %d: result %s (%.3f s)", trial_id,
-                    _SHORT.repr(value), elapsed)
+                    _SHORT.repr(value), final.process_time)
     else:
         logger.info("Trial %d %s: %s", trial_id, status.value, final.description)
     return final

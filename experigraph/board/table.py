@@ -5,7 +5,7 @@ public query methods (``trial_id`` and ``get_trial``) and holds one display row
 per trial, column by column, so that a browser session can *stream* the rows it
 has not seen and *patch* the rows that changed instead of re-sending the table.
 
-A refresh costs one ``ex.trial_id`` when nothing happened: records are read
+A refresh costs one ``ex.latest_trial_id`` when nothing happened: records are read
 only for new trial ids, for trials still running, and for reserved ids whose
 record was not readable yet. This module does not import Bokeh.
 """
@@ -150,7 +150,7 @@ class TrialTable:
     # -- reading ------------------------------------------------------------------
     def refresh(self) -> bool:
         """Read what changed since the last refresh; return whether anything did."""
-        last = self.experiment.trial_id
+        last = self.experiment.latest_trial_id
         now = time.monotonic()
         # reserved ids without a readable record: at every refresh while they are new
         # (the record is on its way), then now and then (its process may have died)

@@ -449,15 +449,26 @@ def test_reloading_in_a_new_process_continues_the_ids(backend, kind):
 WRITER = SUBPROCESS_PRELUDE + """
 import experigraph as xg
 backend = backend_from_arg(sys.argv[1])
+me = int(sys.argv[2])
 ex = xg.Experiment(id=backend.experiment_id, backend=backend)
 w = ex.parameter("worker"); i = ex.parameter("i")
+@ex.persist
+def make(worker, i):
+    return {"worker": worker, "i": i}
 @ex.result
-def tag(worker, i):
-    return worker * 1000 + i
-r = tag(w, i)
+def tag(m):
+    return [ex.current_trial_id, m["worker"] * 1000 + m["i"]]
+r = tag(make(w, i))
 for n in range(int(sys.argv[3])):
-    ex.set_parameters(worker=int(sys.argv[2]), i=n)
-    r.compute(scheduler="sync")
+    ex.set_parameters(worker=me, i=n)
+    own, value = r.compute(scheduler="sync")
+    mine = {"worker": me, "i": n}
+    # after every compute, everything read back is this process's own trial
+    assert ex.trial_id == own, ("trial_id", ex.trial_id, own)
+    assert ex.get_parameters() == mine, ex.get_parameters()
+    assert ex.get_parameters(ex.trial_id) == mine, ex.get_parameters(ex.trial_id)
+    assert ex.get_persisted("make", ex.trial_id) == mine
+    assert ex.get_trial(ex.trial_id).result == [own, me * 1000 + n]
 """
 
 
@@ -475,8 +486,13 @@ def test_four_processes_write_one_hundred_trials(backend, kind):
     history = ex.get_history()
     assert list(history.index) == list(range(1, 101))
     assert history["Success"].all()
-    assert sorted(history["Result"]) == sorted(w * 1000 + i for w in range(4) for i in range(25))
-    assert ex.trial_id == 100
+    # each trial's result names its own id, and every (worker, i) ran exactly once
+    assert [own for own, _ in history["Result"]] == list(range(1, 101))
+    assert sorted(v for _, v in history["Result"]) == sorted(
+        w * 1000 + i for w in range(4) for i in range(25))
+    for trial_id, row in history.iterrows():
+        assert row["Result"][1] == row["worker"] * 1000 + row["i"]
+    assert ex.trial_id == 100 == ex.latest_trial_id
     assert backend.next_trial_id() == 101
 
 
