@@ -78,7 +78,19 @@ class PendingTrial:
 
 
 class Outcome:
-    """What one trial of a compute gave: its id, value or exception, and record."""
+    """What one trial of a compute gave (``Experiment.run`` returns it).
+
+    Attributes
+    ----------
+    trial_id : int
+        The id of this trial.
+    value : Any
+        Its result (None when it failed).
+    exception : BaseException or None
+        The step's exception when it failed.
+    record : TrialRecord
+        Its final record, as written to the backend.
+    """
 
     __slots__ = ("trial_id", "value", "exception", "record")
 
@@ -86,6 +98,15 @@ class Outcome:
                  record: TrialRecord) -> None:
         self.trial_id, self.value, self.exception, self.record = (
             trial_id, value, exception, record)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exception is None
+
+    def __repr__(self) -> str:
+        what = f"value={_SHORT.repr(self.value)}" if self.exception is None else \
+            f"exception={_describe(self.exception)}"
+        return f"Outcome(trial_id={self.trial_id}, {what})"
 
 
 def _describe(exc: BaseException) -> str:
