@@ -28,7 +28,8 @@ from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
-    BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError,
+    BackendError, CorruptRecordError, InvalidExperimentIdError, NotInTrialError,
+    ParameterUndeclaredError,
     InvalidArgumentError, NotRecordedError, ReproductionError, StepDefinitionError,
     SweepDefinitionError,
     TrialIDNotFoundError)
@@ -318,13 +319,17 @@ class Experiment:
         """Record the trials that were computed while the backend was unreachable.
 
         Returns the ids recorded; raises BackendError (keeping the rest) if the
-        backend still fails.
+        backend still fails. Each trial keeps its id unless the store meanwhile gave
+        that id to another record (it lost its data or its counter while the trial
+        ran): then the trial is recorded under a new id, which is the one returned,
+        with a WARNING naming both; no recorded trial is ever replaced.
         """
         saved = []
         while self._pending:
             record = self._pending[0].save(self._backend)
             self._finished[record.trial_id] = _read_back(record)
-            saved.append(self._pending.pop(0).record.trial_id)
+            self._pending.pop(0)
+            saved.append(record.trial_id)
         return saved
 
     def _previous_trial(self) -> TrialRecord | None:
@@ -333,6 +338,8 @@ class Experiment:
             try:
                 return self._read(trial_id)
             except TrialIDNotFoundError:
+                continue
+            except CorruptRecordError:  # skipped, with one WARNING naming it (the backend's)
                 continue
         return None
 
