@@ -153,7 +153,9 @@ def _quiet() -> Iterator[None]:
     """Only errors from experigraph's logger while querying, unless EXPERIGRAPH_LOG_LEVEL asks.
 
     Opening an experiment logs INFO lines and environment drift of *this* process;
-    a query runs no trial, so neither concerns its reader.
+    a query runs no trial, so neither concerns its reader. What the store says
+    about itself still shows: the WARNING naming a record that is skipped because
+    it cannot be read (``experigraph.backends``).
     """
     import logging
 
@@ -161,12 +163,15 @@ def _quiet() -> Iterator[None]:
     if "EXPERIGRAPH_LOG_LEVEL" in os.environ or logger.getEffectiveLevel() >= logging.ERROR:
         yield
         return
-    saved = logger.level
+    backends = logging.getLogger("experigraph.backends")
+    saved = logger.level, backends.level
     logger.setLevel(logging.ERROR)
+    backends.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        logger.setLevel(saved)
+        logger.setLevel(saved[0])
+        backends.setLevel(saved[1])
 
 
 def read_trial(ex: Experiment, trial_id: int) -> TrialRecord:

@@ -185,7 +185,7 @@ class FileBackend(Backend):
             raise self._translate(exc, action) from exc
 
     def _translate(self, exc: OSError, action: str) -> BackendError:
-        where = exc.filename or self.path
+        where = Path(exc.filename).absolute() if exc.filename else self.path.absolute()
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             advice = (f"Check that {where} and the directories above it are writable by "
                       "this user (ls -l; chmod or chown them), or pass another backend= "
@@ -197,7 +197,7 @@ class FileBackend(Backend):
             advice = ("Check the directory and its file system, or pass another backend= "
                       "location.")
         return BackendError(
-            f"File backend at {self.path} failed while {action} for experiment "
+            f"File backend at {self.path.absolute()} failed while {action} for experiment "
             f"{self.experiment_id!r}, at {where} ({type(exc).__name__}: "
             f"{exc.strerror or exc}). {advice}")
 
@@ -299,18 +299,19 @@ class FileBackend(Backend):
             raise TrialIDNotFoundError(trial_id) from None
         except OSError as exc:  # e.g. not readable by this user
             raise self.unreadable_record(
-                str(path), f"{type(exc).__name__}: {exc.strerror or exc}",
+                str(path.absolute()), f"{type(exc).__name__}: {exc.strerror or exc}",
                 "Check that this user may read it (ls -l; chmod or chown)") from exc
         if raw == _RESERVED:
             raise TrialIDNotFoundError(
                 trial_id, f"Trial {trial_id} is reserved but its record was never written "
                 "(the process that reserved it stopped first).")
         if not raw.strip():
-            raise self.unreadable_record(str(path), "the file is empty")
+            raise self.unreadable_record(str(path.absolute()), "the file is empty")
         try:
             return TrialRecord.from_json(json.loads(raw))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise self.unreadable_record(str(path), f"{type(exc).__name__}: {exc}") from exc
+            raise self.unreadable_record(str(path.absolute()),
+                                         f"{type(exc).__name__}: {exc}") from exc
 
     def trial_ids(self) -> list[int]:
         """Ids with a record file, readable or not (reserved-only ids are left out)."""

@@ -71,20 +71,23 @@ def step(name: str, trial_id: int, n: int = 0) -> StepRecord:
                       succeeded=True, metrics={"acc": 0.9}, labels={"tag": "x"})
 
 
-def corrupt(backend, trial_id: int) -> str:
-    """Tear the stored record of ``trial_id`` as a crash or a hand edit would; where it is."""
+def corrupt(backend, trial_id: int, how: str = "torn") -> str:
+    """Tear the stored record of ``trial_id`` as a crash or a hand edit would (``how``:
+    torn, empty or garbage); return how its location is named."""
     name = type(backend).__name__
     if name == "FileBackend":
         path = backend.path / "trials" / f"{trial_id}.json"
-        path.write_bytes(path.read_bytes()[:40])
-        return f"{trial_id}.json"
+        path.write_bytes({"torn": path.read_bytes()[:40], "empty": b"",
+                          "garbage": b"garbage\n"}[how])
+        return str(path)
+    data = {"torn": '{"schema": 1, "tri', "empty": "", "garbage": "garbage\n"}[how]
     if name == "RedisBackend":
-        backend._redis().hset(backend._key("trials"), str(trial_id), b'{"schema": 1, "tri')
-        return str(trial_id)
+        backend._redis().hset(backend._key("trials"), str(trial_id), data)
+        return f"field {trial_id})"
     if name == "MongoBackend":
         backend._db().trials.update_one({"_id": backend._id(trial_id)},
-                                        {"$set": {"record": '{"schema": 1, "tri'}})
-        return backend._id(trial_id)
+                                        {"$set": {"record": data}})
+        return repr(backend._id(trial_id))
     raise AssertionError(f"no way to corrupt a {name}")
 
 
@@ -643,3 +646,45 @@ def test_experiments_continue_after_a_lost_counter(backend, make):
     assert history.loc[[1, 2, 3], "a"].tolist() == [1, 2, 3]
     assert history.loc[[1, 2, 3], "Result"].tolist() == before["Result"].tolist()
     assert history.loc[[4, 5], "a"].tolist() == [4, 5]
+
+
+# -- an unreadable record is skipped with one WARNING, wherever it is (issue 9, finding 2) ---
+@pytest.mark.parametrize("how", ["torn", "empty", "garbage"])
+@pytest.mark.parametrize("position", [1, 2, 3], ids=["first", "middle", "latest"])
+def test_unreadable_record_is_skipped_with_one_warning(backend, make, position, how, caplog):
+    ex, s = quickstart(backend)
+    for a in (1, 2, 3):
+        ex.set_parameters(a=a, b=2).compute()
+    where = corrupt(backend, position, how)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        again, s2 = quickstart(make(experiment_id="contract"))  # opens: no error
+        assert again.trial_id == 3
+        history = again.get_history()
+        assert list(again.get_history().index) == list(history.index)
+        again.set_parameters(a=4, b=2).compute()  # the latest trial is the previous one
+        assert again.backend.last_trial().trial_id == 4
+        with pytest.raises(CorruptRecordError, match="cannot be read"):
+            again.get_trial(position)
+        after = again.get_history()
+    kept = [i for i in (1, 2, 3) if i != position]
+    assert list(history.index) == kept
+    assert history["a"].tolist() == kept
+    assert list(after.index) == [*kept, 4]  # the new trial never reuses the unreadable id
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([w for w in warnings if where in w]) == 1, warnings
+    assert not [w for w in warnings if where not in w], warnings
+
+
+def test_unreadable_record_the_counter_points_at(backend, make, caplog):
+    ex, s = quickstart(backend)
+    for a in (1, 2):
+        ex.set_parameters(a=a, b=2).compute()
+    where = corrupt(backend, 2, "garbage")
+    lose_counter(backend)  # the counter is repaired from the highest record: the bad one
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        again, s2 = quickstart(make(experiment_id="contract"))
+        assert again.trial_id == 2
+        again.set_parameters(a=3, b=2).compute()
+    assert list(again.get_history().index) == [1, 3]
+    assert sum(where in m for m in caplog.messages) == 1
