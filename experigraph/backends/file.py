@@ -350,7 +350,7 @@ class FileBackend(Backend):
         self._ensure()
         blob_hash = bytes_hash(data)
         path = self._blob_path(kind, blob_hash)
-        with self._errors(f"storing a {kind} blob"):
+        with self._errors(f"storing {kind} blob {blob_hash}"):
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, data)
