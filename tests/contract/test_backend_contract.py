@@ -588,6 +588,7 @@ def test_a_lost_counter_is_repaired_for_reserved_ids_too(backend):
     for _ in range(2):
         backend.start_trial(lambda i: record(backend, i))
     lose_counter(backend)
+    assert backend.experiment_id in backend.experiment_ids()  # still listed (CLI list)
     assert backend.next_trial_id() == 3
     assert backend.trial_ids() == [1, 2]
     assert [r.parameters["a"] for r in backend.read_trials()] == [1, 2]
