@@ -127,11 +127,12 @@ class BackendError(ExperigraphError, RuntimeError):
 class CorruptRecordError(BackendError):
     """A stored record could not be read back (torn or edited by hand)."""
 
-    def __init__(self, where: str, reason: str) -> None:
-        self.where = where
+    def __init__(self, where: str, reason: str, hint: str | None = None) -> None:
+        self.where, self.reason = where, reason
         super().__init__(
-            f"Record at {where} cannot be read ({reason}). It was probably torn by a crash "
-            "or edited by hand; experigraph leaves it in place and skips it."
+            f"Record at {where} cannot be read ({reason}). "
+            + (hint or "It was probably torn by a crash or edited by hand")
+            + "; experigraph leaves it in place, skips it, and never reuses its trial id."
         )
 
 

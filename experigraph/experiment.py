@@ -29,7 +29,8 @@ from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
-    BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError,
+    BackendError, CorruptRecordError, InvalidExperimentIdError, NotInTrialError,
+    ParameterUndeclaredError,
     InvalidArgumentError, NotRecordedError, ReproductionError, StepDefinitionError,
     SweepDefinitionError,
     TrialIDNotFoundError)
@@ -351,7 +352,10 @@ class Experiment:
         """Record the trials that were computed while the backend was unreachable.
 
         Returns the ids recorded; raises BackendError (keeping the rest) if the
-        backend still fails.
+        backend still fails. Each trial keeps its id unless the store meanwhile gave
+        that id to another record (it lost its data or its counter while the trial
+        ran): then the trial is recorded under a new id, which is the one returned,
+        with a WARNING naming both; no recorded trial is ever replaced.
         """
         saved = []
         while self._pending:
@@ -359,7 +363,8 @@ class Experiment:
             self._finished[record.trial_id] = _read_back(record)
             if self._last_ran_any == self._pending[0].record.trial_id != record.trial_id:
                 self._last_ran.trial_id = self._last_ran_any = record.trial_id
-            saved.append(self._pending.pop(0).record.trial_id)
+            self._pending.pop(0)
+            saved.append(record.trial_id)
         return saved
 
     def _previous_trial(self) -> TrialRecord | None:
@@ -368,6 +373,8 @@ class Experiment:
             try:
                 return self._read(trial_id)
             except TrialIDNotFoundError:
+                continue
+            except CorruptRecordError:  # skipped, with one WARNING naming it (the backend's)
                 continue
         return None
 

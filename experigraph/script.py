@@ -369,7 +369,7 @@ def _at_shutdown(session: ScriptSession) -> None:
     except ScriptUsageError as exc:
         _print_error(f"{exc} Usage: {_usage_line(str(session.path))}")
         code = 2
-    except ScriptError as exc:
+    except ExperigraphError as exc:  # a failed trial, or e.g. a store it cannot write
         _print_error(str(exc))
         code = 1
     except Exception:  # a bug of ours: show it in full

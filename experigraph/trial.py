@@ -4,14 +4,17 @@ For every compute (one trial, or a sweep's many), in the caller's process:
 
 1. the code of the steps in the graph is snapshotted (step sources as
    content-addressed blobs) and compared with the previous trial's (code drift);
-2. each trial reserves an id (``backend.next_trial_id``) and writes a
-   ``running`` record: from here on a crash leaves a record that reads back as
-   *interrupted*, never a hole or a torn file;
+2. each trial claims an id together with its ``running`` record
+   (``backend.start_trial``: created only where no record exists, so a claim
+   never replaces a record): from here on a crash leaves a record that reads back
+   as *interrupted*, never a hole or a torn file;
 3. dask runs the graph, each step inside ``hooks.run_step``;
 4. each trial finishes: its step records are gathered (from memory, and from
    the backend for steps that ran in other processes), outputs are checked for
    impurity, and the final record (status, result, timings, drift events)
-   replaces the running one in a single atomic ``write_trial``.
+   replaces the running one in a single atomic write (``backend.finish_trial``,
+   which replaces only the trial's own record: if the store lost it and another
+   process took the id, the trial moves to a new id, with a WARNING).
 
 A step's exception is recorded (``Success=False``, ``Description``) and then
 propagates unchanged. In a sweep a failing step fails only the trials that
@@ -27,6 +30,7 @@ import reprlib
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,11 +72,19 @@ class PendingTrial:
         self.record, self.value = record, value
 
     def save(self, backend: Backend) -> TrialRecord:
-        """Record it now (raises again if the backend is still unreachable)."""
+        """Record it now and return the record as stored (raises again if the backend is
+        still unreachable).
+
+        It claims its id as a new trial would (``Backend.finish_trial``): it replaces
+        only its own running record, and if meanwhile the id was taken by another
+        record (a store that lost its data, or its counter, while this trial ran),
+        it is recorded under a new id, with a WARNING naming both; nothing recorded
+        is ever replaced.
+        """
         record = self.record
         if record.status is Status.SUCCEEDED:
             record = record.replace(**_result_fields(backend, self.value))
-        backend.write_trial(record)
+        record = backend.finish_trial(record)
         logger.info("Recorded pending trial %d", record.trial_id)
         return record
 
@@ -253,7 +265,8 @@ def run_trials(
                 experiment_id=experiment_id, trial_id=trial_id, status=Status.RUNNING,
                 parameters=dict(parameters), seed=seed, started=now(), host=HOST,
                 pid=os.getpid(), code=code, environment_hash=environment_hash,
-                drift=tuple(drift), rerun_of=rerun_of, sweep_id=sweep_id, script=script)
+                drift=tuple(drift), rerun_of=rerun_of, sweep_id=sweep_id, script=script,
+                claim=uuid.uuid4().hex)
 
         record = backend.start_trial(make_record)
         records.append(record)
@@ -307,7 +320,7 @@ def run_trials(
             failure = failure or exc
             logger.error("Trial %d was computed but could not be recorded in %s: %s",
                          record.trial_id, backend.uri, exc)
-        outcomes.append(Outcome(record.trial_id, None if failed else value,
+        outcomes.append(Outcome(final.trial_id, None if failed else value,
                                 value.exception if failed else None, final))
     if pending:
         ids = ", ".join(str(p.record.trial_id) for p in pending)
@@ -433,8 +446,8 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
         changes.update(_error_fields(exception, tb))
     elif status is Status.SUCCEEDED:
         changes.update(_result_fields(backend, value))
-    final = record.replace(**changes)
-    backend.write_trial(final)
+    final = backend.finish_trial(record.replace(**changes))  # may move to a new id (WARNING)
+    trial_id = final.trial_id
     if status is Status.SUCCEEDED:
         logger.info("Finished trial %d: result %s (%.3f s)", trial_id,
                     _SHORT.repr(value), final.process_time)

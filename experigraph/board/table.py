@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ExperigraphError, TrialIDNotFoundError
+from ..errors import CorruptRecordError, ExperigraphError, TrialIDNotFoundError
 from ..records import DriftEvent, Status, TrialRecord, Unrepresentable
 
 if TYPE_CHECKING:
@@ -168,7 +168,9 @@ class TrialTable:
                 records.append(self.experiment.get_trial(trial_id))
             except TrialIDNotFoundError:
                 self.unreadable.setdefault(trial_id, now)  # reserved, record not written yet
-            except (ExperigraphError, OSError) as exc:  # e.g. a torn record: say so once
+            except CorruptRecordError:  # torn: the backend logged one WARNING naming it
+                self.unreadable.setdefault(trial_id, now)
+            except (ExperigraphError, OSError) as exc:  # anything else: say so once
                 if trial_id not in self.unreadable:
                     logger.warning("Dashboard cannot read trial %d: %s", trial_id, exc)
                 self.unreadable.setdefault(trial_id, now)
