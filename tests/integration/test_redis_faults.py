@@ -204,6 +204,7 @@ def test_server_restarted_without_data_mid_trial(redis_server_factory, experimen
         r.compute()
     server.start()  # empty: trials 1-3 and the counter are gone with the old process
     assert ex.save_pending() == [4]
+    assert experiment_id in ex.backend.experiment_ids()  # listed again (experigraph list)
     assert run_new_process(experiment_id, uri, 5, 6) == [4, 5, 6]
     assert records(uri, experiment_id) == {
         4: (4, 40, "succeeded"), 5: (5, 50, "succeeded"), 6: (6, 60, "succeeded")}
