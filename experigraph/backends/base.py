@@ -228,9 +228,10 @@ class Backend(abc.ABC):
             "Trial %d of experiment %s is recorded as trial %d: meanwhile its id was taken "
             "by another record in %s (the store lost the trial's running record, e.g. a "
             "server restart without persistence, and another process claimed the id). "
-            "Trial %d's record is left as it is; use trial id %d for this trial.",
+            "Trial %d's record is left as it is; use trial id %d for this trial (metric "
+            "curves it saved with ex.save_metric stay under id %d).",
             record.trial_id, self.experiment_id, moved.trial_id, self.uri, record.trial_id,
-            moved.trial_id)
+            moved.trial_id, record.trial_id)
         return moved
 
     def unreadable_record(self, where: str, reason: str,

@@ -187,9 +187,9 @@ class FileBackend(Backend):
     def _translate(self, exc: OSError, action: str) -> BackendError:
         where = Path(exc.filename).absolute() if exc.filename else self.path.absolute()
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            advice = (f"Check that {where} and the directories above it are writable by "
-                      "this user (ls -l; chmod or chown them), or pass another backend= "
-                      "location (or set EXPERIGRAPH_BACKEND).")
+            advice = (f"Check that {where} and the directories above it are readable "
+                      "and writable by this user (ls -l; chmod or chown them), or pass "
+                      "another backend= location (or set EXPERIGRAPH_BACKEND).")
         elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
             advice = ("The file system is full: free some space, or pass another backend= "
                       "location.")

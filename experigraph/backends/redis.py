@@ -359,8 +359,7 @@ class RedisBackend(Backend):
         with self._errors(f"writing trial {record.trial_id}"):
             pipe = self._redis().pipeline(transaction=False)
             pipe.hsetnx(self._key("trials"), str(int(record.trial_id)), self._encode(record))
-            if not self._registered:
-                pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)
+            pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)  # listed again after a restart
             created = bool(pipe.execute()[0])
         self._registered = True
         return created

@@ -705,3 +705,15 @@ def test_unreadable_record_the_counter_points_at(backend, make, caplog):
         again.set_parameters(a=3, b=2).compute()
     assert list(again.get_history().index) == [1, 3]
     assert sum(where in m for m in caplog.messages) == 1
+
+
+def test_finish_trial_never_replaces_an_unreadable_record(backend, caplog):
+    running = backend.start_trial(lambda i: record(backend, i))
+    where = corrupt(backend, running.trial_id, "garbage")
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        moved = backend.finish_trial(running.replace(status=Status.SUCCEEDED, result=1))
+    assert moved.trial_id == 2 and backend.read_trial(2) == moved
+    with pytest.raises(CorruptRecordError):
+        backend.read_trial(1)  # left as it was
+    assert sum(where in m for m in caplog.messages) == 1
+    assert any("recorded as trial 2" in m for m in caplog.messages)

@@ -104,7 +104,7 @@ def test_script_mode_on_a_read_only_store_is_one_error_line(recorded, unprivileg
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
     assert "File backend at" in errors[0] and str(store.absolute()) in errors[0]
-    assert "writable by this user" in errors[0]
+    assert "readable and writable by this user" in errors[0]
     assert files(store) == before  # nothing written, not even a temporary file
 
 
@@ -159,7 +159,8 @@ for name, op in ops.items():
     try:
         op()
     except BackendError as exc:
-        print(name, "BackendError", "writable by this user" in str(exc), str(root) in str(exc))
+        print(name, "BackendError", "readable and writable by this user" in str(exc),
+              str(root) in str(exc))
     except Exception as exc:
         print(name, "RAW", type(exc).__name__, exc)
     else:

@@ -204,6 +204,7 @@ def test_server_restarted_without_data_mid_trial(redis_server_factory, experimen
         r.compute()
     server.start()  # empty: trials 1-3 and the counter are gone with the old process
     assert ex.save_pending() == [4]
+    assert experiment_id in ex.backend.experiment_ids()  # listed again (experigraph list)
     assert run_new_process(experiment_id, uri, 5, 6) == [4, 5, 6]
     assert records(uri, experiment_id) == {
         4: (4, 40, "succeeded"), 5: (5, 50, "succeeded"), 6: (6, 60, "succeeded")}
@@ -259,3 +260,58 @@ def test_trial_finishing_after_a_restart_never_replaces_another_trial(
                for m in caplog.messages)
     assert records(uri, experiment_id) == {
         1: (21, 210, "succeeded"), 2: (22, 220, "succeeded"), 3: (2, 20, "succeeded")}
+
+
+WRITER = """
+import sys
+import experigraph as xg
+ex = xg.Experiment(id=sys.argv[1], backend=sys.argv[2])
+w = ex.parameter("worker"); i = ex.parameter("i")
+@ex.result
+def tag(worker, i):
+    return worker * 1000 + i
+r = tag(w, i)
+for n in range(int(sys.argv[4])):
+    ex.set_parameters(worker=int(sys.argv[3]), i=n)
+    r.compute(scheduler="sync")
+"""
+
+
+def test_counter_deleted_again_and_again_under_four_writers(redis_server, experiment_id):
+    import subprocess
+    import sys
+    import threading
+
+    from xg_testing import python_env
+
+    uri = redis_server.url()
+    client = redis.Redis(port=redis_server.port)
+    key = f"experigraph:{experiment_id}:next_id"
+    env = dict(python_env(), EXPERIGRAPH_LOG_LEVEL="WARNING")
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, experiment_id, uri, str(w), "25"],
+                              env=env, stderr=subprocess.PIPE, text=True) for w in range(4)]
+    stop = threading.Event()
+    deleted = []
+
+    def lose_the_counter():
+        while not stop.wait(0.02):
+            deleted.append(client.delete(key))
+
+    thread = threading.Thread(target=lose_the_counter)
+    thread.start()
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err
+    finally:
+        stop.set()
+        thread.join()
+    assert sum(deleted) > 0  # the counter really was lost while trials were claimed
+    try:
+        history = xg.Experiment(id=experiment_id, backend=uri).get_history()
+        assert len(history) == 100 and history.index.is_unique
+        assert sorted(history["Result"]) == sorted(w * 1000 + i for w in range(4)
+                                                   for i in range(25))
+        assert history["Success"].all()
+    finally:
+        xg.Experiment(id=experiment_id, backend=uri).backend.delete_experiment()
