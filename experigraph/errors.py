@@ -149,6 +149,18 @@ class SignatureError(ExperigraphError, ValueError):
         )
 
 
+class KeyFileError(ExperigraphError, OSError):
+    """The per-user signing key file cannot be read or created."""
+
+    def __init__(self, path: str, reason: OSError) -> None:
+        self.path = path
+        super().__init__(
+            f"Cannot read or create the signing key file {path} ({type(reason).__name__}: "
+            f"{reason}). Set the EXPERIGRAPH_SECRET_KEY environment variable (a team sets the "
+            "same value on every machine and worker), or point XDG_CONFIG_HOME at a writable "
+            "directory.")
+
+
 class ReproductionError(ExperigraphError, ValueError):
     """A trial cannot be re-run as recorded (e.g. a parameter was kept by repr only)."""
 

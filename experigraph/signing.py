@@ -55,12 +55,21 @@ def _file_key() -> bytes:
     return path.read_bytes().strip()
 
 
+def _file_key_or_error() -> bytes:
+    try:
+        return _file_key()
+    except OSError as exc:
+        from .errors import KeyFileError
+
+        raise KeyFileError(str(key_file()), exc) from exc
+
+
 def secret_key() -> bytes:
     """The signing key: the environment variable, else the per-user key file."""
     env = os.environ.get(ENV_KEY)
     if env:
         return env.encode("utf-8")
-    return _file_key()
+    return _file_key_or_error()
 
 
 def dumps(obj: Any) -> bytes:

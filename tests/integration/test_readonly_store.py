@@ -204,3 +204,40 @@ def test_a_record_this_user_cannot_read_is_skipped_and_named(recorded, unprivile
     hidden.chmod(0o644)
     history = xg.Experiment("simple", backend=store).get_history()
     assert list(history.index) == [1, 2, 3, 4]
+
+
+PERSIST = """
+import experigraph as xg
+ex = xg.Experiment(id="keyed")
+a = ex.parameter("a")
+@ex.persist
+def keep(a):
+    return {"a": a}
+@ex.result
+def out(k):
+    return k["a"]
+out(keep(a))
+"""
+
+
+def test_a_signing_key_that_cannot_be_created_is_one_clear_error(tmp_path, unprivileged):
+    script = tmp_path / "keyed.py"
+    script.write_text(PERSIST)
+    config = tmp_path / "config"
+    config.mkdir()
+    read_only(config)
+    try:
+        proc = unprivileged([sys.executable, script.name, "a=1"], cwd=tmp_path,
+                            XDG_CONFIG_HOME=str(config))
+    finally:
+        writable_again(config)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "signing key file" in errors[0] and str(config) in errors[0]
+    assert "EXPERIGRAPH_SECRET_KEY" in errors[0]
+    assert not any(config.iterdir())  # no key, no temporary file
+    history = xg.Experiment("keyed", backend=tmp_path / "experigraph_cache").get_history()
+    assert history["Success"].tolist() == [False]  # the trial is recorded as failed
+    assert "signing key file" in history.loc[1, "Description"]
