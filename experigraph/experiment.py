@@ -744,7 +744,11 @@ def _read_back(record: TrialRecord) -> TrialRecord:
 
 
 def _source_files(order: Iterable[Any]) -> list[str]:
-    files = {getattr(n.call.spec, "code", None) and n.call.spec.code.filename for n in order}
+    files: set[str] = set()
+    for node in order:
+        code = getattr(node.call.spec, "code", None)
+        if code is not None:
+            files.update((code.filename or "", *code.helper_files))
     return sorted(f for f in files if f and os.path.exists(f))
 
 

@@ -224,3 +224,135 @@ def test_environment_queries(make_experiment):
     with pytest.raises(ValueError, match="choose one of platform"):
         ex.get_environment(1, "gpu")
     assert "packages" in ex.get_environment()
+
+
+# -- the user's own modules, followed as code (each run a fresh process) ------------
+MODULE_SCRIPT = """
+import os, pathlib
+import experigraph as xg
+import featurelib
+from featurelib import offset
+
+ex = xg.Experiment(id="modules", backend=pathlib.Path(os.environ["XG_STORE"]))
+a = ex.parameter("a")
+
+@ex.result
+def score(a):
+    return offset(a) + featurelib.Scaler(2).scale(a)
+
+score(a)
+ex.set_parameters(a=1).compute(seed=1)
+"""
+
+FEATURELIB = '''
+def offset(x):
+    return x + {step}
+
+
+class Scaler:
+    def __init__(self, factor):
+        self.factor = factor
+
+    def scale(self, x):
+        return x * self.factor{extra}
+'''
+
+
+def run_script(tmp_path, featurelib_source):
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    (tmp_path / "featurelib.py").write_text(featurelib_source)
+    env = python_env()
+    env.update(XG_STORE=str(tmp_path / "store"), PYTHONDONTWRITEBYTECODE="1",
+               EXPERIGRAPH_LOG_LEVEL="INFO")
+    out = subprocess.run([sys.executable, str(tmp_path / "experiment.py")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [line.split("] ", 2)[-1] for line in out.stderr.splitlines()
+            if "[WARNING]" in line or "[INFO] Code context" in line]
+
+
+def test_a_helper_in_a_local_module_is_followed_as_code(tmp_path):
+    (tmp_path / "experiment.py").write_text(MODULE_SCRIPT)
+    assert run_script(tmp_path, FEATURELIB.format(step=1, extra="")) == []
+    assert run_script(tmp_path, FEATURELIB.format(step=1, extra="")) == []  # identical rerun
+    cosmetic = FEATURELIB.format(step=1, extra="  # scaled").replace(
+        "def offset(x):\n", 'def offset(x):\n    """Shift."""\n')
+    assert run_script(tmp_path, cosmetic) == [
+        "Code context has been changed cosmetically: score (comments, docstrings or layout "
+        "only)"]
+    lines = run_script(tmp_path, FEATURELIB.format(step=10, extra=""))
+    assert lines[0] == "Code context has been changed: score"
+    assert "-    return x + 1" in lines and "+    return x + 10" in lines
+    assert sum(line.startswith("Code context") for line in lines) == 1
+    lines = run_script(tmp_path, FEATURELIB.format(step=10, extra=" + 1"))  # a method
+    assert lines[0] == "Code context has been changed: score"
+    assert "+        return x * self.factor + 1" in lines
+
+    ex = xg.Experiment(id="modules", backend=tmp_path / "store")
+    assert ex.get_history()["Result"].tolist() == [4, 4, 4, 13, 14]
+    kinds = [[(d.kind, d.subject) for d in ex.get_trial(t).drift] for t in range(1, 6)]
+    assert kinds == [[], [], [("code-cosmetic", "score")], [("code", "score")],
+                     [("code", "score")]]
+    hashes = [ex.get_trial(t).code["score"]["code_hash"] for t in range(1, 6)]
+    assert hashes[0] == hashes[1] == hashes[2] != hashes[3] != hashes[4]
+    code = ex.get_code(4)
+    assert "def offset(x):\n    return x + 10" in code and "class Scaler:" in code
+    assert ex.get_trial(5).drift[0].detail["previous_trial"] == 4
+
+
+def test_installed_and_standard_modules_are_not_followed(make_experiment):
+    import json
+    import textwrap
+
+    import numpy as np
+
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.result
+    def uses_libraries(a):
+        return json.dumps(float(np.sqrt(a))) + textwrap.dedent(" x")
+
+    uses_libraries(a)
+    ex.set_parameters(a=4).compute(seed=1)
+    code = ex.get_code(1)
+    assert "helper functions" not in code and code.startswith("@ex.result")
+
+
+def test_a_reloaded_local_module_is_captured_again(tmp_path, make_experiment, monkeypatch,
+                                                   caplog):
+    import importlib
+    import sys
+
+    (tmp_path / "xg_local_helpers.py").write_text("def shift(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    import xg_local_helpers
+
+    ns = {"ex": make_experiment(), "helpers": xg_local_helpers}
+    run_cell("""
+a = ex.parameter("a")
+
+@ex.result
+def shifted(a):
+    return helpers.shift(a)
+
+r = shifted(a)
+""", ns)
+    try:
+        assert ns["ex"].set_parameters(a=1).compute(seed=1) == 2
+        (tmp_path / "xg_local_helpers.py").write_text("def shift(x):\n    return x + 100\n")
+        importlib.reload(xg_local_helpers)
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            assert ns["ex"].compute(seed=1) == 101
+            assert ns["ex"].compute(seed=1) == 101
+        lines = warnings_of(caplog)
+        assert lines[0] == "Code context has been changed: shifted"
+        assert "+    return x + 100" in lines
+        assert sum(line.startswith("Code context") for line in lines) == 1
+    finally:
+        sys.modules.pop("xg_local_helpers", None)
