@@ -171,7 +171,7 @@ def _verdict(rec: StepRecord, seed: int, reference: str | None, same_seed: str |
 
 # -- code ------------------------------------------------------------------------------
 def declaration(kind: str, cache: bool) -> str:
-    """How a step is declared, as a decorator: ``@ex``, ``@ex.persist``, ``@ex.step(cache=True)``."""
+    """How a step is declared: ``@ex``, ``@ex.persist``, ``@ex.step(cache=True)``..."""
     if cache:
         return "@ex.step(cache=True)"
     return {"step": "@ex", "persist": "@ex.persist", "result": "@ex.result"}.get(kind, kind)
@@ -209,3 +209,25 @@ def code_drift(previous: TrialRecord | None, code: Mapping[str, Mapping[str, str
             logger.warning("%s", line)
         events.append(DriftEvent(kind, step, message, tuple(diff), detail))
     return events
+
+
+# -- environment -----------------------------------------------------------------------
+def git_summary(old: Any, new: Any) -> str:
+    """``commit 1a2b3c4 -> 5d6e7f8`` (and branch changes) per repository, for the WARNING
+    line of git drift; empty when neither changed (only the diff or dirty flag did)."""
+    def by_root(value: Any) -> dict[str, Mapping[str, Any]]:
+        repos = (value or {}).get("repositories") or [] if isinstance(value, Mapping) else []
+        return {r["root"]: r for r in repos if isinstance(r, Mapping) and "root" in r}
+
+    before, after = by_root(old), by_root(new)
+    parts = []
+    for root in sorted(set(before) & set(after)):
+        a, b = before[root], after[root]
+        changes = []
+        if a.get("commit") != b.get("commit"):
+            changes.append(f"commit {str(a.get('commit'))[:12]} -> {str(b.get('commit'))[:12]}")
+        if a.get("branch") != b.get("branch"):
+            changes.append(f"branch {a.get('branch')} -> {b.get('branch')}")
+        if changes:
+            parts.append(", ".join(changes) + (f" in {root}" if len(before) > 1 else ""))
+    return "; ".join(parts)

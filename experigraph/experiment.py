@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import drift as drift_checks
 from . import environment
 from . import script as script_mode
 from . import signing
@@ -115,8 +116,9 @@ class Experiment:
             logger.info("Loaded experiment %s from %s (last trial id %d)", self.id,
                         self._backend.uri, last)
             previous = self._previous_trial()
-            if previous is not None:
-                self._environment(previous, source_files=(), store=False, skip=("git",))
+            if previous is not None:  # git: the files the previous trial's steps were in
+                files, skip = self._previous_git_files(previous)
+                self._environment(previous, source_files=files, store=False, skip=skip)
 
     @property
     def experiment_id(self) -> str:
@@ -369,12 +371,28 @@ class Experiment:
             seen = (previous.environment_hash, category, hash(tuple(lines)))
             if seen not in self._environment_warned:
                 self._environment_warned.add(seen)
-                logger.warning("%s (since trial %d)", message, previous.trial_id)
+                summary = drift_checks.git_summary(old.get(category), snap.get(category)) \
+                    if category == "git" else ""
+                logger.warning("%s (since trial %d)%s", message, previous.trial_id,
+                               f": {summary}" if summary else "")
                 for line in lines:
                     logger.warning("%s", line)
             events.append(DriftEvent("environment", category, message, tuple(lines),
                                      {"previous_trial": previous.trial_id}))
         return blob, events
+
+    def _previous_git_files(self, previous: TrialRecord) -> tuple[list[str], tuple[str, ...]]:
+        """The source files whose git state ``previous`` recorded (to compare git state
+        when an experiment is opened, before its steps are declared), and the categories
+        to leave out: git, when those files are no longer all there."""
+        old = self._read_environment(previous.environment_hash) \
+            if previous.environment_hash else None
+        repositories = ((old or {}).get("git") or {}).get("repositories") or []
+        files = [os.path.join(r["root"], f) for r in repositories if isinstance(r, Mapping)
+                 and "root" in r for f in r.get("source_files") or ()]
+        if not files or not all(os.path.isfile(f) for f in files):
+            return [], ("git",)
+        return files, ()
 
     def _read_environment(self, blob_hash: str) -> dict[str, Any] | None:
         try:

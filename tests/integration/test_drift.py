@@ -356,3 +356,65 @@ r = shifted(a)
         assert sum(line.startswith("Code context") for line in lines) == 1
     finally:
         sys.modules.pop("xg_local_helpers", None)
+
+
+GIT_SCRIPT = """
+import logging, os, pathlib
+import experigraph as xg
+
+ex = xg.Experiment(id="reopen", backend=pathlib.Path(os.environ["XG_STORE"]))
+logging.getLogger("experigraph").warning("OPENED")
+a = ex.parameter("a")
+
+@ex.result
+def ident(a):
+    return a
+
+ident(a)
+ex.set_parameters(a=1).compute(seed=1)
+"""
+
+
+def test_git_drift_is_reported_when_the_experiment_is_reopened(tmp_path):
+    import subprocess
+    import sys
+
+    import git
+
+    from xg_testing import python_env
+
+    repo_dir = tmp_path / "project"
+    repo_dir.mkdir()
+    repo = git.Repo.init(repo_dir)
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "Test").set_value("user", "email", "test@example.invalid")
+    (repo_dir / "experiment.py").write_text(GIT_SCRIPT)
+    (repo_dir / "notes.txt").write_text("first\n")
+    repo.index.add(["experiment.py", "notes.txt"])
+    first = repo.index.commit("first").hexsha
+    env = python_env()
+    env.update(XG_STORE=str(tmp_path / "store"), EXPERIGRAPH_LOG_LEVEL="INFO")
+
+    def run() -> list[str]:
+        out = subprocess.run([sys.executable, "experiment.py"], cwd=repo_dir, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return [line.split("] ", 2)[-1] for line in out.stderr.splitlines()
+                if "[WARNING]" in line]
+
+    assert run() == ["OPENED"]
+    assert run() == ["OPENED"]                       # nothing changed: nothing said
+    (repo_dir / "notes.txt").write_text("second\n")
+    repo.index.add(["notes.txt"])
+    second = repo.index.commit("second").hexsha
+    lines = run()
+    assert lines[0] == (f"Git repository state has been changed (since trial 2): commit "
+                        f"{first[:12]} -> {second[:12]}")
+    assert f"-commit: {first}" in lines and f"+commit: {second}" in lines
+    assert lines.index("OPENED") > lines.index(f"+commit: {second}")  # before any trial
+    assert sum(line.startswith("Git repository state") for line in lines) == 1
+    assert run() == ["OPENED"]                       # reported once
+    ex = xg.Experiment(id="reopen", backend=tmp_path / "store")
+    assert [[d.kind for d in ex.get_trial(t).drift] for t in (1, 2, 3, 4)] == [
+        [], [], ["environment"], []]
+    assert ex.get_trial(3).drift[0].subject == "git"
