@@ -621,7 +621,9 @@ class Experiment:
         TrialDiff
             Parameters, seed, code (unified diff per step), environment (per
             category), input data, per-step output hashes (the first differing
-            step first), result. ``print()`` it, or show it in a notebook.
+            step first), result, and ``not_compared``: the steps (and result)
+            whose outputs have no deterministic hash, with the reason.
+            ``print()`` it, or show it in a notebook.
         """
         return compare_records(
             self._read(first), self._read(second),
@@ -634,6 +636,10 @@ class Experiment:
         Uses the latest Result of this experiment. Returns a :class:`Reproduction`:
         whether the result and every step's output matched, the first step that
         differs, and the code, environment and data changes that explain it.
+        Outputs without a deterministic hash (an object of a class dask cannot
+        tokenize, e.g. a fitted model) are not compared: ``not_compared`` names
+        them and says why, and ``matches`` is never True for a result that could
+        not be compared.
         """
         original = self._read(trial_id)
         if self._result is None:
@@ -660,7 +666,9 @@ class Experiment:
         rerun_id = started[0]
         rerun = self._read(rerun_id)
         diff = self.compare(trial_id, rerun_id)
-        matches = (rerun.status == original.status and not diff.steps and diff.result is None)
+        # a match is claimed only for what was compared, and never for an uncompared result
+        matches = (rerun.status == original.status and not diff.steps and diff.result is None
+                   and "result" not in diff.not_compared)
         explain = [DriftEvent("code", step, f"Code context has been changed: {step}",
                               tuple(lines)) for step, lines in diff.code.items()]
         explain += [DriftEvent("environment", cat, environment.MESSAGES.get(cat, cat),
@@ -668,7 +676,7 @@ class Experiment:
         explain += [DriftEvent("data", path, f"Input data has been changed: {path}", (),
                                {"old_hash": a, "new_hash": b})
                     for path, (a, b) in diff.inputs.items()]
-        explain += [d for d in rerun.drift if d.kind == "impurity"]
+        explain += [d for d in rerun.drift if d.kind in ("impurity", "seed")]
         result = Reproduction(trial_id, rerun_id, matches, diff, tuple(explain))
         log = logger.info if matches else logger.warning
         log("%s", str(result).splitlines()[0])
