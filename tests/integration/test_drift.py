@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import linecache
 import logging
 
@@ -418,3 +419,158 @@ def test_git_drift_is_reported_when_the_experiment_is_reopened(tmp_path):
     assert [[d.kind for d in ex.get_trial(t).drift] for t in (1, 2, 3, 4)] == [
         [], [], ["environment"], []]
     assert ex.get_trial(3).drift[0].subject == "git"
+
+
+# -- cache=True: never serves what is not reproducible, and says why it missed --------
+def cache_misses(ex, step, trials):
+    return [next(s.cache_miss if not s.cached else "hit" for s in ex.get_trial(t).steps
+                 if s.step == step) for t in trials]
+
+
+IMPURE_CELL = """
+a = ex.parameter("a")
+state = globals().setdefault("state", {{"offset": 0, "runs": 0}})
+
+@ex{decorator}
+def features(a):
+    state["runs"] += 1
+    return a + state["offset"]
+
+@ex.result
+def score(x):
+    return x * 2
+
+r = score(features(a))
+"""
+
+
+def test_a_step_seen_impure_is_never_served_from_the_cache(make_experiment, caplog):
+    ns = {"ex": make_experiment()}
+    ex = ns["ex"]
+    run_cell(IMPURE_CELL.format(decorator=""), ns)
+    ex.set_parameters(a=1).compute()
+    ns["state"]["offset"] = 1
+    with caplog.at_level(logging.INFO, logger="experigraph"):
+        ex.compute()                                       # impure: warned, remembered
+        run_cell(IMPURE_CELL.format(decorator=".step(cache=True)"), ns)
+        ex.compute()
+        ex.compute()
+    assert ns["state"]["runs"] == 4                        # never served from the cache
+    why = ("the step was seen impure (impurity in trial 2), so its output cannot be "
+           "reused")
+    assert cache_misses(ex, "features", [3, 4]) == [why, why]
+    assert f"Cached output of step features not used: {why}" in caplog.text
+    assert [(d.kind, d.subject) for d in ex.get_trial(2).drift] == [("impurity", "features")]
+    (declared,) = ex.get_trial(3).drift                    # @ex -> cache=True: a WARNING
+    assert declared.kind == "declaration" and declared.message == (
+        "Code context has been changed: features (declaration @ex -> @ex.step(cache=True))")
+    assert "-@ex" in declared.diff and "+@ex.step(cache=True)" in declared.diff
+    assert ex.get_trial(3).code["features"]["code_hash"] == \
+        ex.get_trial(2).code["features"]["code_hash"]      # the computation is unchanged
+
+
+def test_cache_misses_say_why(make_experiment, tmp_path, caplog):
+    data = tmp_path / "numbers.txt"
+    data.write_text("1 2")
+    ns = {"ex": make_experiment(), "data": str(data)}
+    ex = ns["ex"]
+    cell = """
+a = ex.parameter("a")
+
+@ex.step(cache=True)
+def load(a):
+    with open(ex.input(data)) as f:
+        return sum(int(x) for x in f.read().split()) {op} a
+
+@ex.result
+def total(x):
+    return x
+
+r = total(load(a))
+"""
+    run_cell(cell.format(op="+"), ns)
+    ex.set_parameters(a=1).compute()                    # 1: nothing saved yet
+    ex.compute()                                        # 2: served
+    ex.set_parameters(a=2).compute()                    # 3: other input
+    run_cell(cell.format(op="*"), ns)
+    ex.set_parameters(a=1).compute()                    # 4: code changed
+    data.write_text("1 2 3")
+    ex.compute()                                        # 5: the file changed
+    assert ex.get_history()["Result"].tolist() == [4, 4, 5, 3, 6]
+    assert cache_misses(ex, "load", range(1, 6)) == [
+        "no output of it is saved yet", "hit", "no output is saved for these inputs",
+        "its code changed since its output for these inputs was saved", f"{data} changed"]
+
+
+def test_a_cached_step_that_drew_from_the_seed_is_served_only_under_that_seed(
+        make_experiment, caplog):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.step(cache=True)
+    def sample(a):
+        return a + float(ex.rng().random())
+
+    @ex.result
+    def out(x):
+        return x
+
+    out(sample(a))
+    ex.set_parameters(a=1)
+    first = ex.compute(seed=1)
+    with caplog.at_level(logging.INFO, logger="experigraph"):
+        assert ex.compute(seed=1) == first                  # served: same seed
+        second = ex.compute(seed=2)                          # not served: another seed
+    assert second != first
+    assert cache_misses(ex, "sample", [1, 2, 3]) == [
+        "no output of it is saved yet", "hit",
+        "its saved output used the trial's randomness under seed 1 (this trial's seed is 2)"]
+    assert [(d.kind, d.subject) for d in ex.get_trial(3).drift] == [("seed", "sample")]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+CACHE_SCRIPT = """
+import os, pathlib
+import experigraph as xg
+
+ex = xg.Experiment(id="cached", backend=pathlib.Path(os.environ["XG_STORE"]))
+a = ex.parameter("a")
+
+@ex.step(cache=True)
+def slow(a):
+    return a * 2
+
+@ex.result
+def out(x):
+    return x
+
+out(slow(a))
+ex.set_parameters(a=1).compute(seed=1)
+"""
+
+
+def test_a_changed_environment_is_a_cache_miss(tmp_path):
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    (tmp_path / "experiment.py").write_text(CACHE_SCRIPT)
+    extra = tmp_path / "extra"
+    dist = extra / "xg_fake_package-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: xg-fake-package\n"
+                                   "Version: 1.0\n")
+    env = python_env()
+    env["XG_STORE"] = str(tmp_path / "store")
+    for pythonpath in (env["PYTHONPATH"], env["PYTHONPATH"],
+                       os.pathsep.join([env["PYTHONPATH"], str(extra)])):
+        out = subprocess.run([sys.executable, "experiment.py"], cwd=tmp_path,
+                             env={**env, "PYTHONPATH": pythonpath}, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    ex = xg.Experiment(id="cached", backend=tmp_path / "store")
+    assert cache_misses(ex, "slow", [1, 2, 3]) == [
+        "no output of it is saved yet", "hit",
+        "the environment (Python or installed packages) changed"]
+    assert "Installed Python packages have been changed" in out.stderr
