@@ -206,17 +206,16 @@ def step_seed(trial_seed: int, seed_name: str) -> int:
 class _StateView:
     """Reads a few words of a Mersenne Twister's state without copying it."""
 
-    __slots__ = ("owner", "view", "indices", "full")
+    __slots__ = ("owner", "view", "indices", "full", "read")
 
-    def __init__(self, owner: Any, view: Any, indices: tuple[int, ...],
+    def __init__(self, owner: Any, view: Any, indices: tuple[int, int, int],
                  full: Callable[[], Any]) -> None:
         self.owner, self.view, self.indices, self.full = owner, view, indices, full
-
-    def read(self) -> Any:
-        if self.view is None:
-            return self.full()
-        v = self.view
-        return tuple(v[i] for i in self.indices)
+        if view is None:
+            self.read: Callable[[], Any] = full
+        else:
+            i, j, k = indices
+            self.read = lambda: (view[i], view[j], view[k])
 
 
 def _random_view() -> _StateView:

@@ -70,7 +70,7 @@ def test_state_is_read_in_place_and_agrees_with_the_full_state():
     assert (index, first, second) == (state[-1], state[0], state[1]) == (624, *state[:2])
     pos = np.random.get_state(legacy=False)["state"]
     assert numpy_view.read() == (pos["pos"], pos["key"][0], pos["key"][1])
-    slow = hooks._StateView(None, None, (), numpy_view.full)
+    slow = hooks._StateView(None, None, (0, 0, 0), numpy_view.full)
     assert slow.read() == numpy_view.read()
     assert hooks.drew_since(mark) is False
 
