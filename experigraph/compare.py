@@ -229,6 +229,9 @@ class Reproduction:
     matches: bool
     diff: TrialDiff
     drift: tuple[DriftEvent, ...]
+    #: steps of the re-run that used the trial's randomness: they matched (or not) under
+    #: the original seed, and would give other outputs under another one
+    seed_dependent: tuple[str, ...] = ()
 
     @property
     def first_differing_step(self) -> str | None:
@@ -244,14 +247,17 @@ class Reproduction:
 
     def __str__(self) -> str:
         unchecked = [f"  {k}: {why}" for k, why in self.not_compared.items()]
+        seeded = ([f"Seed-dependent steps (they used the trial's randomness, under the "
+                   f"original seed): {', '.join(self.seed_dependent)}"]
+                  if self.seed_dependent else [])
         if self.matches:
             if not unchecked:
-                return (f"Trial {self.rerun} reproduced trial {self.original}: same result "
-                        "and same output of every step.")
+                return "\n".join([f"Trial {self.rerun} reproduced trial {self.original}: "
+                                  "same result and same output of every step.", *seeded])
             return "\n".join([
                 f"Trial {self.rerun} reproduced trial {self.original} in what could be "
                 "compared: same result and same output of every other step. Not compared:",
-                *unchecked])
+                *unchecked, *seeded])
         if "result" in self.not_compared and not self.diff:
             return "\n".join([
                 f"Trial {self.rerun} could not be checked against trial {self.original}: no "

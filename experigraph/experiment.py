@@ -677,7 +677,8 @@ class Experiment:
                                {"old_hash": a, "new_hash": b})
                     for path, (a, b) in diff.inputs.items()]
         explain += [d for d in rerun.drift if d.kind in ("impurity", "seed")]
-        result = Reproduction(trial_id, rerun_id, matches, diff, tuple(explain))
+        seeded = tuple(dict.fromkeys(s.step for s in rerun.steps if s.used_seed))
+        result = Reproduction(trial_id, rerun_id, matches, diff, tuple(explain), seeded)
         log = logger.info if matches else logger.warning
         log("%s", str(result).splitlines()[0])
         return result

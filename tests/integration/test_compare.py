@@ -326,3 +326,9 @@ def test_compare_marks_seed_dependent_steps(make_experiment):
     assert "draw: " in str(diff) and "(seed-dependent: it used the trial's randomness)" in \
         str(diff)
     assert [(d.kind, d.subject) for d in ex.get_trial(2).drift] == [("seed", "draw")]
+    report = ex.reproduce(1)
+    assert report.matches and report.seed_dependent == ("draw",)
+    assert str(report).splitlines() == [
+        "Trial 3 reproduced trial 1: same result and same output of every step.",
+        "Seed-dependent steps (they used the trial's randomness, under the original seed): "
+        "draw"]
