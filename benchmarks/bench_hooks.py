@@ -1,8 +1,9 @@
 """Per-step cost of experigraph's step hooks, before and after a change, against plain dask.
 
 The 5-step chain of trivial steps of ``bench_trials.py`` (``x + 1`` five times), timed
-in a fresh interpreter per source tree (``--before`` a git ref, extracted with ``git
-archive``; ``--after`` this checkout), each measuring in the same process:
+in a fresh interpreter per source tree (``--before``: a git ref, by default where this
+branch left ``main``, extracted with ``git archive``; after: this checkout), each
+measuring in the same process:
 
 * ``direct call``: the five step functions called in a row (the work itself);
 * ``hooks (run_step)``: the five tasks of one trial's graph run through
@@ -18,7 +19,7 @@ Per-step figures are per-chain figures divided by 5; each figure is the best of
 it, the randomness check alone (``seed_globals`` + ``drew_since``) against copying
 the generators' state. Prints a table and writes JSON.
 
-    python benchmarks/bench_hooks.py                      # before=main, after=this tree
+    python benchmarks/bench_hooks.py          # before = merge-base with main, after = this tree
     python benchmarks/bench_hooks.py --before HEAD~3 --repeat 5000
 """
 from __future__ import annotations
@@ -142,13 +143,18 @@ def measure(tree: Path, repeat: int, store: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--before", default="main", help="git ref of the 'before' tree")
+    parser.add_argument("--before", default=None, help="git ref of the 'before' tree "
+                        "(default: where this branch left main, git merge-base HEAD main)")
     parser.add_argument("--repeat", type=int, default=2000, help="hook chains per round")
     parser.add_argument("--rounds", type=int, default=3,
                         help="fresh processes per tree, alternating before and after")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" /
                                                 "bench_hooks.json"))
     args = parser.parse_args()
+    if args.before is None:
+        args.before = subprocess.run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
+                                     check=True, capture_output=True,
+                                     text=True).stdout.strip()[:12]
     with tempfile.TemporaryDirectory(prefix="xg-bench-hooks-") as tmp:
         tmp_path = Path(tmp)
         (tmp_path / "before").mkdir()
