@@ -43,7 +43,8 @@ class TrialDiff:
 
     Only differences are listed: an empty diff (``not diff``) means the two
     trials had the same parameters, seed, code, environment, inputs, step
-    outputs and result.
+    outputs and result, among what could be compared. ``not_compared`` names
+    the step outputs (and result) that have no deterministic hash, so were not.
     """
 
     first_id: int

@@ -7,10 +7,17 @@ A task of a trial's graph is ``(run_step, call, ctx, info, dependency values)``.
   and NumPy's global generator for this step, and make ``ctx`` the current
   trial context (a ``ContextVar``, set per task, so concurrent trials in threads
   stay apart and ``ex.current_trial_id`` works on any worker);
-* **post**: hash the output, save it if the step persists, and hand a
-  ``StepRecord`` to the context's sink. A failed step leaves a record too, and
-  its exception propagates unchanged; a failure of the hook itself is logged
-  and never masks the step's exception.
+* **post**: say whether the step used the trial's randomness (``ex.rng()``, or
+  a draw from the seeded global generators: see "did a step draw" below), hash
+  the output, save it if the step persists or caches, and hand a ``StepRecord``
+  to the context's sink. A failed step leaves a record too, and its exception
+  propagates unchanged; a failure of the hook itself is logged and never masks
+  the step's exception.
+
+A ``cache=True`` step looks for a saved output first (``_cached``): it is used
+only if the step was never seen impure, the output did not draw from another
+seed's randomness, the files it read are unchanged and the Python and packages
+are the same; otherwise the reason is logged and kept in ``StepRecord.cache_miss``.
 
 The context travels with the task as data. Its sink keeps records in memory
 when the task runs in the process that started the trial (threaded and
