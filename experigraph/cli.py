@@ -153,7 +153,9 @@ def _quiet() -> Iterator[None]:
     """Only errors from experigraph's logger while querying, unless EXPERIGRAPH_LOG_LEVEL asks.
 
     Opening an experiment logs INFO lines and environment drift of *this* process;
-    a query runs no trial, so neither concerns its reader.
+    a query runs no trial, so neither concerns its reader. What the store says
+    about itself still shows: the WARNING naming a record that is skipped because
+    it cannot be read (``experigraph.backends``).
     """
     import logging
 
@@ -161,12 +163,15 @@ def _quiet() -> Iterator[None]:
     if "EXPERIGRAPH_LOG_LEVEL" in os.environ or logger.getEffectiveLevel() >= logging.ERROR:
         yield
         return
-    saved = logger.level
+    backends = logging.getLogger("experigraph.backends")
+    saved = logger.level, backends.level
     logger.setLevel(logging.ERROR)
+    backends.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        logger.setLevel(saved)
+        logger.setLevel(saved[0])
+        backends.setLevel(saved[1])
 
 
 def read_trial(ex: Experiment, trial_id: int) -> TrialRecord:
@@ -438,7 +443,10 @@ def diff(experiment_id: str, first: int, second: int, backend: str | None) -> No
 @backend_option
 @_expected_errors
 def list_(backend: str | None) -> None:
-    """The experiments recorded in a backend, with their trial counts."""
+    """The experiments recorded in a backend, with their trial counts.
+
+    Counts the trials whose record can be read; any other is named in a WARNING.
+    """
     store = _resolve(backend, "experigraph-list")
     ids = store.experiment_ids()
     if not ids:
@@ -447,12 +455,12 @@ def list_(backend: str | None) -> None:
     rows = [("Experiment", "Trials", "Last trial", "Last finished")]
     for experiment_id in ids:
         each = _resolve(backend, experiment_id)
-        trial_ids = each.trial_ids()
-        last = each.last_trial() if trial_ids else None
+        records = each.read_trials()  # readable ones: an unreadable one is named (WARNING)
+        last = records[-1] if records else None
         finished = (last.finished.astimezone().isoformat(sep=" ", timespec="seconds")
                     if last is not None and last.finished else "-")
-        rows.append((experiment_id, str(len(trial_ids)),
-                     str(trial_ids[-1]) if trial_ids else "-", finished))
+        rows.append((experiment_id, str(len(records)),
+                     str(last.trial_id) if last is not None else "-", finished))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)

@@ -127,11 +127,12 @@ class BackendError(ExperigraphError, RuntimeError):
 class CorruptRecordError(BackendError):
     """A stored record could not be read back (torn or edited by hand)."""
 
-    def __init__(self, where: str, reason: str) -> None:
-        self.where = where
+    def __init__(self, where: str, reason: str, hint: str | None = None) -> None:
+        self.where, self.reason = where, reason
         super().__init__(
-            f"Record at {where} cannot be read ({reason}). It was probably torn by a crash "
-            "or edited by hand; experigraph leaves it in place and skips it."
+            f"Record at {where} cannot be read ({reason}). "
+            + (hint or "It was probably torn by a crash or edited by hand")
+            + "; experigraph leaves it in place, skips it, and never reuses its trial id."
         )
 
 
@@ -166,3 +167,17 @@ class ScriptError(ExperigraphError, RuntimeError):
 
 class MissingDependencyError(ExperigraphError, ImportError):
     """An optional package needed for a feature is not installed."""
+
+
+class PersistError(ExperigraphError, TypeError):
+    """A step's output must be saved (``@ex.persist``, ``cache=True``) but cannot be pickled."""
+
+    def __init__(self, step: str, kind: str, value_type: str, reason: BaseException) -> None:
+        self.step, self.kind, self.value_type = step, kind, value_type
+        decorator = "@ex.persist" if kind == "persist" else "@ex.step(cache=True)"
+        super().__init__(
+            f"Step {step!r} is declared with {decorator}, so its output is saved with the "
+            f"trial, but its output of type {value_type} cannot be pickled "
+            f"({type(reason).__name__}: {reason}). Return a picklable value (e.g. plain "
+            "data instead of open files, locks or connections), or save it yourself to a "
+            f"file declared with ex.output(path) and declare the step with @ex instead.")

@@ -15,6 +15,7 @@ import operator
 import os
 import logging
 import re
+import threading
 import types
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,7 +30,8 @@ from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
-    BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError,
+    BackendError, CorruptRecordError, InvalidExperimentIdError, NotInTrialError,
+    ParameterUndeclaredError,
     InvalidArgumentError, NotRecordedError, ReproductionError, StepDefinitionError,
     SweepDefinitionError,
     TrialIDNotFoundError)
@@ -39,7 +41,7 @@ from .compare import Reproduction, TrialDiff, compare_records
 from .hashing import path_hash
 from .hooks import current_scope
 from .records import DriftEvent, Status, TrialRecord, Unrepresentable
-from .trial import PendingTrial, derive_status, new_seed, read_source, run_trials
+from .trial import Outcome, PendingTrial, derive_status, new_seed, read_source, run_trials
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +112,8 @@ class Experiment:
         self._pending: list[PendingTrial] = []  # computed, not yet recorded (backend down)
         self._environment_blobs: dict[str, str] = {}  # fingerprint -> stored blob hash
         self._environment_warned: set[tuple[str, str, int]] = set()  # changes logged
+        self._last_ran = threading.local()  # .trial_id: this thread's last computed trial
+        self._last_ran_any: int | None = None  # the last trial computed in this process
         environment.start_background_collection()
         last = self._backend.last_trial_id()
         if last:
@@ -210,11 +214,64 @@ class Experiment:
 
     def compute(self, seed: int | None = None, **dask_kwargs: Any) -> Any:
         """Run one trial of the latest :class:`Result` and return its value."""
-        if self._result is None:
+        return self.run(seed=seed, **dask_kwargs).value
+
+    def run(self, result: Result | None = None, *, parameters: Mapping[str, Any] | None = None,
+            seed: int | None = None, raise_errors: bool = True, rerun_of: int | None = None,
+            script: Mapping[str, Any] | None = None, **dask_kwargs: Any) -> Outcome:
+        """Run one trial and return its :class:`~experigraph.trial.Outcome`.
+
+        The outcome is the race-free handle of the trial this call ran: its
+        ``trial_id``, ``value``, ``exception`` and the final ``record``, whatever
+        other processes or threads record meanwhile.
+
+        Parameters
+        ----------
+        result : Result, optional
+            What to compute; default: the latest ``@ex.result`` call.
+        parameters : mapping, optional
+            Values for this trial only, over those of ``set_parameters``.
+        seed : int, optional
+            The trial's seed; default: the experiment's, else a generated one.
+        raise_errors : bool
+            With False, a failed trial is returned (``outcome.exception``) instead
+            of raising its exception; either way it is recorded as failed.
+        rerun_of, script
+            Recorded with the trial (the command line uses them).
+        **dask_kwargs
+            Passed to dask (``scheduler=``, ``num_workers=``, ``client=``...).
+        """
+        result = result if result is not None else self._result
+        if result is None:
             raise StepDefinitionError(
                 "There is no result to compute: call a function decorated with @ex.result "
                 "first, e.g. s = calculate_score(prepare_data(a, b)).")
-        return self._run_trial(self._result, seed=seed, dask_kwargs=dask_kwargs)
+        for name in parameters or ():
+            if name not in self._space.declared:
+                raise ParameterUndeclaredError(name, self._space.declared)
+        script_mode.note_compute()
+        order = walk(result._node)
+        resolved = self._space.resolve(parameters_read(order), parameters)
+        trial_seed = self._check_seed(seed)
+        previous = self._previous_trial()
+        with self._keeping_pending():
+            outcome, = run_trials(
+                backend=self._backend, experiment_id=self.id, order=order,
+                parameter_sets=[resolved], seeds=[trial_seed],
+                dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
+                previous=previous, rerun_of=rerun_of, script=script, raise_errors=False,
+                environment=self._environment(previous, _source_files(order)))
+        self._ran(outcome.trial_id, outcome.record)
+        if raise_errors and outcome.exception is not None:
+            raise outcome.exception  # the step's own exception, unchanged
+        return outcome
+
+    def _ran(self, trial_id: int, record: TrialRecord) -> None:
+        """Note a trial this process computed (its record is final unless still running)."""
+        if record.status is not Status.RUNNING:
+            self._finished[trial_id] = _read_back(record)
+        self._last_ran.trial_id = self._last_ran_any = trial_id
+        script_mode.note_trial(self, trial_id)
 
     def _check_seed(self, seed: int | None) -> int:
         if seed is None:
@@ -222,31 +279,6 @@ class Experiment:
         if not _is_seed(seed):
             raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
         return seed
-
-    def _run_trial(self, result: Result, *, seed: int | None, dask_kwargs: Mapping[str, Any],
-                   overrides: Mapping[str, Any] | None = None, rerun_of: int | None = None,
-                   script: Mapping[str, Any] | None = None) -> Any:
-        """Run one trial of ``result`` (the CLI passes ``overrides``, ``rerun_of``, ``script``)."""
-        return self._run_one(result, seed=seed, dask_kwargs=dask_kwargs, overrides=overrides,
-                             rerun_of=rerun_of, script=script).value
-
-    def _run_one(self, result: Result, *, seed: int | None, dask_kwargs: Mapping[str, Any],
-                 overrides: Mapping[str, Any] | None = None, rerun_of: int | None = None,
-                 script: Mapping[str, Any] | None = None, started: list[int] | None = None
-                 ) -> Any:
-        order = walk(result._node)
-        parameters = self._space.resolve(parameters_read(order), overrides)
-        trial_seed = self._check_seed(seed)
-        previous = self._previous_trial()
-        with self._keeping_pending():
-            outcome, = run_trials(
-                backend=self._backend, experiment_id=self.id, order=order,
-                parameter_sets=[parameters], seeds=[trial_seed],
-                dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
-                previous=previous, rerun_of=rerun_of, script=script, started=started,
-                environment=self._environment(previous, _source_files(order)))
-        self._finished[outcome.trial_id] = _read_back(outcome.record)
-        return outcome
 
     def sweep(self, grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None = None,
               /, *, seed: int | None = None, result: Result | None = None,
@@ -288,6 +320,7 @@ class Experiment:
         if scheduler is not None:
             dask_kwargs["scheduler"] = scheduler
         previous = self._previous_trial()
+        script_mode.note_compute()
         with self._keeping_pending():
             outcomes = run_trials(
                 backend=self._backend, experiment_id=self.id, order=order,
@@ -296,7 +329,8 @@ class Experiment:
                 sweep_id=uuid.uuid4().hex[:12], previous=previous,
                 show_progress=progress,
                 environment=self._environment(previous, _source_files(order)))
-        self._finished.update((o.trial_id, _read_back(o.record)) for o in outcomes)
+        for o in outcomes:
+            self._ran(o.trial_id, o.record)
         failed = [o.trial_id for o in outcomes if o.exception is not None]
         if failed:
             logger.warning("Sweep finished with %d failed trial(s): %s", len(failed),
@@ -320,13 +354,19 @@ class Experiment:
         """Record the trials that were computed while the backend was unreachable.
 
         Returns the ids recorded; raises BackendError (keeping the rest) if the
-        backend still fails.
+        backend still fails. Each trial keeps its id unless the store meanwhile gave
+        that id to another record (it lost its data or its counter while the trial
+        ran): then the trial is recorded under a new id, which is the one returned,
+        with a WARNING naming both; no recorded trial is ever replaced.
         """
         saved = []
         while self._pending:
             record = self._pending[0].save(self._backend)
             self._finished[record.trial_id] = _read_back(record)
-            saved.append(self._pending.pop(0).record.trial_id)
+            if self._last_ran_any == self._pending[0].record.trial_id != record.trial_id:
+                self._last_ran.trial_id = self._last_ran_any = record.trial_id
+            self._pending.pop(0)
+            saved.append(record.trial_id)
         return saved
 
     def _previous_trial(self) -> TrialRecord | None:
@@ -335,6 +375,8 @@ class Experiment:
             try:
                 return self._read(trial_id)
             except TrialIDNotFoundError:
+                continue
+            except CorruptRecordError:  # skipped, with one WARNING naming it (the backend's)
                 continue
         return None
 
@@ -488,7 +530,26 @@ class Experiment:
     # -- querying -----------------------------------------------------------------
     @property
     def trial_id(self) -> int:
-        """The latest trial id (0 before any trial)."""
+        """The id of the trial the last compute in this process ran.
+
+        After ``compute()``, ``run()``, ``sweep()`` or ``reproduce()`` of this
+        experiment object, it is the id of the trial that call ran (the last one
+        of a sweep), never a trial another process or thread recorded meanwhile:
+        in a thread that computed, that thread's last trial; elsewhere, the last
+        trial computed by any thread of this process. Before any compute here,
+        it is :attr:`latest_trial_id` (0 for an empty history). For a handle on
+        one compute, use :meth:`run`, whose outcome carries its trial id.
+        """
+        mine = getattr(self._last_ran, "trial_id", None)
+        if mine is not None:
+            return mine
+        if self._last_ran_any is not None:
+            return self._last_ran_any
+        return self._backend.last_trial_id()
+
+    @property
+    def latest_trial_id(self) -> int:
+        """The newest trial id in the store, whoever recorded it (0 before any trial)."""
         return self._backend.last_trial_id()
 
     def _read(self, trial_id: int) -> TrialRecord:
@@ -656,14 +717,9 @@ class Experiment:
                 f"{', '.join(map(repr, kept_by_repr))} were recorded by their repr only (JSON "
                 "cannot hold them), so their values are not known. Give such data as a file "
                 "read with ex.input(path), or as parameters JSON can hold.")
-        started: list[int] = []
-        try:
-            self._run_one(self._result, seed=original.seed, dask_kwargs=dask_kwargs,
-                          overrides=original.parameters, rerun_of=trial_id, started=started)
-        except Exception:
-            if not started:  # nothing ran: the error is about the call, not the trial
-                raise
-        rerun_id = started[0]
+        outcome = self.run(self._result, parameters=original.parameters, seed=original.seed,
+                           rerun_of=trial_id, raise_errors=False, **dask_kwargs)
+        rerun_id = outcome.trial_id
         rerun = self._read(rerun_id)
         diff = self.compare(trial_id, rerun_id)
         # a match is claimed only for what was compared, and never for an uncompared result
@@ -786,6 +842,7 @@ def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None) 
     ex._space = ParameterSpace()
     ex._steps, ex._result, ex._stored_sources, ex._finished = {}, None, set(), {}
     ex._pending, ex._environment_blobs, ex._environment_warned = [], {}, set()
+    ex._last_ran, ex._last_ran_any = threading.local(), None
     return ex
 
 
@@ -818,10 +875,22 @@ def _expand_sweep(grid: Any, values: Mapping[str, Sequence[Any]]) -> list[dict[s
         for name in names:
             if isinstance(grid[name], (str, bytes)) or not isinstance(grid[name], Iterable):
                 raise SweepDefinitionError(f"sweep values of {name!r} must be a list, got {grid[name]!r}.")
+        empty = [name for name in names if not list(grid[name])]
+        if empty:
+            raise SweepDefinitionError(
+                f"The sweep has no trials: no values for {', '.join(map(repr, empty))}. Give "
+                "at least one value for every swept parameter, e.g. "
+                f"ex.sweep({empty[0]}=[1, 2]). Nothing was run or recorded.")
+        if not names:
+            raise SweepDefinitionError("The sweep has no trials: give parameter lists, e.g. "
+                                       "ex.sweep(a=[1, 2]), or a list of dicts.")
         return [dict(zip(names, combo)) for combo in itertools.product(*(list(grid[n])
                                                                          for n in names))]
     sets = list(grid)
     if not all(isinstance(s, Mapping) for s in sets):
         raise SweepDefinitionError("ex.sweep takes keyword lists (a=[1, 2]) or a list of dicts "
                         "([{'a': 1}, {'a': 2}]).")
+    if not sets:
+        raise SweepDefinitionError("The sweep has no trials: the list of parameter sets is "
+                                   "empty. Nothing was run or recorded.")
     return [dict(s) for s in sets]

@@ -15,6 +15,7 @@ graph is generated at compute time:
 """
 from __future__ import annotations
 
+import numbers
 import operator
 import os
 import re
@@ -164,6 +165,9 @@ class ParamNode:
         if kind is None or value is None or (isinstance(value, kind)
                                              and not (kind is int and isinstance(value, bool))):
             return value
+        if isinstance(value, bool) and kind is not bool and isinstance(kind, type) \
+                and issubclass(kind, numbers.Number):
+            return self._refuse(value, "a bool is not a number; give a number such as 1 or 0")
         if kind is bool:
             text = str(value).strip().lower() if isinstance(value, (str, int)) else None
             if text in _TRUE:
@@ -450,7 +454,7 @@ class Result(StepDelayed):
         **dask_kwargs
             Passed to dask (``scheduler=``, ``num_workers=``, ``client=``...).
         """
-        return self._experiment._run_trial(self, seed=seed, dask_kwargs=dask_kwargs)
+        return self._experiment.run(self, seed=seed, **dask_kwargs).value
 
     def __repr__(self) -> str:
         return f"Result({self.key!r})"

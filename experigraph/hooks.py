@@ -401,7 +401,19 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     output_hash = value_hash(value)
     persisted = None
     if spec.kind == "persist" or cache_key is not None:
-        persisted = ctx.backend.put_blob("pickle", signing.dumps(value))
+        try:
+            payload = signing.dumps(value)
+        except Exception as exc:  # not picklable: the step fails, naming itself and why
+            from .errors import PersistError
+
+            error = PersistError(spec.name, spec.kind, type_name(value), exc)
+            ctx.sink.add(_record(call, ctx, info, scope, input_hash, output_hash, started,
+                                 duration, error=f"PersistError: {error}",
+                                 used_seed=used_seed, cache_miss=cache_miss))
+            if ctx.isolate:
+                return StepFailure(error, traceback.format_exc(), spec.name)
+            raise error from exc
+        persisted = ctx.backend.put_blob("pickle", payload)
         if cache_key is not None:  # the entry names the output, the files it read, the
             entry = json.dumps({  # seed (if it drew from it) and the environment
                 "output": persisted, "inputs": scope.inputs, "environment": ctx.environment,

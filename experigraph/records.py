@@ -251,6 +251,8 @@ class TrialRecord:
     rerun_of: int | None = None
     sweep_id: str | None = None
     script: Mapping[str, Any] | None = None
+    #: a random token fixed when the trial claimed its id: tells its own record apart
+    claim: str = ""
     schema: int = SCHEMA
 
     @property
@@ -288,6 +290,7 @@ class TrialRecord:
             "rerun_of": self.rerun_of,
             "sweep_id": self.sweep_id,
             "script": encode_value(dict(self.script)) if self.script is not None else None,
+            "claim": self.claim,
         }
 
     @classmethod
@@ -322,6 +325,7 @@ class TrialRecord:
             rerun_of=obj.get("rerun_of"),
             sweep_id=obj.get("sweep_id"),
             script=decode_value(obj["script"]) if obj.get("script") is not None else None,
+            claim=obj.get("claim", ""),
             schema=SCHEMA,
         )
 

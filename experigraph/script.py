@@ -101,14 +101,14 @@ def parse_value(text: str) -> Any:
 def parse_assignments(args: Sequence[str]) -> dict[str, Any]:
     """``["a=1", "model=rf"]`` -> ``{"a": 1, "model": "rf"}``.
 
-    The one reader of the ``name=value`` syntax (see :data:`SYNTAX`); a later
-    name wins over an earlier one.
+    The one reader of the ``name=value`` syntax (see :data:`SYNTAX`).
 
     Raises
     ------
     ScriptUsageError
         An argument is not ``name=value`` with a Python identifier as name and a
-        non-empty value; the message quotes it and shows the accepted form.
+        non-empty value (``a==1`` included), or a name is given twice; the message
+        quotes it and shows the accepted form.
 
     Examples
     --------
@@ -129,6 +129,13 @@ def parse_assignments(args: Sequence[str]) -> dict[str, Any]:
         if not value.strip():
             raise ScriptUsageError(f"Missing value in {arg!r}: expected {SYNTAX}; for an "
                                    f"empty string write {name}=''.")
+        if value.lstrip().startswith("="):
+            raise ScriptUsageError(f"Malformed assignment {arg!r}: write {name}=VALUE with "
+                                   f"one '=' (for a string that starts with '=', quote it: "
+                                   f"{name}='{value}').")
+        if name in out:
+            raise ScriptUsageError(f"Parameter {name!r} is given twice ({name}="
+                                   f"{out[name]!r} and {arg!r}); give each parameter once.")
         out[name] = parse_value(value)
     return out
 
@@ -214,32 +221,29 @@ class ScriptSession:
     started: float = dataclasses.field(default_factory=time.time)
     experiment: Experiment | None = None
     result: Result | None = None
-    #: every experiment that registered a result: id(ex) -> (ex, last trial id then)
-    baselines: dict[int, tuple[Experiment, int]] = dataclasses.field(default_factory=dict)
+    #: the script started a compute itself (successful or not, recorded or not)
+    computed: bool = False
+    #: script mode is running its own trial (after the script body)
+    finishing: bool = False
+    #: the trials computed during the run, in order: (experiment, trial id)
+    ran: list[tuple[Experiment, int]] = dataclasses.field(default_factory=list)
     #: the command line did not parse: an error only if script mode runs the trial (a
     #: script that computes by itself may have arguments of its own)
     usage_error: ScriptUsageError | None = None
 
     def add(self, experiment: Experiment, result: Result) -> None:
-        if id(experiment) not in self.baselines:
-            self.baselines[id(experiment)] = (experiment, experiment.trial_id)
         self.experiment, self.result = experiment, result
 
     def trials_run_here(self) -> list[TrialRecord]:
-        """Trials of the registered experiments that this process started during the run."""
+        """The records of the trials computed during the run (unreadable ones left out)."""
         from .errors import CorruptRecordError, TrialIDNotFoundError
-        from .hooks import HOST
 
         found = []
-        for experiment, baseline in self.baselines.values():
-            for trial_id in range(baseline + 1, experiment.trial_id + 1):  # O(new trials)
-                try:
-                    record = experiment.get_trial(trial_id)
-                except (TrialIDNotFoundError, CorruptRecordError):
-                    continue
-                if record.pid == os.getpid() and record.host == HOST and \
-                        record.started.timestamp() >= self.started - 1:
-                    found.append(record)
+        for experiment, trial_id in self.ran:
+            try:
+                found.append(experiment.get_trial(trial_id))
+            except (TrialIDNotFoundError, CorruptRecordError):
+                continue
         return found
 
 
@@ -285,6 +289,20 @@ def _main_file() -> str | None:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     return path if path and os.path.isfile(path) else None
+
+
+def note_compute() -> None:
+    """Called when a compute starts: a script that computes by itself gets no extra trial."""
+    session = _session.get()
+    if session is not None and not session.finishing:
+        session.computed = True
+
+
+def note_trial(experiment: Experiment, trial_id: int) -> None:
+    """Called for every trial computed in this process (script mode keeps its own)."""
+    session = _session.get()
+    if session is not None:
+        session.ran.append((experiment, trial_id))
 
 
 def register(experiment: Experiment, result: Result) -> None:
@@ -351,7 +369,7 @@ def _at_shutdown(session: ScriptSession) -> None:
     except ScriptUsageError as exc:
         _print_error(f"{exc} Usage: {_usage_line(str(session.path))}")
         code = 2
-    except ScriptError as exc:
+    except ExperigraphError as exc:  # a failed trial, or e.g. a store it cannot write
         _print_error(str(exc))
         code = 1
     except Exception:  # a bug of ours: show it in full
@@ -419,12 +437,11 @@ def finish(session: ScriptSession) -> int:
     if session.args.help:
         print(usage(session))
         return 0
-    ran = session.trials_run_here()
-    if ran:  # the script ran its own trials, and handled any failure (it did not raise)
+    if session.computed:  # the script computed by itself and handled what happened
         if session.args.parameters or session.args.seed is not None or session.usage_error:
-            logger.warning("The script computed trial(s) %s itself, so the command-line "
-                           "parameters and seed were not applied.",
-                           ", ".join(str(r.trial_id) for r in ran))
+            ids = ", ".join(str(i) for _, i in session.ran) or "none recorded"
+            logger.warning("The script computed by itself (trials: %s), so the command-line "
+                           "parameters and seed were not applied.", ids)
         return 0
     if session.usage_error is not None:
         raise session.usage_error
@@ -438,17 +455,17 @@ def finish(session: ScriptSession) -> int:
     script = {"path": str(session.path), "argv": argv,
               "source_hash": experiment.backend.put_blob("source",
                                                          session.source.encode("utf-8"))}
+    session.finishing = True
     try:
         experiment.set_parameters(**parameters)
-        experiment._run_trial(result, seed=session.args.seed, dask_kwargs={},
-                              rerun_of=session.rerun_of, script=script)
+        outcome = experiment.run(result, seed=session.args.seed, rerun_of=session.rerun_of,
+                                 script=script, raise_errors=False)
     except Exception as exc:
-        ran = session.trials_run_here()
-        if ran:
-            raise ScriptError(_failure_message(ran[-1]), trial_ids=[r.trial_id for r in ran]
-                              ) from exc
         raise ScriptError(f"The trial of experiment {experiment.id!r} did not complete: "
                           f"{type(exc).__name__}: {exc}") from exc
+    if outcome.exception is not None:
+        raise ScriptError(_failure_message(outcome.record), trial_ids=[outcome.trial_id]
+                          ) from outcome.exception
     return 0
 
 

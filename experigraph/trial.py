@@ -4,14 +4,17 @@ For every compute (one trial, or a sweep's many), in the caller's process:
 
 1. the code of the steps in the graph is snapshotted (step sources as
    content-addressed blobs) and compared with the previous trial's (code drift);
-2. each trial reserves an id (``backend.next_trial_id``) and writes a
-   ``running`` record: from here on a crash leaves a record that reads back as
-   *interrupted*, never a hole or a torn file;
+2. each trial claims an id together with its ``running`` record
+   (``backend.start_trial``: created only where no record exists, so a claim
+   never replaces a record): from here on a crash leaves a record that reads back
+   as *interrupted*, never a hole or a torn file;
 3. dask runs the graph, each step inside ``hooks.run_step``;
 4. each trial finishes: its step records are gathered (from memory, and from
    the backend for steps that ran in other processes), outputs are checked for
    impurity, and the final record (status, result, timings, drift events)
-   replaces the running one in a single atomic ``write_trial``.
+   replaces the running one in a single atomic write (``backend.finish_trial``,
+   which replaces only the trial's own record: if the store lost it and another
+   process took the id, the trial moves to a new id, with a WARNING).
 
 A step's exception is recorded (``Success=False``, ``Description``) and then
 propagates unchanged. In a sweep a failing step fails only the trials that
@@ -19,6 +22,7 @@ depend on it.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import os
 import random
@@ -26,6 +30,7 @@ import reprlib
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,17 +72,37 @@ class PendingTrial:
         self.record, self.value = record, value
 
     def save(self, backend: Backend) -> TrialRecord:
-        """Record it now (raises again if the backend is still unreachable)."""
+        """Record it now and return the record as stored (raises again if the backend is
+        still unreachable).
+
+        It claims its id as a new trial would (``Backend.finish_trial``): it replaces
+        only its own running record, and if meanwhile the id was taken by another
+        record (a store that lost its data, or its counter, while this trial ran),
+        it is recorded under a new id, with a WARNING naming both; nothing recorded
+        is ever replaced.
+        """
         record = self.record
         if record.status is Status.SUCCEEDED:
             record = record.replace(**_result_fields(backend, self.value))
-        backend.write_trial(record)
+        record = backend.finish_trial(record)
         logger.info("Recorded pending trial %d", record.trial_id)
         return record
 
 
 class Outcome:
-    """What one trial of a compute gave: its id, value or exception, and record."""
+    """What one trial of a compute gave (``Experiment.run`` returns it).
+
+    Attributes
+    ----------
+    trial_id : int
+        The id of this trial.
+    value : Any
+        Its result (None when it failed).
+    exception : BaseException or None
+        The step's exception when it failed.
+    record : TrialRecord
+        Its final record, as written to the backend.
+    """
 
     __slots__ = ("trial_id", "value", "exception", "record")
 
@@ -85,6 +110,15 @@ class Outcome:
                  record: TrialRecord) -> None:
         self.trial_id, self.value, self.exception, self.record = (
             trial_id, value, exception, record)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exception is None
+
+    def __repr__(self) -> str:
+        what = f"value={_SHORT.repr(self.value)}" if self.exception is None else \
+            f"exception={_describe(self.exception)}"
+        return f"Outcome(trial_id={self.trial_id}, {what})"
 
 
 def _describe(exc: BaseException) -> str:
@@ -197,12 +231,13 @@ def run_trials(
     environment: tuple[str | None, Sequence[DriftEvent]] = (None, ()),
     show_progress: bool = False,
     script: Mapping[str, Any] | None = None,
-    started: list[int] | None = None,
+    raise_errors: bool = True,
 ) -> list[Outcome]:
     """Start, compute and finish one trial per parameter set (see the module docstring).
 
-    ``started`` receives the id of every trial as it starts (so a caller knows them
-    even when the compute raises).
+    A step's exception propagates once the trials are recorded; with
+    ``raise_errors=False`` an ``Exception`` is returned in the outcomes instead
+    (``Outcome.exception``), so the caller knows the failed trials' ids.
     """
     kwargs = dict(dask_kwargs)
     get = _scheduler_get(kwargs)  # a bad scheduler= fails here, before anything is recorded
@@ -218,12 +253,11 @@ def run_trials(
                 experiment_id=experiment_id, trial_id=trial_id, status=Status.RUNNING,
                 parameters=dict(parameters), seed=seed, started=now(), host=HOST,
                 pid=os.getpid(), code=code, environment_hash=environment_hash,
-                drift=tuple(drift), rerun_of=rerun_of, sweep_id=sweep_id, script=script)
+                drift=tuple(drift), rerun_of=rerun_of, sweep_id=sweep_id, script=script,
+                claim=uuid.uuid4().hex)
 
         record = backend.start_trial(make_record)
         records.append(record)
-        if started is not None:
-            started.append(record.trial_id)
         logger.info("Started trial %d (seed=%d): %s", record.trial_id, seed,
                     _format_parameters(parameters))
 
@@ -245,14 +279,20 @@ def run_trials(
         status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED
         tb = traceback.format_exc()
         by_trial = _by_trial(sink.records)
+        failed_outcomes = []
         for record in records:
+            final = record
             try:
-                _finish(backend, record, by_trial.get(record.trial_id, []), status=status,
-                        elapsed=elapsed, exception=exc, tb=tb)
+                final = _finish(backend, record, by_trial.get(record.trial_id, []),
+                                status=status, elapsed=elapsed, own_span=isolate,
+                                exception=exc, tb=tb)
             except Exception:  # recording must never mask the step's own exception
                 logger.exception("Could not record the failure of trial %d in %s",
                                  record.trial_id, backend.uri)
-        raise
+            failed_outcomes.append(Outcome(record.trial_id, None, exc, final))
+        if raise_errors or not isinstance(exc, Exception):
+            raise
+        return failed_outcomes
     elapsed = time.perf_counter() - started_at
     outcomes, pending, failure = [], [], None
     by_trial = _by_trial(sink.records)
@@ -263,14 +303,14 @@ def run_trials(
             dict(status=Status.FAILED, exception=value.exception, tb=value.traceback)
             if failed else dict(status=Status.SUCCEEDED, value=value))
         try:
-            final = _finish(backend, record, local, elapsed=elapsed, **how)
+            final = _finish(backend, record, local, elapsed=elapsed, own_span=isolate, **how)
         except Exception as exc:  # computed, but the backend failed: keep it for later
-            final = _unrecorded(record, local, elapsed=elapsed, **how)
+            final = _unrecorded(record, local, elapsed=elapsed, own_span=isolate, **how)
             pending.append(PendingTrial(final, None if failed else value))
             failure = failure or exc
             logger.error("Trial %d was computed but could not be recorded in %s: %s",
                          record.trial_id, backend.uri, exc)
-        outcomes.append(Outcome(record.trial_id, None if failed else value,
+        outcomes.append(Outcome(final.trial_id, None if failed else value,
                                 value.exception if failed else None, final))
     if pending:
         ids = ", ".join(str(p.record.trial_id) for p in pending)
@@ -286,12 +326,31 @@ def run_trials(
     return outcomes
 
 
+def _times(record: TrialRecord, steps: Sequence[StepRecord], elapsed: float,
+           own_span: bool) -> dict[str, Any]:
+    """``started``, ``finished`` and ``process_time`` of a finishing trial.
+
+    A trial computed alone keeps the start of its record and takes the wall time
+    of its compute. A trial of a sweep (``own_span``) spans from its first step's
+    start to its last step's end, so each trial's times are its own; a step shared
+    by several trials counts for each of them. A sweep trial with no step record
+    (it failed before any step ran) falls back to the compute's times.
+    """
+    if own_span and steps:
+        first = min(s.started for s in steps)
+        last = max(s.started + _dt.timedelta(seconds=s.duration) for s in steps)
+        return {"started": first, "finished": last,
+                "process_time": (last - first).total_seconds()}
+    return {"finished": now(), "process_time": elapsed}
+
+
 def _unrecorded(record: TrialRecord, local: Sequence[StepRecord], *, status: Status,
-                elapsed: float, value: Any = None, exception: BaseException | None = None,
-                tb: str | None = None) -> TrialRecord:
+                elapsed: float, own_span: bool = False, value: Any = None,
+                exception: BaseException | None = None, tb: str | None = None) -> TrialRecord:
     """The final record of a trial whose backend failed: built from what is in memory."""
-    changes: dict[str, Any] = dict(status=status, finished=now(), process_time=elapsed,
-                                   steps=merge_steps(local, []))
+    steps = merge_steps(local, [])
+    changes: dict[str, Any] = dict(status=status, steps=steps,
+                                   **_times(record, steps, elapsed, own_span))
     if exception is not None:
         changes.update(_error_fields(exception, tb))
     else:  # the result's pickle is stored by PendingTrial.save, once the backend is back
@@ -316,7 +375,7 @@ def _by_trial(records: Sequence[StepRecord]) -> dict[int, list[StepRecord]]:
 
 
 def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], *,
-            status: Status, elapsed: float, value: Any = None,
+            status: Status, elapsed: float, own_span: bool = False, value: Any = None,
             exception: BaseException | None = None, tb: str | None = None) -> TrialRecord:
     trial_id = record.trial_id
     try:
@@ -337,17 +396,17 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
         if step.description:
             description = step.description
     changes: dict[str, Any] = dict(
-        status=status, finished=now(), process_time=elapsed, steps=steps, drift=tuple(drift),
-        metrics=metrics, labels=labels, description=description)
+        status=status, steps=steps, drift=tuple(drift), metrics=metrics, labels=labels,
+        description=description, **_times(record, steps, elapsed, own_span))
     if exception is not None:
         changes.update(_error_fields(exception, tb))
     elif status is Status.SUCCEEDED:
         changes.update(_result_fields(backend, value))
-    final = record.replace(**changes)
-    backend.write_trial(final)
+    final = backend.finish_trial(record.replace(**changes))  # may move to a new id (WARNING)
+    trial_id = final.trial_id
     if status is Status.SUCCEEDED:
         logger.info("Finished trial %d: result %s (%.3f s)", trial_id,
-                    _SHORT.repr(value), elapsed)
+                    _SHORT.repr(value), final.process_time)
     else:
         logger.info("Trial %d %s: %s", trial_id, status.value, final.description)
     return final

@@ -15,13 +15,31 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..errors import CorruptRecordError, TrialIDNotFoundError
+from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..records import StepRecord, TrialRecord
 
 logger = logging.getLogger(__name__)
 
 #: blob kinds and what they hold
 BLOB_KINDS = ("source", "environment", "pickle", "cache")
+#: how many taken ids ``start_trial`` skips before it gives up (only a store that keeps
+#: losing its counter while many processes claim ids gets near this)
+MAX_CLAIM_ATTEMPTS = 1000
+
+
+def is_same_trial(first: TrialRecord, second: TrialRecord) -> bool:
+    """Whether two records are states of one trial (its running and its final record).
+
+    A trial is identified by what its running record fixed when it was claimed: its
+    claim token (records written before tokens existed: the experiment, id, start
+    time, host, process and seed).
+    """
+    if first.claim or second.claim:
+        return (first.experiment_id, first.trial_id, first.claim) == (
+            second.experiment_id, second.trial_id, second.claim)
+    return (first.experiment_id, first.trial_id, first.started, first.host, first.pid,
+            first.seed) == (second.experiment_id, second.trial_id, second.started,
+                            second.host, second.pid, second.seed)
 
 
 def mask_uri(uri: str) -> str:
@@ -65,6 +83,7 @@ class Backend(abc.ABC):
 
     def __init__(self, experiment_id: str) -> None:
         self.experiment_id = experiment_id
+        self._reported: set[str] = set()  # unreadable records already warned about
 
     # -- identity ---------------------------------------------------------------
     @property
@@ -79,15 +98,32 @@ class Backend(abc.ABC):
     # -- trials -----------------------------------------------------------------
     @abc.abstractmethod
     def next_trial_id(self) -> int:
-        """Reserve 1, 2, 3, ...; never repeated, even across processes."""
+        """Reserve 1, 2, 3, ...; never repeated, even across processes.
+
+        Never an id that has a record: a counter that is missing or behind the
+        highest recorded id (a store restored or restarted without its counter) is
+        repaired from that id first.
+        """
 
     @abc.abstractmethod
     def last_trial_id(self) -> int:
-        """The highest trial id reserved so far (0 before any)."""
+        """The highest trial id reserved or recorded so far (0 before any)."""
+
+    @abc.abstractmethod
+    def create_trial(self, record: TrialRecord) -> bool:
+        """Store ``record`` only if its id has no record yet; return whether it did.
+
+        Atomic create-if-absent on the record itself (an exclusive link, ``HSETNX``,
+        a unique ``_id``): it never replaces a record, whoever wrote it.
+        """
 
     @abc.abstractmethod
     def write_trial(self, record: TrialRecord) -> None:
-        """Store (or replace) a trial's record; atomic, O(1) in the history size."""
+        """Store (or replace) a trial's record; atomic, O(1) in the history size.
+
+        Replaces whatever is stored: experigraph calls it only for a trial whose
+        record it has just read back as its own (see ``finish_trial``).
+        """
 
     @abc.abstractmethod
     def read_trial(self, trial_id: int) -> TrialRecord:
@@ -151,21 +187,76 @@ class Backend(abc.ABC):
 
     # -- derived, written once here ----------------------------------------------
     def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
-        """Reserve an id and write the record ``make_record(id)`` for it (a running trial)."""
-        record = make_record(self.next_trial_id())
-        self.write_trial(record)
-        return record
+        """Claim an id together with its record ``make_record(id)`` (a running trial).
+
+        The record is created only where none exists (``create_trial``); an id that
+        another process took in between is skipped, so a claim never replaces a record.
+        """
+        for _ in range(MAX_CLAIM_ATTEMPTS):
+            record = make_record(self.next_trial_id())
+            if self.create_trial(record):
+                return record
+        raise BackendError(
+            f"Could not claim a trial id in {self.uri} for experiment {self.experiment_id!r}: "
+            f"{MAX_CLAIM_ATTEMPTS} ids in a row were taken by other records. Check that no "
+            "process keeps resetting the store's trial id counter.")
+
+    def finish_trial(self, record: TrialRecord) -> TrialRecord:
+        """Store the final ``record`` of a trial this process started; return it as stored.
+
+        It replaces the trial's own record (its running record, or nothing if the
+        store lost it), never another trial's: if the id now holds a record of
+        another trial, or an unreadable one (the store lost the running record, e.g.
+        a Redis restart without persistence, and another process claimed the id),
+        the trial is recorded under a new id, with a WARNING naming both ids.
+        """
+        stored: TrialRecord | None = None
+        unreadable = False
+        try:
+            stored = self.read_trial(record.trial_id)
+        except TrialIDNotFoundError:
+            pass
+        except CorruptRecordError:  # unreadable: not ours to replace
+            unreadable = True
+        if stored is not None and is_same_trial(stored, record):
+            self.write_trial(record)
+            return record
+        if stored is None and not unreadable and self.create_trial(record):
+            return record
+        moved = self.start_trial(lambda trial_id: record.replace(trial_id=trial_id))
+        logger.warning(
+            "Trial %d of experiment %s is recorded as trial %d: meanwhile its id was taken "
+            "by another record in %s (the store lost the trial's running record, e.g. a "
+            "server restart without persistence, and another process claimed the id). "
+            "Trial %d's record is left as it is; use trial id %d for this trial.",
+            record.trial_id, self.experiment_id, moved.trial_id, self.uri, record.trial_id,
+            moved.trial_id)
+        return moved
+
+    def unreadable_record(self, where: str, reason: str,
+                          hint: str | None = None) -> CorruptRecordError:
+        """The error for a record that cannot be read, logged as ONE WARNING per record.
+
+        Backends raise what this returns; callers that skip the record (history,
+        the last trial, the dashboard) need not log it again.
+        """
+        exc = CorruptRecordError(where, reason, hint)
+        reported = self.__dict__.setdefault("_reported", set())
+        if where not in reported:
+            reported.add(where)
+            logger.warning("Skipping trial record: %s", exc)
+        return exc
 
     def read_trials(self, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
-        """Records for ``trial_ids`` (default: all), skipping torn ones with a WARNING."""
+        """Records for ``trial_ids`` (default: all), skipping torn ones (one WARNING each)."""
         out = []
         for trial_id in self.trial_ids() if trial_ids is None else trial_ids:
             try:
                 out.append(self.read_trial(trial_id))
             except TrialIDNotFoundError:
                 continue
-            except CorruptRecordError as exc:
-                logger.warning("%s", exc)
+            except CorruptRecordError:
+                continue  # logged by unreadable_record
         return out
 
     def last_trial(self) -> TrialRecord | None:
@@ -174,7 +265,7 @@ class Backend(abc.ABC):
         while trial_id > 0:
             try:
                 return self.read_trial(trial_id)
-            except (TrialIDNotFoundError, CorruptRecordError):
+            except (TrialIDNotFoundError, CorruptRecordError):  # the latter logged once
                 trial_id -= 1
         return None
 

@@ -3,8 +3,8 @@
 On disk, under ``<root>/<experiment_id>/``::
 
     experiment.json              {"schema", "experiment_id", "created"}
-    trials/<trial_id>.json       one TrialRecord (indented JSON); an empty file is an
-                                 id reserved by ``next_trial_id`` and not written yet
+    trials/<trial_id>.json       one TrialRecord (indented JSON), or ``{"reserved": true}``
+                                 for an id reserved by ``next_trial_id`` and not written yet
     steps/<trial_id>.jsonl       StepRecords appended by workers in other processes
     metrics/<trial_id>/<key>.jsonl   metric points, one JSON object a line
     blobs/<kind>/<ab>/<hash><ext>    content-addressed: step source as .py text,
@@ -21,8 +21,13 @@ Invariants:
   a duplicate.
 * Every record is written to a temporary file in the same directory and moved
   into place with ``os.replace``: readers see the old record or the new one.
-  A record that fails to parse anyway (edited by hand, a disk fault) raises
-  ``CorruptRecordError`` naming its path; history skips it with a WARNING.
+  A record that cannot be read anyway (empty or cut short by a power cut or a
+  disk fault, edited by hand, not readable by this user) raises
+  ``CorruptRecordError`` naming its path, logged once as a WARNING; history, the
+  last trial and the CLI skip it, and its id is never claimed again (the file
+  stays in place).
+* Every ``OSError`` (a read-only store, a full disk) is raised as ``BackendError``
+  naming the path and what to do; a failed write leaves no temporary file behind.
 * Appends (step records from workers, metric points) are single ``write`` calls
   of one line to a file opened with ``O_APPEND``; a torn last line is skipped.
 * Trial ids are claimed together with the ``running`` record (a temporary file
@@ -41,14 +46,16 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import errno
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from filelock import FileLock
 
-from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
+from ..errors import BackendError, TrialIDNotFoundError
 from ..hashing import bytes_hash
 from ..records import StepRecord, TrialRecord, decode_value, encode_value, now
 from .base import Backend
@@ -56,6 +63,8 @@ from .base import Backend
 logger = logging.getLogger(__name__)
 
 _EXT = {"source": ".py", "environment": ".json", "pickle": ".pkl", "cache": ".json"}
+#: the content of ``trials/<id>.json`` for an id reserved by ``next_trial_id`` only
+_RESERVED = b'{"reserved": true}\n'
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -164,11 +173,33 @@ class FileBackend(Backend):
                 write_atomic(meta, _dump({"schema": 1, "experiment_id": self.experiment_id,
                                           "created": encode_value(now())}))
         except OSError as exc:
-            raise BackendError(
-                f"Cannot use {self.path} as the file backend of experiment "
-                f"{self.experiment_id!r}: {exc}. Check that the directory is writable, or "
-                "pass another backend= location.") from exc
+            raise self._translate(exc, "creating its directories") from exc
         self._ready = True
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Raise every ``OSError`` as a BackendError naming the path and what to do."""
+        try:
+            yield
+        except OSError as exc:
+            raise self._translate(exc, action) from exc
+
+    def _translate(self, exc: OSError, action: str) -> BackendError:
+        where = Path(exc.filename).absolute() if exc.filename else self.path.absolute()
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            advice = (f"Check that {where} and the directories above it are writable by "
+                      "this user (ls -l; chmod or chown them), or pass another backend= "
+                      "location (or set EXPERIGRAPH_BACKEND).")
+        elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            advice = ("The file system is full: free some space, or pass another backend= "
+                      "location.")
+        else:
+            advice = ("Check the directory and its file system, or pass another backend= "
+                      "location.")
+        return BackendError(
+            f"File backend at {self.path.absolute()} failed while {action} for experiment "
+            f"{self.experiment_id!r}, at {where} ({type(exc).__name__}: "
+            f"{exc.strerror or exc}). {advice}")
 
     def _trial_path(self, trial_id: int) -> Path:
         return self.path / "trials" / f"{int(trial_id)}.json"
@@ -178,6 +209,8 @@ class FileBackend(Backend):
             names = os.listdir(self.path / "trials")
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise self._translate(exc, "listing trial ids") from exc
         ids = []
         for name in names:
             stem, dot, ext = name.partition(".")
@@ -196,22 +229,41 @@ class FileBackend(Backend):
             self._id_hint = ids[-1] if ids else 0
         candidate = self._id_hint + 1
         tmp = self.path / "trials" / f".start.{uuid.uuid4().hex}.tmp"
-        try:
-            while True:
-                tmp.write_bytes(content_for(candidate))
-                try:
-                    os.link(tmp, self._trial_path(candidate))
-                except FileExistsError:
-                    candidate += 1
-                    continue
-                break
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._errors("claiming a trial id"):
+            try:
+                while True:
+                    tmp.write_bytes(content_for(candidate))
+                    try:
+                        os.link(tmp, self._trial_path(candidate))
+                    except FileExistsError:
+                        candidate += 1
+                        continue
+                    break
+            finally:
+                tmp.unlink(missing_ok=True)
         self._id_hint = candidate
         return candidate
 
     def next_trial_id(self) -> int:
-        return self._claim(lambda trial_id: b"")
+        return self._claim(lambda trial_id: _RESERVED)
+
+    def create_trial(self, record: TrialRecord) -> bool:
+        """Hard-link a temporary file holding ``record`` to ``trials/<id>.json``: fails,
+        and leaves the file there untouched, if the id has a file already."""
+        self._ensure()
+        path = self._trial_path(record.trial_id)
+        tmp = path.with_name(f".create.{uuid.uuid4().hex}.tmp")
+        with self._errors(f"writing trial {record.trial_id}"):
+            try:
+                tmp.write_bytes(_dump(record.to_json()))
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+            finally:
+                tmp.unlink(missing_ok=True)
+        self._id_hint = max(self._id_hint or 0, record.trial_id)
+        return True
 
     def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
         """Claim the next id and write its running record in one step (see module docstring)."""
@@ -228,49 +280,65 @@ class FileBackend(Backend):
         if hint is None:
             ids = self._scan_ids()
             hint = ids[-1] if ids else 0
-        while self._trial_path(hint + 1).exists():  # others may have claimed more
-            hint += 1
+        with self._errors("reading the last trial id"):
+            while self._trial_path(hint + 1).exists():  # others may have claimed more
+                hint += 1
         self._id_hint = hint
         return hint
 
     def write_trial(self, record: TrialRecord) -> None:
         self._ensure()
-        write_atomic(self._trial_path(record.trial_id), _dump(record.to_json()))
+        with self._errors(f"writing trial {record.trial_id}"):
+            write_atomic(self._trial_path(record.trial_id), _dump(record.to_json()))
 
     def read_trial(self, trial_id: int) -> TrialRecord:
-        path = self._trial_path(trial_id)
         try:
+            path = self._trial_path(trial_id)
             raw = path.read_bytes()
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError, TypeError):
             raise TrialIDNotFoundError(trial_id) from None
-        if not raw:
+        except OSError as exc:  # e.g. not readable by this user
+            raise self.unreadable_record(
+                str(path.absolute()), f"{type(exc).__name__}: {exc.strerror or exc}",
+                "Check that this user may read it (ls -l; chmod or chown)") from exc
+        if raw == _RESERVED:
             raise TrialIDNotFoundError(
                 trial_id, f"Trial {trial_id} is reserved but its record was never written "
                 "(the process that reserved it stopped first).")
+        if not raw.strip():
+            raise self.unreadable_record(str(path.absolute()), "the file is empty")
         try:
             return TrialRecord.from_json(json.loads(raw))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptRecordError(str(path), f"{type(exc).__name__}: {exc}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise self.unreadable_record(str(path.absolute()),
+                                         f"{type(exc).__name__}: {exc}") from exc
 
     def trial_ids(self) -> list[int]:
+        """Ids with a record file, readable or not (reserved-only ids are left out)."""
         out = []
         for trial_id in self._scan_ids():
+            path = self._trial_path(trial_id)
             try:
-                if self._trial_path(trial_id).stat().st_size:
-                    out.append(trial_id)
+                if path.stat().st_size == len(_RESERVED) and path.read_bytes() == _RESERVED:
+                    continue
             except FileNotFoundError:
                 continue
+            except OSError:  # unreadable: listed, and reported when it is read
+                pass
+            out.append(trial_id)
         return out
 
     # -- step records from workers -------------------------------------------------
     def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
         self._ensure()
-        for rec in records:
-            _append_line(self.path / "steps" / f"{int(trial_id)}.jsonl", rec.to_json())
+        with self._errors(f"appending step records of trial {trial_id}"):
+            for rec in records:
+                _append_line(self.path / "steps" / f"{int(trial_id)}.jsonl", rec.to_json())
 
     def read_step_records(self, trial_id: int) -> list[StepRecord]:
-        return [StepRecord.from_json(obj)
-                for obj in _read_lines(self.path / "steps" / f"{int(trial_id)}.jsonl")]
+        with self._errors(f"reading step records of trial {trial_id}"):
+            lines = _read_lines(self.path / "steps" / f"{int(trial_id)}.jsonl")
+        return [StepRecord.from_json(obj) for obj in lines]
 
     # -- blobs ------------------------------------------------------------------
     def _blob_path(self, kind: str, blob_hash: str) -> Path:
@@ -282,16 +350,20 @@ class FileBackend(Backend):
         self._ensure()
         blob_hash = bytes_hash(data)
         path = self._blob_path(kind, blob_hash)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, data)
+        with self._errors(f"storing {kind} blob {blob_hash}"):
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, data)
         return blob_hash
 
     def get_blob(self, kind: str, blob_hash: str) -> bytes:
+        path = self._blob_path(kind, blob_hash)
         try:
-            return self._blob_path(kind, blob_hash).read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             raise KeyError(f"no {kind} blob {blob_hash} in {self.path}") from None
+        except OSError as exc:
+            raise self._translate(exc, f"reading {kind} blob {blob_hash}") from exc
 
     # -- impurity ---------------------------------------------------------------
     def _sync_outputs(self) -> None:
@@ -316,7 +388,7 @@ class FileBackend(Backend):
         return self.swap_output_hashes({step_key: output_hash})[step_key]
 
     def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
-        with self._outputs_lock:
+        with self._outputs_lock, self._errors("reading step outputs"):
             self._sync_outputs()
             return {k: self._outputs.get(k) for k in step_keys}
 
@@ -324,7 +396,7 @@ class FileBackend(Backend):
         """Read-compare-append under a thread lock and a file lock (``outputs.lock``), so
         concurrent trials in threads and processes each see the others' outputs."""
         self._ensure()
-        with self._outputs_lock:
+        with self._outputs_lock, self._errors("checking step outputs"):
             self._sync_outputs()
             old = {k: self._outputs.get(k) for k in hashes}
             if all(old[k] == h for k, h in hashes.items()):
@@ -353,21 +425,26 @@ class FileBackend(Backend):
     def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
         self._ensure()
         d = self._metric_dir(trial_id)
-        if trial_id not in self._metric_dirs:
-            d.mkdir(exist_ok=True)
-            self._metric_dirs.add(trial_id)
-        _append_line(d / f"{quote(key, safe='')}.jsonl",
-                     {"epoch": encode_value(epoch), "value": encode_value(value)})
+        with self._errors(f"saving metric {key!r} of trial {trial_id}"):
+            if trial_id not in self._metric_dirs:
+                d.mkdir(exist_ok=True)
+                self._metric_dirs.add(trial_id)
+            _append_line(d / f"{quote(key, safe='')}.jsonl",
+                         {"epoch": encode_value(epoch), "value": encode_value(value)})
 
     def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
         path = self._metric_dir(trial_id) / f"{quote(key, safe='')}.jsonl"
-        return [(decode_value(o["epoch"]), decode_value(o["value"])) for o in _read_lines(path)]
+        with self._errors(f"reading metric {key!r} of trial {trial_id}"):
+            lines = _read_lines(path)
+        return [(decode_value(o["epoch"]), decode_value(o["value"])) for o in lines]
 
     def metric_keys(self, trial_id: int) -> list[str]:
         try:
             names = os.listdir(self._metric_dir(trial_id))
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise self._translate(exc, f"listing metrics of trial {trial_id}") from exc
         return sorted(unquote(n[:-len(".jsonl")]) for n in names if n.endswith(".jsonl"))
 
     # -- experiments ------------------------------------------------------------
@@ -376,6 +453,8 @@ class FileBackend(Backend):
             entries = sorted(os.listdir(self.root))
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise self._translate(exc, "listing experiments") from exc
         return [e for e in entries if (self.root / e / "experiment.json").is_file()]
 
 

@@ -16,9 +16,15 @@ Invariants:
 
 * Trial ids come from one atomic ``find_one_and_update`` (``$inc``, upsert,
   ``ReturnDocument.AFTER``) on ``counters``: never repeated across processes.
+* A claim never replaces a record: the running record is created with
+  ``insert_one`` on its unique ``_id``, which fails if the id has a record. A
+  counter that is missing (deleted, a restore without it) or behind (it reaches an
+  id that has a record) is repaired with ``$max`` from the highest recorded id
+  (an indexed query), so a lost counter costs at worst a skipped id.
 * A record is one ``replace_one`` of one document: readers see the old record
-  or the new one. Records are JSON *text*, so keys such as ``$tuple`` or dotted
-  parameter names need no escaping, and nothing read back is unpickled.
+  or the new one; it is written over only by the trial that claimed it. Records
+  are JSON *text*, so keys such as ``$tuple`` or dotted parameter names need no
+  escaping, and nothing read back is unpickled.
 * MongoDB refuses documents over 16 MB. Blobs (persisted pickles, sources,
   environment snapshots) over ``CHUNK_SIZE`` are split into ``blob_chunks``
   documents, written before the ``blobs`` document that announces them, so a
@@ -244,19 +250,37 @@ class MongoBackend(Backend):
         return ":".join([self.experiment_id, *(str(p) for p in parts)])
 
     # -- trials -----------------------------------------------------------------
+    def _top_recorded(self, db: Any) -> int:
+        """The highest trial id that has a record (0 if none): one indexed query."""
+        docs = list(db.trials.find({"experiment_id": self.experiment_id}, {"trial_id": 1})
+                    .sort("trial_id", -1).limit(1))
+        return int(docs[0]["trial_id"]) if docs else 0
+
     def next_trial_id(self) -> int:
+        """``$inc`` the counter, repaired first if it is missing or behind."""
         with self._errors("reserving a trial id"):
-            doc = self._db().counters.find_one_and_update(
-                {"_id": self.experiment_id}, {"$inc": {"trial_id": 1}}, upsert=True,
-                return_document=ReturnDocument.AFTER)
-        return int(doc["trial_id"])
+            db = self._db()
+            while True:
+                doc = db.counters.find_one_and_update(
+                    {"_id": self.experiment_id}, {"$inc": {"trial_id": 1}}, upsert=True,
+                    return_document=ReturnDocument.AFTER)
+                trial_id = int(doc["trial_id"])
+                if trial_id > 1 and db.trials.find_one({"_id": self._id(trial_id)},
+                                                       {"_id": 1}) is None:
+                    return trial_id
+                top = self._top_recorded(db)  # first id, or a taken one: check the counter
+                if top < trial_id:
+                    return trial_id
+                db.counters.update_one({"_id": self.experiment_id},
+                                       {"$max": {"trial_id": top}}, upsert=True)
 
     def last_trial_id(self) -> int:
         with self._errors("reading the last trial id"):
-            doc = self._db().counters.find_one({"_id": self.experiment_id})
-        return int(doc["trial_id"]) if doc else 0
+            db = self._db()
+            doc = db.counters.find_one({"_id": self.experiment_id})
+            return max(int(doc["trial_id"]) if doc else 0, self._top_recorded(db))
 
-    def write_trial(self, record: TrialRecord) -> None:
+    def _document(self, record: TrialRecord) -> dict[str, Any]:
         text = _json(record.to_json())
         trial_id = int(record.trial_id)
         doc: dict[str, Any] = {"_id": self._id(trial_id), "experiment_id": self.experiment_id,
@@ -266,7 +290,21 @@ class MongoBackend(Backend):
             doc["record_blob"] = self.put_blob("record", data)
         else:
             doc["record"] = text
-        with self._errors(f"writing trial {trial_id}"):
+        return doc
+
+    def create_trial(self, record: TrialRecord) -> bool:
+        """``insert_one`` on the record's unique ``_id``: never replaces a record."""
+        doc = self._document(record)
+        with self._errors(f"writing trial {record.trial_id}"):
+            try:
+                self._db().trials.insert_one(doc)
+            except pymongo.errors.DuplicateKeyError:
+                return False
+        return True
+
+    def write_trial(self, record: TrialRecord) -> None:
+        doc = self._document(record)
+        with self._errors(f"writing trial {record.trial_id}"):
             self._db().trials.replace_one({"_id": doc["_id"]}, doc, upsert=True)
 
     def _parse(self, doc: Mapping[str, Any]) -> TrialRecord:
@@ -276,9 +314,11 @@ class MongoBackend(Backend):
                 raw: Any = self.get_blob("record", doc["record_blob"])
             else:
                 raw = doc["record"]
+            if not raw.strip():
+                raise ValueError("the record is empty")
             return TrialRecord.from_json(json.loads(raw))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CorruptRecordError(where, f"{type(exc).__name__}: {exc}") from exc
+            raise self.unreadable_record(where, f"{type(exc).__name__}: {exc}") from exc
 
     def read_trial(self, trial_id: int) -> TrialRecord:
         try:
@@ -312,8 +352,8 @@ class MongoBackend(Backend):
         for doc in docs:
             try:
                 out.append(self._parse(doc))
-            except CorruptRecordError as exc:
-                logger.warning("%s", exc)
+            except CorruptRecordError:
+                continue  # logged once by unreadable_record
         return out
 
     # -- step records -------------------------------------------------------------
@@ -425,7 +465,9 @@ class MongoBackend(Backend):
     # -- experiments ------------------------------------------------------------
     def experiment_ids(self) -> list[str]:
         with self._errors("listing experiments"):
-            return sorted(d["_id"] for d in self._db().counters.find({}, {"_id": 1}))
+            db = self._db()  # an experiment whose counter was lost still has its trials
+            return sorted({d["_id"] for d in db.counters.find({}, {"_id": 1})}
+                          | set(db.trials.distinct("experiment_id")))
 
     def delete_experiment(self) -> None:
         """Remove every document of this experiment (tests and cleanup)."""

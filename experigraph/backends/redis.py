@@ -13,12 +13,18 @@ Keys, for an experiment ``<id>`` (``P`` is ``experigraph:<id>:``)::
 
 Invariants:
 
-* Trial ids come from ``INCR``: two processes can never get the same id, and a
-  process that dies after reserving one leaves a gap, never a duplicate. The
-  counter is never decremented, so a restarted server with its data (AOF/RDB)
-  goes on from where it was.
+* Trial ids come from ``INCR`` (in a Lua script): two processes can never get
+  the same id, and a process that dies after reserving one leaves a gap, never a
+  duplicate. The counter is never decremented, so a restarted server with its
+  data (AOF/RDB) goes on from where it was.
+* A claim never replaces a record: the running record is created with
+  ``HSETNX`` on its own field, which fails if the id has a record. A counter that
+  is missing (``DEL``, a restart that lost it) or behind (it reaches an id that
+  has a record) is repaired inside the same script from the highest recorded id
+  (``HKEYS``, only then), so a lost counter costs at worst a skipped id.
 * A record is one ``HSET`` of one field: readers see the old record or the new
-  one. A field that fails to parse raises ``CorruptRecordError``.
+  one; it is written over only by the trial that claimed it. A field that fails
+  to parse raises ``CorruptRecordError`` (one WARNING per record).
 * Every per-trial operation is O(1) in the history size (no ``KEYS``/``SCAN``);
   only ``trial_ids()`` (``HKEYS``) and ``experiment_ids()`` list.
 * Nothing read back is unpickled: records are JSON, blobs are bytes.
@@ -74,6 +80,38 @@ _POOLS_LOCK = threading.Lock()
 _CHECK_FIRST = 64 * 1024
 #: how many records one HMGET reads
 _BATCH = 500
+
+#: INCR the counter; if it was missing (1) or reached an id that has a record, repair
+#: it from the highest recorded id; list the experiment (again, after a restart)
+#: (KEYS: next_id, trials, experiments; ARGV: experiment id)
+_CLAIM = """
+redis.call('SADD', KEYS[3], ARGV[1])
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('HEXISTS', KEYS[2], tostring(n)) == 1 then
+  local top = 0
+  for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+    local v = tonumber(field)
+    if v and v > top then top = v end
+  end
+  if top >= n then
+    n = top + 1
+    redis.call('SET', KEYS[1], n)
+  end
+end
+return n
+"""
+
+#: the highest id reserved or recorded, without writing (KEYS: next_id, trials)
+_LAST = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n == 0 or redis.call('HEXISTS', KEYS[2], tostring(n + 1)) == 1 then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+    local v = tonumber(field)
+    if v and v > n then n = v end
+  end
+end
+return n
+"""
 
 _SWAP = """
 local out = {}
@@ -166,6 +204,8 @@ class RedisBackend(Backend):
         self._pool = pool
         self._client: redis.Redis | None = None
         self._swap_script: Any = None
+        self._claim_script: Any = None
+        self._last_script: Any = None
         self._lock = threading.Lock()
         self._prefix = f"{PREFIX}:{experiment_id}:"
         self._registered = False
@@ -213,6 +253,8 @@ class RedisBackend(Backend):
                     self._pool = self._process_pool()
                 self._client = redis.Redis(connection_pool=self._pool)
                 self._swap_script = self._client.register_script(_SWAP)
+                self._claim_script = self._client.register_script(_CLAIM)
+                self._last_script = self._client.register_script(_LAST)
             return self._client
 
     def _process_pool(self) -> redis.ConnectionPool:
@@ -250,7 +292,7 @@ class RedisBackend(Backend):
                 self._pool.disconnect(inuse_connections=False)
                 self._pool = None
             self._client = None
-            self._swap_script = None
+            self._swap_script = self._claim_script = self._last_script = None
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -293,23 +335,38 @@ class RedisBackend(Backend):
 
     # -- trials -----------------------------------------------------------------
     def next_trial_id(self) -> int:
+        """INCR the counter, repaired first if it is missing or behind (see module doc)."""
         with self._errors("reserving a trial id"):
-            pipe = self._redis().pipeline(transaction=False)
-            pipe.incr(self._key("next_id"))
-            if not self._registered:
-                pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)
-            trial_id = int(pipe.execute()[0])
+            self._redis()
+            trial_id = int(self._claim_script(
+                keys=[self._key("next_id"), self._key("trials"), EXPERIMENTS_KEY],
+                args=[self.experiment_id]))
         self._registered = True
         return trial_id
 
     def last_trial_id(self) -> int:
         with self._errors("reading the last trial id"):
-            value = self._redis().get(self._key("next_id"))
-        return int(value) if value is not None else 0
+            self._redis()
+            return int(self._last_script(keys=[self._key("next_id"), self._key("trials")]))
+
+    @staticmethod
+    def _encode(record: TrialRecord) -> str:
+        return json.dumps(record.to_json(), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False)
+
+    def create_trial(self, record: TrialRecord) -> bool:
+        """``HSETNX`` of the record's field: never replaces a record."""
+        with self._errors(f"writing trial {record.trial_id}"):
+            pipe = self._redis().pipeline(transaction=False)
+            pipe.hsetnx(self._key("trials"), str(int(record.trial_id)), self._encode(record))
+            if not self._registered:
+                pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)
+            created = bool(pipe.execute()[0])
+        self._registered = True
+        return created
 
     def write_trial(self, record: TrialRecord) -> None:
-        data = json.dumps(record.to_json(), sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False)
+        data = self._encode(record)
         with self._errors(f"writing trial {record.trial_id}"):
             pipe = self._redis().pipeline(transaction=False)
             pipe.hset(self._key("trials"), str(int(record.trial_id)), data)
@@ -319,11 +376,13 @@ class RedisBackend(Backend):
         self._registered = True
 
     def _parse(self, trial_id: int, raw: bytes | str) -> TrialRecord:
+        where = f"{self._uri} (key {self._key('trials')}, field {trial_id})"
+        if not raw.strip():
+            raise self.unreadable_record(where, "the record is empty")
         try:
             return TrialRecord.from_json(json.loads(raw))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CorruptRecordError(f"{self._uri} (key {self._key('trials')}, field {trial_id})",
-                                     f"{type(exc).__name__}: {exc}") from exc
+            raise self.unreadable_record(where, f"{type(exc).__name__}: {exc}") from exc
 
     def read_trial(self, trial_id: int) -> TrialRecord:
         try:
@@ -331,10 +390,9 @@ class RedisBackend(Backend):
         except (TypeError, ValueError):
             raise TrialIDNotFoundError(trial_id) from None
         with self._errors(f"reading trial {trial_id}"):
-            pipe = self._redis().pipeline(transaction=False)
-            pipe.hget(self._key("trials"), field)
-            pipe.get(self._key("next_id"))
-            raw, last = pipe.execute()
+            raw = self._redis().hget(self._key("trials"), field)
+            if raw is None:  # unknown, or reserved and never written: which one?
+                last = self._redis().get(self._key("next_id"))
         if raw is None:
             if last is not None and 0 < int(trial_id) <= int(last):
                 raise TrialIDNotFoundError(
@@ -361,8 +419,8 @@ class RedisBackend(Backend):
                     continue
                 try:
                     out.append(self._parse(trial_id, raw))
-                except CorruptRecordError as exc:
-                    logger.warning("%s", exc)
+                except CorruptRecordError:
+                    continue  # logged once by unreadable_record
         return out
 
     # -- step records -------------------------------------------------------------

@@ -5,7 +5,7 @@ public query methods (``trial_id`` and ``get_trial``) and holds one display row
 per trial, column by column, so that a browser session can *stream* the rows it
 has not seen and *patch* the rows that changed instead of re-sending the table.
 
-A refresh costs one ``ex.trial_id`` when nothing happened: records are read
+A refresh costs one ``ex.latest_trial_id`` when nothing happened: records are read
 only for new trial ids, for trials still running, and for reserved ids whose
 record was not readable yet. This module does not import Bokeh.
 """
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ExperigraphError, TrialIDNotFoundError
+from ..errors import CorruptRecordError, ExperigraphError, TrialIDNotFoundError
 from ..records import DriftEvent, Status, TrialRecord, Unrepresentable
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class TrialTable:
     # -- reading ------------------------------------------------------------------
     def refresh(self) -> bool:
         """Read what changed since the last refresh; return whether anything did."""
-        last = self.experiment.trial_id
+        last = self.experiment.latest_trial_id
         now = time.monotonic()
         # reserved ids without a readable record: at every refresh while they are new
         # (the record is on its way), then now and then (its process may have died)
@@ -168,7 +168,9 @@ class TrialTable:
                 records.append(self.experiment.get_trial(trial_id))
             except TrialIDNotFoundError:
                 self.unreadable.setdefault(trial_id, now)  # reserved, record not written yet
-            except (ExperigraphError, OSError) as exc:  # e.g. a torn record: say so once
+            except CorruptRecordError:  # torn: the backend logged one WARNING naming it
+                self.unreadable.setdefault(trial_id, now)
+            except (ExperigraphError, OSError) as exc:  # anything else: say so once
                 if trial_id not in self.unreadable:
                     logger.warning("Dashboard cannot read trial %d: %s", trial_id, exc)
                 self.unreadable.setdefault(trial_id, now)

@@ -71,20 +71,23 @@ def step(name: str, trial_id: int, n: int = 0) -> StepRecord:
                       succeeded=True, metrics={"acc": 0.9}, labels={"tag": "x"})
 
 
-def corrupt(backend, trial_id: int) -> str:
-    """Tear the stored record of ``trial_id`` as a crash or a hand edit would; where it is."""
+def corrupt(backend, trial_id: int, how: str = "torn") -> str:
+    """Tear the stored record of ``trial_id`` as a crash or a hand edit would (``how``:
+    torn, empty or garbage); return how its location is named."""
     name = type(backend).__name__
     if name == "FileBackend":
         path = backend.path / "trials" / f"{trial_id}.json"
-        path.write_bytes(path.read_bytes()[:40])
-        return f"{trial_id}.json"
+        path.write_bytes({"torn": path.read_bytes()[:40], "empty": b"",
+                          "garbage": b"garbage\n"}[how])
+        return str(path)
+    data = {"torn": '{"schema": 1, "tri', "empty": "", "garbage": "garbage\n"}[how]
     if name == "RedisBackend":
-        backend._redis().hset(backend._key("trials"), str(trial_id), b'{"schema": 1, "tri')
-        return str(trial_id)
+        backend._redis().hset(backend._key("trials"), str(trial_id), data)
+        return f"field {trial_id})"
     if name == "MongoBackend":
         backend._db().trials.update_one({"_id": backend._id(trial_id)},
-                                        {"$set": {"record": '{"schema": 1, "tri'}})
-        return backend._id(trial_id)
+                                        {"$set": {"record": data}})
+        return repr(backend._id(trial_id))
     raise AssertionError(f"no way to corrupt a {name}")
 
 
@@ -449,15 +452,26 @@ def test_reloading_in_a_new_process_continues_the_ids(backend, kind):
 WRITER = SUBPROCESS_PRELUDE + """
 import experigraph as xg
 backend = backend_from_arg(sys.argv[1])
+me = int(sys.argv[2])
 ex = xg.Experiment(id=backend.experiment_id, backend=backend)
 w = ex.parameter("worker"); i = ex.parameter("i")
+@ex.persist
+def make(worker, i):
+    return {"worker": worker, "i": i}
 @ex.result
-def tag(worker, i):
-    return worker * 1000 + i
-r = tag(w, i)
+def tag(m):
+    return [ex.current_trial_id, m["worker"] * 1000 + m["i"]]
+r = tag(make(w, i))
 for n in range(int(sys.argv[3])):
-    ex.set_parameters(worker=int(sys.argv[2]), i=n)
-    r.compute(scheduler="sync")
+    ex.set_parameters(worker=me, i=n)
+    own, value = r.compute(scheduler="sync")
+    mine = {"worker": me, "i": n}
+    # after every compute, everything read back is this process's own trial
+    assert ex.trial_id == own, ("trial_id", ex.trial_id, own)
+    assert ex.get_parameters() == mine, ex.get_parameters()
+    assert ex.get_parameters(ex.trial_id) == mine, ex.get_parameters(ex.trial_id)
+    assert ex.get_persisted("make", ex.trial_id) == mine
+    assert ex.get_trial(ex.trial_id).result == [own, me * 1000 + n]
 """
 
 
@@ -475,8 +489,13 @@ def test_four_processes_write_one_hundred_trials(backend, kind):
     history = ex.get_history()
     assert list(history.index) == list(range(1, 101))
     assert history["Success"].all()
-    assert sorted(history["Result"]) == sorted(w * 1000 + i for w in range(4) for i in range(25))
-    assert ex.trial_id == 100
+    # each trial's result names its own id, and every (worker, i) ran exactly once
+    assert [own for own, _ in history["Result"]] == list(range(1, 101))
+    assert sorted(v for _, v in history["Result"]) == sorted(
+        w * 1000 + i for w in range(4) for i in range(25))
+    for trial_id, row in history.iterrows():
+        assert row["Result"][1] == row["worker"] * 1000 + row["i"]
+    assert ex.trial_id == 100 == ex.latest_trial_id
     assert backend.next_trial_id() == 101
 
 
@@ -518,3 +537,171 @@ def test_crafted_pickle_is_refused_and_never_unpickled(backend, tmp_path):
     with pytest.raises(SignatureError, match="EXPERIGRAPH_SECRET_KEY"):
         fresh.get_persisted("keep", 1)
     assert not marker.exists()
+
+
+# -- a lost or stale id counter never costs a record (issue 9, finding 1) -------------------
+def lose_counter(backend, value: int | None = None) -> None:
+    """Lose the trial id counter (``value=None``) or set it back to ``value``, as a server
+    restarted without its counter, a ``DEL``, or a restore from an older copy would.
+
+    The file backend has no stored counter: its per-object hint of the highest id is the
+    nearest thing, and is set back the same way.
+    """
+    name = type(backend).__name__
+    if name == "FileBackend":
+        backend._id_hint = value or 0
+    elif name == "RedisBackend":
+        if value is None:
+            backend._redis().delete(backend._key("next_id"))
+        else:
+            backend._redis().set(backend._key("next_id"), value)
+    elif name == "MongoBackend":
+        if value is None:
+            backend._db().counters.delete_one({"_id": backend.experiment_id})
+        else:
+            backend._db().counters.update_one({"_id": backend.experiment_id},
+                                              {"$set": {"trial_id": value}})
+    else:
+        raise AssertionError(f"no way to lose the counter of a {name}")
+
+
+def forget_record(backend, trial_id: int) -> None:
+    """Remove a stored record, as a store that lost its data would."""
+    name = type(backend).__name__
+    if name == "FileBackend":
+        (backend.path / "trials" / f"{trial_id}.json").unlink()
+    elif name == "RedisBackend":
+        backend._redis().hdel(backend._key("trials"), str(trial_id))
+    elif name == "MongoBackend":
+        backend._db().trials.delete_one({"_id": backend._id(trial_id)})
+    else:
+        raise AssertionError(f"no way to forget a record of a {name}")
+
+
+def stored_json(backend) -> dict[int, dict]:
+    return {r.trial_id: r.to_json() for r in backend.read_trials()}
+
+
+@pytest.mark.parametrize("counter", [None, 0, 1, 2], ids=["missing", "zero", "behind1",
+                                                          "behind2"])
+def test_a_lost_or_behind_counter_never_replaces_a_record(backend, counter):
+    for _ in range(3):
+        backend.start_trial(lambda i: record(backend, i))
+    before = stored_json(backend)
+    lose_counter(backend, counter)
+    assert backend.last_trial_id() >= 3  # repaired from the highest recorded id on read too
+    fourth = backend.start_trial(lambda i: record(backend, i, parameters={"a": "new"}))
+    fifth = backend.start_trial(lambda i: record(backend, i, parameters={"a": "newer"}))
+    assert (fourth.trial_id, fifth.trial_id) == (4, 5)
+    after = stored_json(backend)
+    assert {i: after[i] for i in (1, 2, 3)} == before
+    assert backend.read_trial(4).parameters == {"a": "new"}
+    assert backend.trial_ids() == [1, 2, 3, 4, 5]
+    assert backend.last_trial_id() == 5
+
+
+def test_a_lost_counter_is_repaired_for_reserved_ids_too(backend):
+    for _ in range(2):
+        backend.start_trial(lambda i: record(backend, i))
+    lose_counter(backend)
+    assert backend.experiment_id in backend.experiment_ids()  # still listed (CLI list)
+    assert backend.next_trial_id() == 3
+    assert backend.trial_ids() == [1, 2]
+    assert [r.parameters["a"] for r in backend.read_trials()] == [1, 2]
+
+
+def test_create_trial_never_replaces_a_record(backend):
+    mine = record(backend, 1, parameters={"a": "mine"})
+    theirs = record(backend, 1, parameters={"a": "theirs"}, pid=4242)
+    assert backend.create_trial(mine) is True
+    assert backend.create_trial(theirs) is False
+    assert backend.read_trial(1) == mine
+    assert backend.trial_ids() == [1]
+    assert backend.last_trial_id() >= 1
+
+
+def test_finish_trial_replaces_only_its_own_record(backend, caplog):
+    ours = backend.start_trial(lambda i: record(backend, i, pid=111))
+    done = backend.finish_trial(ours.replace(status=Status.SUCCEEDED, result=10))
+    assert done.trial_id == ours.trial_id == 1
+    assert backend.read_trial(1).result == 10
+
+    # the store lost trial 2's running record and another process claimed id 2
+    running = backend.start_trial(lambda i: record(backend, i, pid=111))
+    forget_record(backend, 2)
+    theirs = record(backend, 2, parameters={"a": "theirs"}, pid=222)
+    assert backend.create_trial(theirs)
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        moved = backend.finish_trial(running.replace(status=Status.SUCCEEDED, result=20))
+    assert moved.trial_id == 3 and moved.result == 20 and moved.pid == 111
+    assert backend.read_trial(2) == theirs
+    assert backend.read_trial(3) == moved
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Trial 2" in warnings[0] and "trial 3" in warnings[0]
+
+    # the store lost trial 4's running record and nobody took the id: it keeps it
+    lost = backend.start_trial(lambda i: record(backend, i, pid=111))
+    forget_record(backend, lost.trial_id)
+    kept = backend.finish_trial(lost.replace(status=Status.FAILED))
+    assert kept.trial_id == lost.trial_id == 4
+    assert backend.read_trial(4).status is Status.FAILED
+    assert backend.trial_ids() == [1, 2, 3, 4]
+
+
+def test_experiments_continue_after_a_lost_counter(backend, make):
+    ex, s = quickstart(backend)
+    for a in (1, 2, 3):
+        ex.set_parameters(a=a, b=2).compute()
+    before = ex.get_history()
+    lose_counter(backend)
+    again, s2 = quickstart(make(experiment_id="contract"))
+    assert again.trial_id == 3
+    again.set_parameters(a=4, b=2).compute()
+    again.set_parameters(a=5, b=2).compute()
+    history = again.get_history()
+    assert list(history.index) == [1, 2, 3, 4, 5]
+    assert history.loc[[1, 2, 3], "a"].tolist() == [1, 2, 3]
+    assert history.loc[[1, 2, 3], "Result"].tolist() == before["Result"].tolist()
+    assert history.loc[[4, 5], "a"].tolist() == [4, 5]
+
+
+# -- an unreadable record is skipped with one WARNING, wherever it is (issue 9, finding 2) ---
+@pytest.mark.parametrize("how", ["torn", "empty", "garbage"])
+@pytest.mark.parametrize("position", [1, 2, 3], ids=["first", "middle", "latest"])
+def test_unreadable_record_is_skipped_with_one_warning(backend, make, position, how, caplog):
+    ex, s = quickstart(backend)
+    for a in (1, 2, 3):
+        ex.set_parameters(a=a, b=2).compute()
+    where = corrupt(backend, position, how)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        again, s2 = quickstart(make(experiment_id="contract"))  # opens: no error
+        assert again.trial_id == 3
+        history = again.get_history()
+        assert list(again.get_history().index) == list(history.index)
+        again.set_parameters(a=4, b=2).compute()  # the latest trial is the previous one
+        assert again.backend.last_trial().trial_id == 4
+        with pytest.raises(CorruptRecordError, match="cannot be read"):
+            again.get_trial(position)
+        after = again.get_history()
+    kept = [i for i in (1, 2, 3) if i != position]
+    assert list(history.index) == kept
+    assert history["a"].tolist() == kept
+    assert list(after.index) == [*kept, 4]  # the new trial never reuses the unreadable id
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len([w for w in warnings if where in w]) == 1, warnings
+    assert not [w for w in warnings if where not in w], warnings
+
+
+def test_unreadable_record_the_counter_points_at(backend, make, caplog):
+    ex, s = quickstart(backend)
+    for a in (1, 2):
+        ex.set_parameters(a=a, b=2).compute()
+    where = corrupt(backend, 2, "garbage")
+    lose_counter(backend)  # the counter is repaired from the highest record: the bad one
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        again, s2 = quickstart(make(experiment_id="contract"))
+        assert again.trial_id == 2
+        again.set_parameters(a=3, b=2).compute()
+    assert list(again.get_history().index) == [1, 3]
+    assert sum(where in m for m in caplog.messages) == 1

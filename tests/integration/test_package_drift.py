@@ -1,6 +1,8 @@
 """Installing another version of a package between two trials is package drift."""
 from __future__ import annotations
 
+import os
+import site
 import subprocess
 import venv
 
@@ -48,6 +50,13 @@ def test_package_version_change_is_reported_once(tmp_path):
     store = tmp_path / "store"
 
     site_packages = next(env_dir.glob("lib/python*/site-packages"))
+    # The child venv sees the base interpreter's packages (system_site_packages), but
+    # when the tests themselves run in a virtualenv their packages are in that venv:
+    # add this interpreter's site directories after the child's own.
+    parents = [p for p in site.getsitepackages() + [site.getusersitepackages()]
+               if os.path.isdir(p)]
+    (site_packages / "zz_parent_site.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in parents))
 
     def install(version):
         _install(site_packages, version)

@@ -1,6 +1,8 @@
 """A Redis server killed in the middle of a series of trials loses nothing and reuses no id."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 import redis
 
@@ -106,3 +108,154 @@ def test_trial_id_counter_survives_a_sigkill_and_restart(redis_server_factory, e
     assert [backend.next_trial_id() for _ in range(3)] == [1, 2, 3]
     server.restart()
     assert backend.next_trial_id() == 4
+
+
+# -- issue 9, finding 1: a lost id counter never replaces a recorded trial -----------------
+NEW_PROCESS = """
+import sys
+import experigraph as xg
+ex = xg.Experiment(id=sys.argv[1], backend=sys.argv[2])
+x = ex.parameter("x")
+@ex.result
+def times_ten(x):
+    return x * 10
+r = times_ten(x)
+for value in sys.argv[3:]:
+    ex.set_parameters(x=int(value))
+    r.compute(scheduler="sync")
+print(list(ex.get_history().index))
+"""
+
+
+def run_new_process(experiment_id: str, uri: str, *values: int) -> list[int]:
+    """Run trials of x -> 10 * x in a fresh interpreter; the history ids it then sees."""
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    proc = subprocess.run([sys.executable, "-c", NEW_PROCESS, experiment_id, uri,
+                           *map(str, values)],
+                          env=dict(python_env(), EXPERIGRAPH_LOG_LEVEL="WARNING"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return eval(proc.stdout.strip().splitlines()[-1])
+
+
+def times_ten_experiment(experiment_id: str, uri: str, on_value=None):
+    ex = xg.Experiment(id=experiment_id, backend=uri)
+    x = ex.parameter("x")
+
+    @ex.result
+    def times_ten(x):
+        if on_value is not None:
+            on_value(x)
+        return x * 10
+
+    return ex, times_ten(x)
+
+
+def records(uri: str, experiment_id: str) -> dict[int, tuple]:
+    history = xg.Experiment(id=experiment_id, backend=uri).get_history(verbose=True)
+    return {int(i): (row["x"], row["Result"], row["Status"]) for i, row in history.iterrows()}
+
+
+def test_deleted_counter_mid_trial_then_save_pending_and_a_new_process(
+        redis_server_factory, experiment_id):
+    """The issue's reproducer (the DEL variant): nothing recorded is replaced."""
+    server = redis_server_factory(appendonly=True)
+    uri = server.url()
+
+    def lose_counter_and_die(x):
+        if x == 4:
+            redis.Redis(port=server.port).delete(f"experigraph:{experiment_id}:next_id")
+            server.kill()
+
+    ex, r = times_ten_experiment(experiment_id, uri, lose_counter_and_die)
+    for x in (1, 2, 3):
+        ex.set_parameters(x=x).compute()
+    ex.set_parameters(x=4)
+    with pytest.raises(BackendError):
+        r.compute()
+    assert ex.pending_trial_ids == [4]
+    server.start()
+    assert ex.save_pending() == [4]  # its own running record is still there: it keeps id 4
+    assert run_new_process(experiment_id, uri, 5, 6) == [1, 2, 3, 4, 5, 6]
+    assert records(uri, experiment_id) == {
+        1: (1, 10, "succeeded"), 2: (2, 20, "succeeded"), 3: (3, 30, "succeeded"),
+        4: (4, 40, "succeeded"), 5: (5, 50, "succeeded"), 6: (6, 60, "succeeded")}
+
+
+def test_server_restarted_without_data_mid_trial(redis_server_factory, experiment_id):
+    """The issue's reproducer with ``--save ''``: the restart loses everything the server
+    held; the pending trial keeps its id and the next ones never go back to 1."""
+    server = redis_server_factory()  # no persistence at all
+    uri = server.url()
+
+    def die(x):
+        if x == 4:
+            server.kill()
+
+    ex, r = times_ten_experiment(experiment_id, uri, die)
+    for x in (1, 2, 3):
+        ex.set_parameters(x=x).compute()
+    ex.set_parameters(x=4)
+    with pytest.raises(BackendError):
+        r.compute()
+    server.start()  # empty: trials 1-3 and the counter are gone with the old process
+    assert ex.save_pending() == [4]
+    assert run_new_process(experiment_id, uri, 5, 6) == [4, 5, 6]
+    assert records(uri, experiment_id) == {
+        4: (4, 40, "succeeded"), 5: (5, 50, "succeeded"), 6: (6, 60, "succeeded")}
+
+
+def test_pending_trial_whose_id_was_taken_moves_to_a_new_id(redis_server_factory,
+                                                             experiment_id, caplog):
+    server = redis_server_factory()  # no persistence: the restart loses everything
+    uri = server.url()
+
+    def die(x):
+        if x == 4:
+            server.kill()
+
+    ex, r = times_ten_experiment(experiment_id, uri, die)
+    for x in (1, 2, 3):
+        ex.set_parameters(x=x).compute()
+    ex.set_parameters(x=4)
+    with pytest.raises(BackendError):
+        r.compute()
+    server.start()
+    # meanwhile a colleague's process records five trials in the emptied store: 1 to 5
+    assert run_new_process(experiment_id, uri, 11, 12, 13, 14, 15) == [1, 2, 3, 4, 5]
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        assert ex.save_pending() == [6]
+    assert ex.pending_trial_ids == []
+    moved = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(moved) == 1
+    assert "Trial 4 of experiment" in moved[0] and "recorded as trial 6" in moved[0]
+    assert records(uri, experiment_id) == {
+        1: (11, 110, "succeeded"), 2: (12, 120, "succeeded"), 3: (13, 130, "succeeded"),
+        4: (14, 140, "succeeded"), 5: (15, 150, "succeeded"), 6: (4, 40, "succeeded")}
+    assert run_new_process(experiment_id, uri, 7) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_trial_finishing_after_a_restart_never_replaces_another_trial(
+        redis_server_factory, experiment_id, caplog):
+    """A restart without data while a trial runs; another process takes its id: the
+    finishing trial moves to a new id instead of overwriting."""
+    server = redis_server_factory()
+    uri = server.url()
+
+    def restart_and_let_another_process_run(x):
+        if x == 2:
+            server.restart()
+            assert run_new_process(experiment_id, uri, 21, 22) == [1, 2]
+
+    ex, r = times_ten_experiment(experiment_id, uri, restart_and_let_another_process_run)
+    ex.set_parameters(x=1).compute()
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        assert ex.set_parameters(x=2).compute() == 20
+    assert any("Trial 2 of experiment" in m and "recorded as trial 3" in m
+               for m in caplog.messages)
+    assert records(uri, experiment_id) == {
+        1: (21, 210, "succeeded"), 2: (22, 220, "succeeded"), 3: (2, 20, "succeeded")}

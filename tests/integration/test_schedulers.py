@@ -68,8 +68,7 @@ def test_two_trials_at_once_in_threads_keep_their_ids(make_experiment):
     results = {}
 
     def run(value):
-        results[value] = ex._run_trial(r, seed=1, dask_kwargs={"scheduler": "threads"},
-                                       overrides={"x": value})
+        results[value] = ex.run(r, seed=1, scheduler="threads", parameters={"x": value}).value
 
     threads = [threading.Thread(target=run, args=(v,)) for v in (10, 20)]
     for t in threads:

@@ -65,3 +65,28 @@ def test_started_record_always_carries_its_own_id(tmp_path):
     on_disk = json.loads((tmp_path / "ids" / "trials" / "4.json").read_text())
     assert on_disk["trial_id"] == 4
     assert [p.name for p in (tmp_path / "ids" / "trials").glob(".*")] == []
+
+
+def test_a_reserved_id_is_a_marker_and_an_empty_record_is_reported(tmp_path, caplog):
+    import pytest
+
+    from experigraph.errors import CorruptRecordError, TrialIDNotFoundError
+
+    backend = FileBackend(tmp_path, "marks")
+    assert backend.next_trial_id() == 1  # reserved only: a small marker, not an empty file
+    reserved = tmp_path / "marks" / "trials" / "1.json"
+    assert json.loads(reserved.read_text()) == {"reserved": True}
+    with pytest.raises(TrialIDNotFoundError, match="reserved"):
+        backend.read_trial(1)
+    assert backend.trial_ids() == []
+
+    empty = tmp_path / "marks" / "trials" / "2.json"
+    empty.write_bytes(b"")  # e.g. left by a power cut after a rename that was never synced
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        with pytest.raises(CorruptRecordError, match="empty"):
+            backend.read_trial(2)
+        assert backend.read_trials() == []
+    assert backend.trial_ids() == [2]  # listed (it is a record), then skipped when read
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(messages) == 1 and str(empty) in messages[0], messages
+    assert backend.next_trial_id() == 3  # neither id is claimed again
