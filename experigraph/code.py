@@ -113,7 +113,10 @@ def _is_own_file(filename: str, project_dirs: tuple[str, ...]) -> bool:
 
 def project_dirs(func: Callable[..., Any]) -> tuple[str, ...]:
     """Where the user's own modules are: the step's directory and the current one."""
-    dirs = {os.getcwd()}
+    try:
+        dirs = {os.getcwd()}
+    except OSError:  # the current directory was removed
+        dirs = set()
     filename = getattr(getattr(func, "__code__", None), "co_filename", "")
     if filename and not filename.startswith("<") and os.path.isabs(filename):
         dirs.add(os.path.dirname(filename))
@@ -164,7 +167,10 @@ def follow(func: Callable[..., Any]) -> list[Followed]:
                 if not (is_function or inspect.isclass(target)):
                     continue
                 same_module = is_function and target.__module__ == module
-                if not same_module and not _is_own_file(file_of(target), dirs):
+                try:
+                    if not same_module and not _is_own_file(file_of(target), dirs):
+                        continue
+                except Exception:  # an odd object (a proxy, a broken module): not followed
                     continue
                 label = (target.__name__ if same_module
                          else f"{target.__module__}.{target.__qualname__}")
