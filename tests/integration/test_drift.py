@@ -574,3 +574,64 @@ def test_a_changed_environment_is_a_cache_miss(tmp_path):
         "no output of it is saved yet", "hit",
         "the environment (Python or installed packages) changed"]
     assert "Installed Python packages have been changed" in out.stderr
+
+
+IMPURE_SCRIPT = """
+import os, pathlib
+import numpy as np
+import experigraph as xg
+
+ex = xg.Experiment(id="script", backend=pathlib.Path(os.environ["XG_STORE"]))
+path = ex.parameter("path", default="data.csv")
+
+@ex
+def load(path):                        # reads a file without ex.input
+    return sum(int(x) for x in open(path).read().split())
+
+@ex
+def noisy(total):                      # the seeded global generator
+    return total + float(np.random.rand())
+
+@ex.result
+def report(total, sample):
+    return total
+
+report(load(path), noisy(load(path)))
+ex.compute()                           # no seed: a new one every run
+"""
+
+
+def test_impurity_and_seed_dependence_across_script_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    (tmp_path / "experiment.py").write_text(IMPURE_SCRIPT)
+    data = tmp_path / "data.csv"
+    env = python_env()
+    env.update(XG_STORE=str(tmp_path / "store"), EXPERIGRAPH_LOG_LEVEL="INFO")
+
+    def run() -> tuple[list[str], list[str]]:
+        out = subprocess.run([sys.executable, "experiment.py"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = [line.split("] ", 2)[-1] for line in out.stderr.splitlines()]
+        return ([x for x, raw in zip(lines, out.stderr.splitlines()) if "[WARNING]" in raw],
+                [x for x in lines if x.startswith("Step result depends on the seed")])
+
+    data.write_text("1\n2\n")
+    assert run() == ([], [])
+    warnings, seeded = run()                          # another process, another seed
+    assert warnings == [] and len(seeded) == 1 and seeded[0].startswith(
+        "Step result depends on the seed: noisy (inputs: output of load;")
+    data.write_text("1\n2\n3\n")
+    warnings, seeded = run()
+    (line,) = warnings
+    assert line.startswith("Step result changed with the same input: load (inputs: "
+                           "path='data.csv'; input hash ")
+    assert seeded == []                               # noisy's input changed: not compared
+    ex = xg.Experiment(id="script", backend=tmp_path / "store")
+    assert [[(d.kind, d.subject) for d in ex.get_trial(t).drift] for t in (1, 2, 3)] == [
+        [], [("seed", "noisy")], [("impurity", "load")]]
+    assert [s.used_seed for s in ex.get_trial(3).steps] == [False, True, False]
