@@ -241,10 +241,13 @@ def test_drift_cases_in_a_notebook_kernel(tmp_path, monkeypatch):
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells for o in c.outputs if o.get("output_type") == "error"]
     assert not errors, errors
-    out = {name: "".join(o.get("text", "") for o in cell.outputs)
+    # printed lines (stdout) and log lines (stderr) apart: the two streams can interleave
+    out = {name: "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
            for name, cell in zip(names, nb.cells)}
-    warnings = {name: log_lines(text, "WARNING") for name, text in out.items()}
-    infos = {name: log_lines(text, "INFO") for name, text in out.items()}
+    err = {name: "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stderr")
+           for name, cell in zip(names, nb.cells)}
+    warnings = {name: log_lines(text, "WARNING") for name, text in err.items()}
+    infos = {name: log_lines(text, "INFO") for name, text in err.items()}
 
     def recorded(name):
         (line,) = [x for x in out[name].splitlines() if x.startswith("DRIFT ")]
