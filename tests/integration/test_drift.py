@@ -332,6 +332,7 @@ def test_a_reloaded_local_module_is_captured_again(tmp_path, make_experiment, mo
     (tmp_path / "xg_local_helpers.py").write_text("def shift(x):\n    return x + 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # the reload reads the new source
     import xg_local_helpers
 
     ns = {"ex": make_experiment(), "helpers": xg_local_helpers}

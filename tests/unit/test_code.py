@@ -28,6 +28,7 @@ def project(tmp_path, monkeypatch):
         "int(np.sqrt(4)) + len(json.dumps(a))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # reloads read the edited source
     modules = [importlib.import_module(m) for m in ("xg_helpers_lib", "xg_steps_mod")]
     yield modules[1]
     for name in ("xg_helpers_lib", "xg_steps_mod"):
