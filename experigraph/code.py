@@ -8,18 +8,34 @@ cosmetic edit is still seen. A function whose source cannot be read (built in
 a REPL without history, a C function) is hashed from its bytecode and recorded
 as such with a WARNING.
 
-Helper functions count as part of a step's code: the module-level functions of
-the step's own module (file or notebook) that it calls, directly or through
-other helpers, are captured with it. Their sources follow the step's in the
-recorded text, and a change in a helper is a change of the step's code.
+Helper code counts as part of a step's code. Followed, from the names the step's
+code uses and then from the names its helpers use:
+
+* module-level functions of the step's own module (file or notebook);
+* functions and classes (with their methods) defined in the *user's own
+  modules*: a module whose file is under the step's directory or the current
+  directory and not in the standard library, a site-packages directory or
+  experigraph, reached by name (``from featurelib import offset``) or as an
+  attribute of a module (``featurelib.offset``).
+
+Their sources follow the step's in the recorded text (named ``module.name`` when
+they come from another module), and a change in one is a change of the step's
+code; a cosmetic edit there is cosmetic as anywhere. What was followed is watched
+per trial by identity and by the ``os.stat`` of its file, so a module is read
+again only when it was re-imported, reloaded or its file changed.
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
 import difflib
+import functools
 import inspect
 import logging
+import os
+import site
+import sys
+import sysconfig
 import textwrap
 import types
 from collections.abc import Callable
@@ -40,6 +56,8 @@ class StepCode:
     source_hash: str
     filename: str | None
     helpers: tuple[tuple[str, str], ...] = ()
+    #: files of the helpers followed into the user's other modules
+    helper_files: tuple[str, ...] = ()
 
     @property
     def has_source(self) -> bool:
@@ -69,24 +87,106 @@ def _global_names(code: types.CodeType) -> set[str]:
     return names
 
 
-def find_helpers(func: Callable[..., Any]) -> list[tuple[str, Callable[..., Any]]]:
-    """Module-level functions of ``func``'s module that it calls, transitively."""
+@functools.lru_cache(maxsize=1)
+def _library_dirs() -> tuple[str, ...]:
+    """Directories whose modules are never the user's own: stdlib and site-packages."""
+    paths = sysconfig.get_paths()
+    dirs = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs |= set(site.getsitepackages()) if hasattr(site, "getsitepackages") else set()
+    dirs.add(getattr(site, "getusersitepackages", lambda: None)())
+    dirs.add(os.path.dirname(os.path.abspath(__file__)))  # experigraph itself
+    return tuple(sorted(os.path.realpath(d) + os.sep for d in dirs if d))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_own_file(filename: str, project_dirs: tuple[str, ...]) -> bool:
+    if not filename or filename.startswith("<"):
+        return False
+    path = os.path.realpath(filename)
+    parts = path.split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    if any(path.startswith(d) for d in _library_dirs()):
+        return False
+    return any(path.startswith(d) for d in project_dirs)
+
+
+def project_dirs(func: Callable[..., Any]) -> tuple[str, ...]:
+    """Where the user's own modules are: the step's directory and the current one."""
+    try:
+        dirs = {os.getcwd()}
+    except OSError:  # the current directory was removed
+        dirs = set()
+    filename = getattr(getattr(func, "__code__", None), "co_filename", "")
+    if filename and not filename.startswith("<") and os.path.isabs(filename):
+        dirs.add(os.path.dirname(filename))
+    return tuple(sorted(os.path.realpath(d) + os.sep for d in dirs))
+
+
+def file_of(obj: Any) -> str:
+    if inspect.isfunction(obj):
+        return obj.__code__.co_filename
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    return getattr(module, "__file__", None) or ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Followed:
+    """One helper a step reaches: its recorded name, the object, and where it was found
+    (a namespace dict and the name in it), which is watched for re-definitions."""
+
+    name: str
+    obj: Any
+    namespace: Any
+    attr: str
+
+
+def follow(func: Callable[..., Any]) -> list[Followed]:
+    """The helpers ``func`` reaches (see the module docstring), sorted by name."""
     module = getattr(func, "__module__", None)
-    found: dict[str, Callable[..., Any]] = {}
-    todo = [func]
+    dirs = project_dirs(func)
+    found: dict[int, Followed] = {}
+    todo: list[Any] = [func]
     while todo and len(found) < MAX_HELPERS:
         current = todo.pop()
         code = getattr(current, "__code__", None)
         namespace = getattr(current, "__globals__", None)
         if code is None or namespace is None:
             continue
-        for name in sorted(_global_names(code)):
+        names = _global_names(code)
+        for name in sorted(names):
             obj = namespace.get(name)
-            if (inspect.isfunction(obj) and obj is not func and name not in found
-                    and obj.__module__ == module and obj.__name__ != "<lambda>"):
-                found[name] = obj
-                todo.append(obj)
-    return sorted(found.items())
+            candidates = [(obj, namespace, name)]
+            if inspect.ismodule(obj) and _is_own_file(getattr(obj, "__file__", "") or "", dirs):
+                vars_ = vars(obj)  # featurelib.offset: the attributes the code names
+                candidates = [(vars_.get(n), vars_, n) for n in sorted(names) if n in vars_]
+            for target, holder, attr in candidates:
+                if target is None or target is func or id(target) in found:
+                    continue
+                is_function = inspect.isfunction(target) and target.__name__ != "<lambda>"
+                if not (is_function or inspect.isclass(target)):
+                    continue
+                same_module = is_function and target.__module__ == module
+                try:
+                    if not same_module and not _is_own_file(file_of(target), dirs):
+                        continue
+                except Exception:  # an odd object (a proxy, a broken module): not followed
+                    continue
+                label = (target.__name__ if same_module
+                         else f"{target.__module__}.{target.__qualname__}")
+                found[id(target)] = Followed(label, target, holder, attr)
+                if is_function:
+                    todo.append(target)
+                else:  # a class: its methods' code and what they use
+                    todo.extend(v for v in vars(target).values() if inspect.isfunction(v))
+                if len(found) >= MAX_HELPERS:
+                    break
+    return sorted(found.values(), key=lambda f: f.name)
+
+
+def find_helpers(func: Callable[..., Any]) -> list[tuple[str, Callable[..., Any]]]:
+    """(name, object) of the helpers ``func`` reaches (see :func:`follow`)."""
+    return [(f.name, f.obj) for f in follow(func)]
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -119,7 +219,8 @@ def _bytecode_parts(code: types.CodeType) -> list[Any]:
     return parts
 
 
-def capture(func: Callable[..., Any], name: str | None = None) -> StepCode:
+def capture(func: Callable[..., Any], name: str | None = None,
+            followed: list[Followed] | None = None) -> StepCode:
     """Capture the source and hashes of ``func`` (never raises)."""
     step_name: str = name or getattr(func, "__name__", None) or repr(func)
     filename = None
@@ -130,7 +231,9 @@ def capture(func: Callable[..., Any], name: str | None = None) -> StepCode:
         source = None
     if source is not None:
         helpers = []
-        for helper_name, helper in find_helpers(func):
+        if followed is None:
+            followed = follow(func)
+        for helper_name, helper in [(f.name, f.obj) for f in followed]:
             try:
                 helpers.append((helper_name, textwrap.dedent(inspect.getsource(helper))))
             except (OSError, TypeError):
@@ -138,7 +241,10 @@ def capture(func: Callable[..., Any], name: str | None = None) -> StepCode:
         own = normalized_hash(source)
         code_hash = own if not helpers else json_hash(
             [own] + [[n, normalized_hash(src)] for n, src in helpers])
-        captured = StepCode(step_name, source, code_hash, "", filename, tuple(helpers))
+        own_file = getattr(getattr(func, "__code__", None), "co_filename", "")
+        files = sorted({file_of(f.obj) for f in followed or ()} - {own_file, ""})
+        captured = StepCode(step_name, source, code_hash, "", filename, tuple(helpers),
+                            tuple(files))
         return dataclasses.replace(captured, source_hash=text_hash(captured.text or ""))
     bytecode = getattr(func, "__code__", None)
     logger.warning("Source of step %s cannot be read; its code is recorded by bytecode hash "

@@ -29,6 +29,12 @@ class StepDifference:
     occurrence: int
     first: str | None
     second: str | None
+    #: the step drew from the trial's randomness and the seeds differ: seed-dependence
+    seed_dependent: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.step + (f" (call {self.occurrence + 1})" if self.occurrence else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +43,8 @@ class TrialDiff:
 
     Only differences are listed: an empty diff (``not diff``) means the two
     trials had the same parameters, seed, code, environment, inputs, step
-    outputs and result.
+    outputs and result, among what could be compared. ``not_compared`` names
+    the step outputs (and result) that have no deterministic hash, so were not.
     """
 
     first_id: int
@@ -50,6 +57,9 @@ class TrialDiff:
     steps: Sequence[StepDifference]
     result: tuple[Any, Any] | None
     status: tuple[str, str] | None
+    #: what could not be compared, and why: step labels (``fit``, ``fit (call 2)``) and
+    #: ``"result"`` -> e.g. "output of type Model has no deterministic hash"
+    not_compared: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def first_differing_step(self) -> str | None:
@@ -79,16 +89,23 @@ class TrialDiff:
                                        for p, (a, b) in self.inputs.items()]))
         if self.steps:
             out.append(("Step outputs", [
-                f"{d.step}" + (f" (call {d.occurrence + 1})" if d.occurrence else "")
-                + f": {d.first or MISSING} -> {d.second or MISSING}" for d in self.steps]))
+                f"{d.label}: {d.first or MISSING} -> {d.second or MISSING}"
+                + (" (seed-dependent: it used the trial's randomness)"
+                   if d.seed_dependent else "") for d in self.steps]))
         if self.result:
             out.append(("Result", [f"{_SHORT.repr(self.result[0])} -> "
                                    f"{_SHORT.repr(self.result[1])}"]))
+        if self.not_compared:
+            out.append(("Not compared", [f"{k}: {why}" for k, why in self.not_compared.items()]))
         return out
 
     def __str__(self) -> str:
         head = f"Trial {self.first_id} -> trial {self.second_id}"
         if not self:
+            if self.not_compared:
+                lines = [f"  {k}: {why}" for k, why in self.not_compared.items()]
+                return "\n".join([f"{head}: no differences in what could be compared",
+                                  "Not compared:", *lines])
             return f"{head}: no differences"
         parts = [head]
         for title, lines in self.sections():
@@ -98,7 +115,7 @@ class TrialDiff:
 
     def _repr_html_(self) -> str:
         head = f"<b>Trial {self.first_id} &rarr; trial {self.second_id}</b>"
-        if not self:
+        if not self and not self.not_compared:
             return f"<div>{head}: no differences</div>"
         body = "".join(f"<h4>{html.escape(t)}</h4><pre>{html.escape(chr(10).join(lines))}</pre>"
                        for t, lines in self.sections())
@@ -155,12 +172,31 @@ def compare_records(first: TrialRecord, second: TrialRecord, *,
     order = sorted(set(occ1) | set(occ2),
                    key=lambda k: (occ1.get(k) or occ2[k]).started.timestamp()
                    if k in occ1 else float("inf"))
-    steps = [StepDifference(k[0], k[1], occ1[k].output_hash if k in occ1 else None,
-                            occ2[k].output_hash if k in occ2 else None)
-             for k in order
-             if (occ1[k].output_hash if k in occ1 else None)
-             != (occ2[k].output_hash if k in occ2 else None)]
-    if first.result_hash is not None and second.result_hash is not None:
+    seeds_differ = first.seed != second.seed
+    steps: list[StepDifference] = []
+    not_compared: dict[str, str] = {}
+    for k in order:
+        rec1, rec2 = occ1.get(k), occ2.get(k)
+        label = StepDifference(k[0], k[1], None, None).label
+        why = _why_not_compared(rec1, rec2, "output")
+        if why is not None:
+            not_compared[label] = why
+            continue
+        h1 = rec1.output_hash if rec1 is not None else None
+        h2 = rec2.output_hash if rec2 is not None else None
+        if h1 != h2:
+            steps.append(StepDifference(k[0], k[1], h1, h2, seeds_differ and any(
+                r is not None and r.used_seed for r in (rec1, rec2))))
+    result_differs = False
+    if first.succeeded and second.succeeded:
+        if first.result_hash is not None and second.result_hash is not None:
+            result_differs = first.result_hash != second.result_hash
+        elif first.result_type != second.result_type:
+            result_differs = True
+        else:
+            not_compared["result"] = (f"result of type {first.result_type} has no "
+                                      "deterministic hash")
+    elif first.result_hash is not None and second.result_hash is not None:
         result_differs = first.result_hash != second.result_hash
     else:
         result_differs = not same_value(first.result, second.result)
@@ -170,7 +206,19 @@ def compare_records(first: TrialRecord, second: TrialRecord, *,
         seed=(first.seed, second.seed) if first.seed != second.seed else None,
         code=code, environment=env, inputs=inputs, steps=steps, result=result,
         status=(first.status.value, second.status.value)
-        if first.status != second.status else None)
+        if first.status != second.status else None, not_compared=not_compared)
+
+
+def _why_not_compared(a: StepRecord | None, b: StepRecord | None, what: str) -> str | None:
+    """Why two step calls' outputs cannot be compared (both ran and succeeded, and one
+    output has no deterministic hash, with the same type), or None."""
+    if a is None or b is None or not (a.succeeded and b.succeeded):
+        return None
+    if a.output_hash is not None and b.output_hash is not None:
+        return None
+    if a.output_type != b.output_type:
+        return None  # another type is a difference, hash or not
+    return f"{what} of type {a.output_type or 'unknown'} has no deterministic hash"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +230,9 @@ class Reproduction:
     matches: bool
     diff: TrialDiff
     drift: tuple[DriftEvent, ...]
+    #: steps of the re-run that used the trial's randomness: they matched (or not) under
+    #: the original seed, and would give other outputs under another one
+    seed_dependent: tuple[str, ...] = ()
 
     @property
     def first_differing_step(self) -> str | None:
@@ -190,10 +241,29 @@ class Reproduction:
     def __bool__(self) -> bool:
         return self.matches
 
+    @property
+    def not_compared(self) -> Mapping[str, str]:
+        """Steps (and ``"result"``) that could not be compared, and why."""
+        return self.diff.not_compared
+
     def __str__(self) -> str:
+        unchecked = [f"  {k}: {why}" for k, why in self.not_compared.items()]
+        seeded = ([f"Seed-dependent steps (they used the trial's randomness, under the "
+                   f"original seed): {', '.join(self.seed_dependent)}"]
+                  if self.seed_dependent else [])
         if self.matches:
-            return (f"Trial {self.rerun} reproduced trial {self.original}: same result and "
-                    "same output of every step.")
+            if not unchecked:
+                return "\n".join([f"Trial {self.rerun} reproduced trial {self.original}: "
+                                  "same result and same output of every step.", *seeded])
+            return "\n".join([
+                f"Trial {self.rerun} reproduced trial {self.original} in what could be "
+                "compared: same result and same output of every other step. Not compared:",
+                *unchecked, *seeded])
+        if "result" in self.not_compared and not self.diff:
+            return "\n".join([
+                f"Trial {self.rerun} could not be checked against trial {self.original}: no "
+                "difference was found, but not everything could be compared. Not compared:",
+                *unchecked])
         lines = [f"Trial {self.rerun} did NOT reproduce trial {self.original}."]
         if self.first_differing_step:
             lines.append(f"First step whose output differs: {self.first_differing_step}")

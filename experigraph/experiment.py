@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import drift as drift_checks
 from . import environment
 from . import script as script_mode
 from . import signing
@@ -119,8 +120,9 @@ class Experiment:
             logger.info("Loaded experiment %s from %s (last trial id %d)", self.id,
                         self._backend.uri, last)
             previous = self._previous_trial()
-            if previous is not None:
-                self._environment(previous, source_files=(), store=False, skip=("git",))
+            if previous is not None:  # git: the files the previous trial's steps were in
+                files, skip = self._previous_git_files(previous)
+                self._environment(previous, source_files=files, store=False, skip=skip)
 
     @property
     def experiment_id(self) -> str:
@@ -411,12 +413,28 @@ class Experiment:
             seen = (previous.environment_hash, category, hash(tuple(lines)))
             if seen not in self._environment_warned:
                 self._environment_warned.add(seen)
-                logger.warning("%s (since trial %d)", message, previous.trial_id)
+                summary = drift_checks.git_summary(old.get(category), snap.get(category)) \
+                    if category == "git" else ""
+                logger.warning("%s (since trial %d)%s", message, previous.trial_id,
+                               f": {summary}" if summary else "")
                 for line in lines:
                     logger.warning("%s", line)
             events.append(DriftEvent("environment", category, message, tuple(lines),
                                      {"previous_trial": previous.trial_id}))
         return blob, events
+
+    def _previous_git_files(self, previous: TrialRecord) -> tuple[list[str], tuple[str, ...]]:
+        """The source files whose git state ``previous`` recorded (to compare git state
+        when an experiment is opened, before its steps are declared), and the categories
+        to leave out: git, when those files are no longer all there."""
+        old = self._read_environment(previous.environment_hash) \
+            if previous.environment_hash else None
+        repositories = ((old or {}).get("git") or {}).get("repositories") or []
+        files = [os.path.join(r["root"], f) for r in repositories if isinstance(r, Mapping)
+                 and "root" in r for f in r.get("source_files") or ()]
+        if not files or not all(os.path.isfile(f) for f in files):
+            return [], ("git",)
+        return files, ()
 
     def _read_environment(self, blob_hash: str) -> dict[str, Any] | None:
         try:
@@ -664,7 +682,9 @@ class Experiment:
         TrialDiff
             Parameters, seed, code (unified diff per step), environment (per
             category), input data, per-step output hashes (the first differing
-            step first), result. ``print()`` it, or show it in a notebook.
+            step first), result, and ``not_compared``: the steps (and result)
+            whose outputs have no deterministic hash, with the reason.
+            ``print()`` it, or show it in a notebook.
         """
         return compare_records(
             self._read(first), self._read(second),
@@ -677,6 +697,10 @@ class Experiment:
         Uses the latest Result of this experiment. Returns a :class:`Reproduction`:
         whether the result and every step's output matched, the first step that
         differs, and the code, environment and data changes that explain it.
+        Outputs without a deterministic hash (an object of a class dask cannot
+        tokenize, e.g. a fitted model) are not compared: ``not_compared`` names
+        them and says why, and ``matches`` is never True for a result that could
+        not be compared.
         """
         original = self._read(trial_id)
         if self._result is None:
@@ -698,7 +722,9 @@ class Experiment:
         rerun_id = outcome.trial_id
         rerun = self._read(rerun_id)
         diff = self.compare(trial_id, rerun_id)
-        matches = (rerun.status == original.status and not diff.steps and diff.result is None)
+        # a match is claimed only for what was compared, and never for an uncompared result
+        matches = (rerun.status == original.status and not diff.steps and diff.result is None
+                   and "result" not in diff.not_compared)
         explain = [DriftEvent("code", step, f"Code context has been changed: {step}",
                               tuple(lines)) for step, lines in diff.code.items()]
         explain += [DriftEvent("environment", cat, environment.MESSAGES.get(cat, cat),
@@ -706,8 +732,9 @@ class Experiment:
         explain += [DriftEvent("data", path, f"Input data has been changed: {path}", (),
                                {"old_hash": a, "new_hash": b})
                     for path, (a, b) in diff.inputs.items()]
-        explain += [d for d in rerun.drift if d.kind == "impurity"]
-        result = Reproduction(trial_id, rerun_id, matches, diff, tuple(explain))
+        explain += [d for d in rerun.drift if d.kind in ("impurity", "seed")]
+        seeded = tuple(dict.fromkeys(s.step for s in rerun.steps if s.used_seed))
+        result = Reproduction(trial_id, rerun_id, matches, diff, tuple(explain), seeded)
         log = logger.info if matches else logger.warning
         log("%s", str(result).splitlines()[0])
         return result
@@ -800,7 +827,11 @@ def _read_back(record: TrialRecord) -> TrialRecord:
 
 
 def _source_files(order: Iterable[Any]) -> list[str]:
-    files = {getattr(n.call.spec, "code", None) and n.call.spec.code.filename for n in order}
+    files: set[str] = set()
+    for node in order:
+        code = getattr(node.call.spec, "code", None)
+        if code is not None:
+            files.update((code.filename or "", *code.helper_files))
     return sorted(f for f in files if f and os.path.exists(f))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +27,7 @@ import dask
 from dask.base import is_dask_collection
 from dask.delayed import Delayed
 
-from .code import StepCode, capture
+from .code import StepCode, file_of, capture, follow
 from .errors import InvalidParameterValueError, ParameterUndefinedError, StepDefinitionError
 from .hashing import loose_hash
 from .hooks import TaskInfo, TrialContext, run_step
@@ -55,6 +56,14 @@ class _Nothing:
 NOTHING = _Nothing()
 _D = TypeVar("_D", bound="StepDelayed")
 _STATIC_KEY = re.compile(r"-xg[0-9a-f]{32}$")
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def _static_key(name: str) -> str:
@@ -194,7 +203,7 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 class StepSpec:
     """A declared step: the user's function, its code, and how it is recorded."""
 
-    __slots__ = ("name", "func", "code", "kind", "cache", "token", "tracked", "_helper_ids")
+    __slots__ = ("name", "func", "code", "kind", "cache", "token", "tracked", "_watch")
 
     def __init__(self, func: Callable[..., Any], kind: str = "step", cache: bool = False,
                  name: str | None = None) -> None:
@@ -206,15 +215,31 @@ class StepSpec:
         self._capture()
 
     def _capture(self) -> None:
-        self.code: StepCode = capture(self.func, self.name)
-        namespace = getattr(self.func, "__globals__", {})
-        self._helper_ids = tuple((n, id(namespace.get(n))) for n, _ in self.code.helpers)
+        followed = follow(self.func)
+        self.code: StepCode = capture(self.func, self.name, followed)
+        # what to watch: each helper's binding and code object, and the files of helpers
+        # from other modules (a module is read again only when one of these changed)
+        self._watch = (
+            tuple((f.namespace, f.attr, f.obj, getattr(f.obj, "__code__", None))
+                  for f in followed),
+            tuple((path, _stat(path)) for path in self.code.helper_files))
         self.token = loose_hash(self.name, self.code.code_hash, self.kind)
 
+    def __getstate__(self) -> dict[str, Any]:  # tasks carry the spec; not what it watches
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_watch"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self._watch = ((), ())
+
     def refresh_code(self) -> None:
-        """Capture the code again if a helper function was redefined (a re-run cell)."""
-        namespace = getattr(self.func, "__globals__", {})
-        if any(id(namespace.get(n)) != i for n, i in self._helper_ids):
+        """Capture the code again if a helper was redefined (a re-run cell, a reload) or
+        the file of a helper from another module changed."""
+        bindings, files = self._watch
+        if (any(ns.get(attr) is not obj or getattr(obj, "__code__", None) is not code
+                for ns, attr, obj, code in bindings)
+                or any(_stat(path) != st for path, st in files)):
             self._capture()
 
     def __repr__(self) -> str:

@@ -7,10 +7,17 @@ A task of a trial's graph is ``(run_step, call, ctx, info, dependency values)``.
   and NumPy's global generator for this step, and make ``ctx`` the current
   trial context (a ``ContextVar``, set per task, so concurrent trials in threads
   stay apart and ``ex.current_trial_id`` works on any worker);
-* **post**: hash the output, save it if the step persists, and hand a
-  ``StepRecord`` to the context's sink. A failed step leaves a record too, and
-  its exception propagates unchanged; a failure of the hook itself is logged
-  and never masks the step's exception.
+* **post**: say whether the step used the trial's randomness (``ex.rng()``, or
+  a draw from the seeded global generators: see "did a step draw" below), hash
+  the output, save it if the step persists or caches, and hand a ``StepRecord``
+  to the context's sink. A failed step leaves a record too, and its exception
+  propagates unchanged; a failure of the hook itself is logged and never masks
+  the step's exception.
+
+A ``cache=True`` step looks for a saved output first (``_cached``): it is used
+only if the step was never seen impure, the output did not draw from another
+seed's randomness, the files it read are unchanged and the Python and packages
+are the same; otherwise the reason is logged and kept in ``StepRecord.cache_miss``.
 
 The context travels with the task as data. Its sink keeps records in memory
 when the task runs in the process that started the trial (threaded and
@@ -21,6 +28,7 @@ happen then, in the trial's own process, so their warnings reach the user.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -31,6 +39,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -83,16 +92,19 @@ class RemoteSink:
 class TrialContext:
     """What a task knows of the trial(s) it runs for. Travels inside the task."""
 
-    __slots__ = ("experiment_id", "trial_ids", "seed", "backend", "sink", "isolate")
+    __slots__ = ("experiment_id", "trial_ids", "seed", "backend", "sink", "isolate",
+                 "environment")
 
     def __init__(self, experiment_id: str, trial_ids: tuple[int, ...], seed: int,
-                 backend: Backend, sink: RecordSink | RemoteSink, isolate: bool = False) -> None:
+                 backend: Backend, sink: RecordSink | RemoteSink, isolate: bool = False,
+                 environment: str | None = None) -> None:
         self.experiment_id = experiment_id
         self.trial_ids = trial_ids
         self.seed = seed
         self.backend = backend
         self.sink = sink
         self.isolate = isolate  # sweeps: a failed step fails its trials, not the compute
+        self.environment = environment  # what cache=True outputs depend on (python, packages)
 
     @property
     def trial_id(self) -> int:
@@ -177,12 +189,148 @@ def step_seed(trial_seed: int, seed_name: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def seed_globals(seed: int) -> None:
-    """Seed ``random`` and, when NumPy is loaded, NumPy's global generator."""
+# -- did a step draw from the seeded global generators? ------------------------------
+#
+# The rule (README, "Impurity and seed-dependence"): a step *used the trial's
+# randomness* when it called ``ex.rng()`` or when the state of ``random``'s or
+# NumPy's global generator is not, when the step ends, the state experigraph seeded
+# it to just before the step. Copying a generator's whole state costs 7 us
+# (``random.getstate()``) and 22 us (``np.random.get_state()``) per call, so the
+# state is *read in place* instead: the Mersenne Twister's position and its first
+# two state words, from the C struct of ``random``'s instance and of NumPy's
+# global MT19937 (about 0.1 us). Any draw moves the position or, after exactly
+# 624 words, regenerates the words. The layout is checked against
+# ``getstate()``/``.state`` once per process; if it does not match (another Python
+# or NumPy), the full state is compared instead: slower, as exact.
+#
+# Steps in parallel threads share the global generators. A seeding counter is kept:
+# when another step re-seeded the generators while this one ran, or another
+# thread drew from them, this step is taken to have used the randomness. Both
+# errors go one way only: a step wrongly taken to have used the randomness keeps
+# the seed in its impurity key, which can hide an impurity (the output differs
+# under another seed) but never report one; nothing can make a step that drew
+# look as if it had not.
+class _StateView:
+    """Reads a few words of a Mersenne Twister's state without copying it."""
+
+    __slots__ = ("owner", "view", "indices", "full", "read")
+
+    def __init__(self, owner: Any, view: Any, indices: tuple[int, int, int],
+                 full: Callable[[], Any]) -> None:
+        self.owner, self.view, self.indices, self.full = owner, view, indices, full
+        if view is None:
+            self.read: Callable[[], Any] = full
+        else:
+            i, j, k = indices
+            self.read = lambda: (view[i], view[j], view[k])
+
+
+def _random_view() -> _StateView:
+    """``random``'s instance: ``struct {PyObject_HEAD; int index; uint32_t state[624];}``."""
+    import _random
+
+    inst = random._inst
+    head = object.__basicsize__
+    view = None
+    if _random.Random.__basicsize__ >= head + 4 * 625:
+        candidate = (ctypes.c_uint32 * 3).from_address(id(inst) + head)
+        saved = inst.getstate()
+        try:
+            ok = True
+            for draw in (False, True):
+                if draw:
+                    inst.random()
+                state = inst.getstate()[1]
+                ok = ok and (candidate[0], candidate[1], candidate[2]) == (
+                    state[-1] & 0xFFFFFFFF, state[0], state[1])
+            view = candidate if ok else None
+        finally:
+            inst.setstate(saved)
+    return _StateView(inst, view, (0, 1, 2), inst.getstate)
+
+
+def _numpy_view(bit_generator: Any) -> _StateView:
+    """NumPy's global MT19937: ``struct {uint32_t key[624]; int pos;}``."""
+    def full() -> Any:
+        state = bit_generator.state["state"]
+        return (int(state["pos"]), int(state["key"][0]), int(state["key"][1]))
+
+    view = None
+    try:
+        if type(bit_generator).__name__ == "MT19937":
+            candidate = (ctypes.c_uint32 * 625).from_address(
+                bit_generator.ctypes.state_address)
+            saved = bit_generator.state
+            try:
+                ok = True
+                for draw in (False, True):
+                    if draw:
+                        bit_generator.random_raw()
+                    ok = ok and (candidate[624], candidate[0], candidate[1]) == full()
+                view = candidate if ok else None
+            finally:
+                bit_generator.state = saved
+    except Exception:  # no ctypes interface: compare the copied state
+        view = None
+    return _StateView(bit_generator, view, (624, 0, 1), full)
+
+
+class _GlobalGenerators:
+    """Per process: how to read the global generators' state, and a seeding counter."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seedings = 0
+        self.random: _StateView | None = None
+        self.numpy: _StateView | None = None
+
+    def numpy_view(self, np: Any) -> _StateView:
+        bit_generator = np.random.mtrand._rand._bit_generator
+        view = self.numpy
+        if view is None or view.owner is not bit_generator:
+            view = self.numpy = _numpy_view(bit_generator)
+        return view
+
+    def random_view(self) -> _StateView:
+        view = self.random
+        if view is None or view.owner is not random._inst:
+            view = self.random = _random_view()
+        return view
+
+
+_GLOBALS = _GlobalGenerators()  # the process's global generators (module-level by nature)
+
+
+def seed_globals(seed: int) -> tuple[Any, ...]:
+    """Seed ``random`` and, when NumPy is loaded, NumPy's global generator.
+
+    Returns a mark for :func:`drew_since`: the seeding count and the generators'
+    state right after seeding.
+    """
+    g = _GLOBALS
+    with g.lock:
+        g.seedings += 1
+        count = g.seedings
     random.seed(seed)
     np = sys.modules.get("numpy")
     if np is not None:
         np.random.seed(seed)
+        return (count, g.random_view().read(), g.numpy_view(np).read())
+    return (count, g.random_view().read(), None)
+
+
+def drew_since(mark: tuple[Any, ...]) -> bool:
+    """Whether the global generators may have been drawn from (or re-seeded) since
+    :func:`seed_globals` returned ``mark``; errs only towards True."""
+    g = _GLOBALS
+    if g.seedings != mark[0] or g.random_view().read() != mark[1]:
+        return True
+    np = sys.modules.get("numpy")
+    if np is None:
+        return False
+    if mark[2] is None:  # NumPy was imported by the step: its generator was not seeded
+        return True
+    return g.numpy_view(np).read() != mark[2]
 
 
 def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> Any:
@@ -204,19 +352,26 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     input_hash = value_hash(args, kwargs)
     seed = step_seed(ctx.seed, info.seed_name)
     scope = StepScope(ctx, spec, seed)
-    cache_key = None
-    if spec.cache and input_hash is not None:
-        cache_key = f"cache:{spec.name}:{spec.code.code_hash}:{input_hash}"
+    cache_key = cache_miss = None
+    if spec.cache:
         started = now()
-        hit = _cached(ctx.backend, cache_key, spec.name)
-        if hit is not None:
-            blob, value, inputs = hit
-            scope.inputs = inputs
-            ctx.sink.add(_record(call, ctx, info, scope, input_hash, value_hash(value), started,
-                                 0.0, persisted=blob, output_type=type_name(value),
-                                 cached=True))
-            return value
-    seed_globals(seed)
+        if input_hash is None:
+            cache_miss = "its inputs have no deterministic hash"
+            logger.info("Cached output of step %s not used: %s", spec.name, cache_miss)
+        else:
+            cache_key = f"cache:{spec.name}:{spec.code.code_hash}:{input_hash}"
+            hit = _cached(ctx, cache_key, spec)
+            if isinstance(hit, str):
+                cache_miss = hit
+            else:
+                blob, value, inputs, used = hit
+                scope.inputs = inputs
+                ctx.sink.add(_record(call, ctx, info, scope, input_hash, value_hash(value),
+                                     started, 0.0, persisted=blob,
+                                     output_type=type_name(value), cached=True,
+                                     used_seed=used))
+                return value
+    mark = seed_globals(seed)
     token = _current.set(scope)
     started = now()
     t0 = time.perf_counter()
@@ -236,6 +391,7 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     duration = time.perf_counter() - t0
     _current.reset(token)
     # -- post
+    used_seed = scope.rng is not None or drew_since(mark)
     for out in scope.outputs:
         try:
             out.update(path_hash(out["path"]))
@@ -252,49 +408,83 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
 
             error = PersistError(spec.name, spec.kind, type_name(value), exc)
             ctx.sink.add(_record(call, ctx, info, scope, input_hash, output_hash, started,
-                                 duration, error=f"PersistError: {error}"))
+                                 duration, error=f"PersistError: {error}",
+                                 used_seed=used_seed, cache_miss=cache_miss))
             if ctx.isolate:
                 return StepFailure(error, traceback.format_exc(), spec.name)
             raise error from exc
         persisted = ctx.backend.put_blob("pickle", payload)
-        if cache_key is not None:  # the entry names the output and the files it read
-            entry = json.dumps({"output": persisted, "inputs": scope.inputs}, sort_keys=True)
-            ctx.backend.swap_output_hashes(
-                {cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8"))})
+        if cache_key is not None:  # the entry names the output, the files it read, the
+            entry = json.dumps({  # seed (if it drew from it) and the environment
+                "output": persisted, "inputs": scope.inputs, "environment": ctx.environment,
+                "seed": ctx.seed if used_seed else None}, sort_keys=True)
+            ctx.backend.swap_output_hashes({
+                cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8")),
+                f"cache-code:{spec.name}:{input_hash}": spec.code.code_hash,
+                f"cache-step:{spec.name}": spec.code.code_hash})
     ctx.sink.add(_record(call, ctx, info, scope, input_hash, output_hash, started, duration,
-                         persisted=persisted, output_type=type_name(value)))
+                         persisted=persisted, output_type=type_name(value),
+                         used_seed=used_seed, cache_miss=cache_miss))
     return value
 
 
-def _cached(backend: Backend, cache_key: str, step: str
-            ) -> tuple[str, Any, list[dict[str, Any]]] | None:
-    """The saved output of a ``cache=True`` step for these inputs (with the files it read
-    with ``ex.input``, all unchanged since), or None."""
+def _cached(ctx: TrialContext, cache_key: str, spec: Any
+            ) -> tuple[str, Any, list[dict[str, Any]], bool] | str:
+    """The saved output of a ``cache=True`` step for these inputs, as (pickle hash, value,
+    files read with ``ex.input``, used the seed), or why there is none to use (logged).
+
+    Not used: a step ever seen impure (same code); an output computed with the
+    trial's randomness under another seed; a file it read changed; another
+    Python or set of installed packages; a payload whose signature does not match.
+    """
+    from .drift import taint_key
     from .errors import SignatureError
 
-    entry_hash = backend.read_output_hashes([cache_key])[cache_key]
-    if entry_hash is None:
-        return None
-    try:
-        entry = json.loads(backend.get_blob("cache", entry_hash))
-        for item in entry["inputs"]:
-            if path_hash(item["path"])["hash"] != item.get("hash"):
-                logger.info("Cached output of step %s not used: %s changed", step,
-                            item["path"])
-                return None
-        value = signing.loads(backend.get_blob("pickle", entry["output"]),
-                              what=f"cached output of step {step!r}")
-    except (KeyError, OSError, ValueError) as exc:
-        if isinstance(exc, SignatureError):
-            logger.warning("Not using the cached output of step %s: %s", step, exc)
-        return None
-    return entry["output"], value, entry["inputs"]
+    backend, step = ctx.backend, spec.name
+    code_key, step_key = f"cache-code:{step}:{cache_key.rsplit(':', 1)[1]}", f"cache-step:{step}"
+    tkey = taint_key(step, spec.code.code_hash)
+    found = backend.read_output_hashes([cache_key, tkey, code_key, step_key])
+    why = None
+    entry_hash = found[cache_key]
+    if found[tkey] is not None:
+        why = f"the step was seen impure ({found[tkey]}), so its output cannot be reused"
+    elif entry_hash is None:
+        if found[code_key] is not None and found[code_key] != spec.code.code_hash:
+            why = "its code changed since its output for these inputs was saved"
+        elif found[step_key] is None:
+            why = "no output of it is saved yet"
+        else:
+            why = "no output is saved for these inputs"
+    else:
+        try:
+            entry = json.loads(backend.get_blob("cache", entry_hash))
+            saved_seed = entry.get("seed")
+            changed = [i["path"] for i in entry["inputs"]
+                       if path_hash(i["path"])["hash"] != i.get("hash")]
+            if saved_seed is not None and saved_seed != ctx.seed:
+                why = (f"its saved output used the trial's randomness under seed {saved_seed} "
+                       f"(this trial's seed is {ctx.seed})")
+            elif changed:
+                why = f"{', '.join(changed)} changed"
+            elif entry.get("environment") != ctx.environment:
+                why = "the environment (Python or installed packages) changed"
+            else:
+                value = signing.loads(backend.get_blob("pickle", entry["output"]),
+                                      what=f"cached output of step {step!r}")
+                return entry["output"], value, entry["inputs"], saved_seed is not None
+        except (KeyError, OSError, ValueError) as exc:
+            if isinstance(exc, SignatureError):
+                logger.warning("Not using the cached output of step %s: %s", step, exc)
+            why = f"its saved output cannot be read ({type(exc).__name__}: {exc})"
+    logger.info("Cached output of step %s not used: %s", step, why)
+    return why
 
 
 def _record(call: Any, ctx: TrialContext, info: TaskInfo, scope: StepScope,
             input_hash: str | None, output_hash: str | None, started: Any, duration: float,
             *, error: str | None = None, persisted: str | None = None,
-            output_type: str = "", cached: bool = False) -> StepRecord:
+            output_type: str = "", cached: bool = False, used_seed: bool = False,
+            cache_miss: str | None = None) -> StepRecord:
     spec = call.spec
     return StepRecord(
         step=spec.name, key=info.key, trial_ids=ctx.trial_ids, code_hash=spec.code.code_hash,
@@ -303,5 +493,5 @@ def _record(call: Any, ctx: TrialContext, info: TaskInfo, scope: StepScope,
         parameters=info.parameters, persisted=persisted, cached=cached,
         host=HOST, pid=os.getpid(), output_type=output_type, metrics=scope.metrics,
         labels=scope.labels, inputs=tuple(scope.inputs), outputs=tuple(scope.outputs),
-        description=scope.description,
+        description=scope.description, used_seed=used_seed, cache_miss=cache_miss,
     )

@@ -141,8 +141,10 @@ def _time_from_json(obj: Any) -> _dt.datetime | None:
 class DriftEvent:
     """Something other than the parameters changed since an earlier trial.
 
-    ``kind`` is ``"code"``, ``"environment"``, ``"data"`` or ``"impurity"``;
-    ``subject`` names the step, category or file; ``diff`` holds the diff lines.
+    ``kind`` is ``"code"``, ``"code-cosmetic"``, ``"declaration"``,
+    ``"environment"``, ``"data"``, ``"impurity"`` or ``"seed"`` (see
+    :mod:`experigraph.drift`); ``subject`` names the step, category or file;
+    ``diff`` holds the diff lines.
     """
 
     kind: str
@@ -187,6 +189,10 @@ class StepRecord:
     inputs: tuple[Mapping[str, Any], ...] = ()
     outputs: tuple[Mapping[str, Any], ...] = ()
     description: str | None = None
+    #: the step drew from the trial's randomness (``ex.rng()`` or the seeded globals)
+    used_seed: bool = False
+    #: why a ``cache=True`` step did not reuse a saved output (None: a hit, or no cache)
+    cache_miss: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

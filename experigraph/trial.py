@@ -37,9 +37,9 @@ from typing import Any
 import dask
 import dask.threaded
 
+from . import drift as drift_checks
 from . import signing
 from .backends.base import Backend
-from .code import unified_diff
 from .errors import BackendError, InvalidArgumentError
 from .graph import CallNode, StepSpec, TrialPlan, build_trial_graph
 from .hashing import value_hash
@@ -139,7 +139,8 @@ def snapshot_code(backend: Backend, order: Sequence[CallNode], stored: set[str]
         if not isinstance(spec, StepSpec) or spec.name in code:
             continue
         spec.refresh_code()
-        entry = {"code_hash": spec.code.code_hash, "source_hash": spec.code.source_hash}
+        entry = {"code_hash": spec.code.code_hash, "source_hash": spec.code.source_hash,
+                 "declaration": drift_checks.declaration(spec.kind, spec.cache)}
         text = spec.code.text
         if text is not None:
             if spec.code.source_hash not in stored:
@@ -149,6 +150,17 @@ def snapshot_code(backend: Backend, order: Sequence[CallNode], stored: set[str]
             entry["source_hash"] = ""
         code[spec.name] = entry
     return code
+
+
+def _cache_environment(order: Sequence[CallNode]) -> str | None:
+    """What a ``cache=True`` output depends on besides code and inputs: the Python
+    interpreter and the installed packages (a hash), when the graph has such a step."""
+    if not any(getattr(n.call.spec, "cache", False) for n in order):
+        return None
+    from . import environment
+
+    snap = environment.snapshot()
+    return environment.fingerprint({k: snap[k] for k in ("python", "packages") if k in snap})
 
 
 def read_source(backend: Backend, source_hash: str) -> str | None:
@@ -162,32 +174,8 @@ def read_source(backend: Backend, source_hash: str) -> str | None:
 
 def code_drift(backend: Backend, previous: TrialRecord | None,
                code: Mapping[str, Mapping[str, str]]) -> list[DriftEvent]:
-    """Drift events (and WARNINGs) for steps whose code changed since ``previous``."""
-    if previous is None:
-        return []
-    events = []
-    for step, entry in code.items():
-        old = previous.code.get(step)
-        if old is None or old.get("source_hash") == entry["source_hash"]:
-            continue
-        old_src = read_source(backend, old.get("source_hash", "")) or ""
-        new_src = read_source(backend, entry["source_hash"]) or ""
-        diff = unified_diff(old_src, new_src, step)
-        if old.get("code_hash") == entry["code_hash"]:
-            message = f"Code context has been changed cosmetically: {step}"
-            logger.info("%s (comments, docstrings or layout only)", message)
-            kind = "code-cosmetic"
-        else:
-            message = f"Code context has been changed: {step}"
-            logger.warning("%s", message)
-            for line in diff:
-                logger.warning("%s", line)
-            kind = "code"
-        events.append(DriftEvent(kind, step, message, tuple(diff),
-                                 {"previous_trial": previous.trial_id,
-                                  "old_code_hash": old.get("code_hash"),
-                                  "new_code_hash": entry["code_hash"]}))
-    return events
+    """Drift events (and WARNINGs) for steps whose code or declaration changed."""
+    return drift_checks.code_drift(previous, code, lambda h: read_source(backend, h))
 
 
 # -- running ----------------------------------------------------------------------
@@ -274,10 +262,12 @@ def run_trials(
                     _format_parameters(parameters))
 
     plans = [TrialPlan(r.trial_id, r.parameters, r.seed) for r in records]
+    cache_environment = _cache_environment(order)
     sink = RecordSink(backend)
 
     def make_context(group: tuple[int, ...], plan: TrialPlan) -> TrialContext:
-        return TrialContext(experiment_id, group, plan.seed, backend, sink, isolate)
+        return TrialContext(experiment_id, group, plan.seed, backend, sink, isolate,
+                            cache_environment)
 
     if len(plans) == 1:
         seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps
@@ -384,41 +374,6 @@ def _by_trial(records: Sequence[StepRecord]) -> dict[int, list[StepRecord]]:
     return out
 
 
-def _impurity(backend: Backend, steps: Sequence[StepRecord], seed: int) -> list[DriftEvent]:
-    """Impurity (same step, code, input and seed; other output) and data drift (same step
-    and input; other content of a file read with ex.input), in one batch of swaps."""
-    # files read with ex.input are inputs too: a step whose file changed is not impure
-    checked = {f"{rec.step}:{rec.code_hash}:{rec.input_hash}:{seed}"
-               + "".join(f":{i.get('hash')}" for i in rec.inputs): rec for rec in steps
-               if rec.succeeded and rec.input_hash is not None and rec.output_hash is not None}
-    data = {f"data:{rec.step}:{rec.input_hash}:{item['path']}": (rec, item) for rec in steps
-            if rec.input_hash is not None for item in rec.inputs if item.get("hash")}
-    if not checked and not data:
-        return []
-    hashes = {k: r.output_hash for k, r in checked.items() if r.output_hash is not None}
-    hashes.update({k: item["hash"] for k, (rec, item) in data.items()})
-    olds = backend.swap_output_hashes(hashes)
-    events = []
-    for key, (rec, item) in data.items():
-        old = olds[key]
-        if old is not None and old != item["hash"]:
-            message = f"Input data has been changed: {item['path']}"
-            logger.warning("%s (read by step %s with unchanged inputs): hash %s, previously %s",
-                           message, rec.step, item["hash"], old)
-            events.append(DriftEvent("data", item["path"], message, (), {
-                "step": rec.step, "old_hash": old, "new_hash": item["hash"]}))
-    for step_key, rec in checked.items():
-        old = olds[step_key]
-        if old is not None and old != rec.output_hash:
-            message = f"Step result changed with the same input: {rec.step}"
-            logger.warning("%s (input hash %s, seed %d): output hash %s, previously %s",
-                           message, rec.input_hash, seed, rec.output_hash, old)
-            events.append(DriftEvent("impurity", rec.step, message, (), {
-                "input_hash": rec.input_hash, "output_hash": rec.output_hash,
-                "previous_output_hash": old, "code_hash": rec.code_hash}))
-    return events
-
-
 def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], *,
             status: Status, elapsed: float, own_span: bool = False, value: Any = None,
             exception: BaseException | None = None, tb: str | None = None) -> TrialRecord:
@@ -430,7 +385,8 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
         remote = []
     steps = merge_steps(local, remote)
     drift = list(record.drift)
-    drift.extend(_impurity(backend, [s for s in steps if s.succeeded or s.inputs], record.seed))
+    drift.extend(drift_checks.check_outputs(backend, steps, seed=record.seed,
+                                            trial_id=trial_id, parameters=record.parameters))
     metrics: dict[str, Any] = {}
     labels: dict[str, Any] = {}
     description = ""

@@ -641,8 +641,10 @@ class BoardSession:
         self.drift_source.selected.on_change("indices",
                                              lambda attr, old, new: self._show_drift_detail())
         return column(Div(text="<b>Drift and impurity events of every trial</b> (code, "
-                               "environment and data changes since the previous trial; "
-                               "impurity: a step's output changed with the same input). "
+                               "declaration, environment and data changes since the "
+                               "previous trial; impurity: a step's output changed with the "
+                               "same input; seed: a step that used the trial's randomness "
+                               "gave another output under another seed). "
                                "Click one for its diff."),
                       self.drift_table, self.drift_detail, sizing_mode="stretch_width")
 

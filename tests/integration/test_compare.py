@@ -247,3 +247,88 @@ def test_a_later_trial_is_never_the_producer_of_an_input(make_experiment, tmp_pa
     assert ex.get_lineage("io", 1)["trials"] == []
     ex.set_parameters(mode="read").compute()
     assert ex.get_lineage("io", 3)["trials"] == [2]
+
+
+class Model:
+    """Like a fitted sklearn estimator: dask has no deterministic hash for it."""
+
+    def __init__(self, coef):
+        self.coef = coef
+
+
+def test_reproduce_names_the_steps_it_could_not_compare(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex
+    def fit(a):
+        return Model(a * 2)
+
+    @ex.result
+    def score(model):
+        return model.coef + 1
+
+    score(fit(a))
+    ex.set_parameters(a=1).compute(seed=1)
+    assert ex.get_trial(1).steps[0].output_hash is None
+    report = ex.reproduce(1)
+    assert report.matches
+    why = "output of type test_compare.Model has no deterministic hash"
+    assert report.not_compared == {"fit": why}
+    text = str(report)
+    assert "same output of every step." not in text
+    assert text.splitlines() == [
+        "Trial 2 reproduced trial 1 in what could be compared: same result and same output "
+        "of every other step. Not compared:", f"  fit: {why}"]
+    diff = ex.compare(1, 2)
+    assert not diff and diff.not_compared == {"fit": why}
+    assert str(diff).splitlines() == ["Trial 1 -> trial 2: no differences in what could be "
+                                      "compared", "Not compared:", f"  fit: {why}"]
+    assert "<h4>Not compared</h4>" in diff._repr_html_()
+
+
+def test_a_result_without_a_hash_is_never_claimed_reproduced(make_experiment, caplog):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.result
+    def fit(a):
+        return Model(a)
+
+    fit(a)
+    ex.set_parameters(a=1).compute(seed=1)
+    with caplog.at_level(logging.INFO, logger="experigraph"):
+        report = ex.reproduce(1)
+    assert not report.matches
+    assert report.not_compared == {
+        "fit": "output of type test_compare.Model has no deterministic hash",
+        "result": "result of type test_compare.Model has no deterministic hash"}
+    assert str(report).startswith("Trial 2 could not be checked against trial 1: no "
+                                  "difference was found, but not everything could be "
+                                  "compared. Not compared:")
+    assert "reproduced" not in caplog.text
+
+
+def test_compare_marks_seed_dependent_steps(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.result
+    def draw(a):
+        return float(ex.rng().random()) + a
+
+    draw(a)
+    ex.set_parameters(a=1)
+    ex.compute(seed=1)
+    ex.compute(seed=2)
+    diff = ex.compare(1, 2)
+    assert diff.seed == (1, 2) and [d.seed_dependent for d in diff.steps] == [True]
+    assert "draw: " in str(diff) and "(seed-dependent: it used the trial's randomness)" in \
+        str(diff)
+    assert [(d.kind, d.subject) for d in ex.get_trial(2).drift] == [("seed", "draw")]
+    report = ex.reproduce(1)
+    assert report.matches and report.seed_dependent == ("draw",)
+    assert str(report).splitlines() == [
+        "Trial 3 reproduced trial 1: same result and same output of every step.",
+        "Seed-dependent steps (they used the trial's randomness, under the original seed): "
+        "draw"]

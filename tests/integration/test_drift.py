@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import linecache
 import logging
 
@@ -224,3 +225,414 @@ def test_environment_queries(make_experiment):
     with pytest.raises(ValueError, match="choose one of platform"):
         ex.get_environment(1, "gpu")
     assert "packages" in ex.get_environment()
+
+
+# -- the user's own modules, followed as code (each run a fresh process) ------------
+MODULE_SCRIPT = """
+import os, pathlib
+import experigraph as xg
+import featurelib
+from featurelib import offset
+
+ex = xg.Experiment(id="modules", backend=pathlib.Path(os.environ["XG_STORE"]))
+a = ex.parameter("a")
+
+@ex.result
+def score(a):
+    return offset(a) + featurelib.Scaler(2).scale(a)
+
+score(a)
+ex.set_parameters(a=1).compute(seed=1)
+"""
+
+FEATURELIB = '''
+def offset(x):
+    return x + {step}
+
+
+class Scaler:
+    def __init__(self, factor):
+        self.factor = factor
+
+    def scale(self, x):
+        return x * self.factor{extra}
+'''
+
+
+def run_script(tmp_path, featurelib_source):
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    (tmp_path / "featurelib.py").write_text(featurelib_source)
+    env = python_env()
+    env.update(XG_STORE=str(tmp_path / "store"), PYTHONDONTWRITEBYTECODE="1",
+               EXPERIGRAPH_LOG_LEVEL="INFO")
+    out = subprocess.run([sys.executable, str(tmp_path / "experiment.py")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [line.split("] ", 2)[-1] for line in out.stderr.splitlines()
+            if "[WARNING]" in line or "[INFO] Code context" in line]
+
+
+def test_a_helper_in_a_local_module_is_followed_as_code(tmp_path):
+    (tmp_path / "experiment.py").write_text(MODULE_SCRIPT)
+    assert run_script(tmp_path, FEATURELIB.format(step=1, extra="")) == []
+    assert run_script(tmp_path, FEATURELIB.format(step=1, extra="")) == []  # identical rerun
+    cosmetic = FEATURELIB.format(step=1, extra="  # scaled").replace(
+        "def offset(x):\n", 'def offset(x):\n    """Shift."""\n')
+    assert run_script(tmp_path, cosmetic) == [
+        "Code context has been changed cosmetically: score (comments, docstrings or layout "
+        "only)"]
+    lines = run_script(tmp_path, FEATURELIB.format(step=10, extra=""))
+    assert lines[0] == "Code context has been changed: score"
+    assert "-    return x + 1" in lines and "+    return x + 10" in lines
+    assert sum(line.startswith("Code context") for line in lines) == 1
+    lines = run_script(tmp_path, FEATURELIB.format(step=10, extra=" + 1"))  # a method
+    assert lines[0] == "Code context has been changed: score"
+    assert "+        return x * self.factor + 1" in lines
+
+    ex = xg.Experiment(id="modules", backend=tmp_path / "store")
+    assert ex.get_history()["Result"].tolist() == [4, 4, 4, 13, 14]
+    kinds = [[(d.kind, d.subject) for d in ex.get_trial(t).drift] for t in range(1, 6)]
+    assert kinds == [[], [], [("code-cosmetic", "score")], [("code", "score")],
+                     [("code", "score")]]
+    hashes = [ex.get_trial(t).code["score"]["code_hash"] for t in range(1, 6)]
+    assert hashes[0] == hashes[1] == hashes[2] != hashes[3] != hashes[4]
+    code = ex.get_code(4)
+    assert "def offset(x):\n    return x + 10" in code and "class Scaler:" in code
+    assert ex.get_trial(5).drift[0].detail["previous_trial"] == 4
+
+
+def test_installed_and_standard_modules_are_not_followed(make_experiment):
+    import json
+    import textwrap
+
+    import numpy as np
+
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.result
+    def uses_libraries(a):
+        return json.dumps(float(np.sqrt(a))) + textwrap.dedent(" x")
+
+    uses_libraries(a)
+    ex.set_parameters(a=4).compute(seed=1)
+    code = ex.get_code(1)
+    assert "helper functions" not in code and code.startswith("@ex.result")
+
+
+def test_a_reloaded_local_module_is_captured_again(tmp_path, make_experiment, monkeypatch,
+                                                   caplog):
+    import importlib
+    import sys
+
+    (tmp_path / "xg_local_helpers.py").write_text("def shift(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # the reload reads the new source
+    import xg_local_helpers
+
+    ns = {"ex": make_experiment(), "helpers": xg_local_helpers}
+    run_cell("""
+a = ex.parameter("a")
+
+@ex.result
+def shifted(a):
+    return helpers.shift(a)
+
+r = shifted(a)
+""", ns)
+    try:
+        assert ns["ex"].set_parameters(a=1).compute(seed=1) == 2
+        (tmp_path / "xg_local_helpers.py").write_text("def shift(x):\n    return x + 100\n")
+        importlib.reload(xg_local_helpers)
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            assert ns["ex"].compute(seed=1) == 101
+            assert ns["ex"].compute(seed=1) == 101
+        lines = warnings_of(caplog)
+        assert lines[0] == "Code context has been changed: shifted"
+        assert "+    return x + 100" in lines
+        assert sum(line.startswith("Code context") for line in lines) == 1
+    finally:
+        sys.modules.pop("xg_local_helpers", None)
+
+
+GIT_SCRIPT = """
+import logging, os, pathlib
+import experigraph as xg
+
+ex = xg.Experiment(id="reopen", backend=pathlib.Path(os.environ["XG_STORE"]))
+logging.getLogger("experigraph").warning("OPENED")
+a = ex.parameter("a")
+
+@ex.result
+def ident(a):
+    return a
+
+ident(a)
+ex.set_parameters(a=1).compute(seed=1)
+"""
+
+
+def test_git_drift_is_reported_when_the_experiment_is_reopened(tmp_path):
+    import subprocess
+    import sys
+
+    import git
+
+    from xg_testing import python_env
+
+    repo_dir = tmp_path / "project"
+    repo_dir.mkdir()
+    repo = git.Repo.init(repo_dir)
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "Test").set_value("user", "email", "test@example.invalid")
+    (repo_dir / "experiment.py").write_text(GIT_SCRIPT)
+    (repo_dir / "notes.txt").write_text("first\n")
+    repo.index.add(["experiment.py", "notes.txt"])
+    first = repo.index.commit("first").hexsha
+    env = python_env()
+    env.update(XG_STORE=str(tmp_path / "store"), EXPERIGRAPH_LOG_LEVEL="INFO")
+
+    def run() -> list[str]:
+        out = subprocess.run([sys.executable, "experiment.py"], cwd=repo_dir, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return [line.split("] ", 2)[-1] for line in out.stderr.splitlines()
+                if "[WARNING]" in line]
+
+    assert run() == ["OPENED"]
+    assert run() == ["OPENED"]                       # nothing changed: nothing said
+    (repo_dir / "notes.txt").write_text("second\n")
+    repo.index.add(["notes.txt"])
+    second = repo.index.commit("second").hexsha
+    lines = run()
+    assert lines[0] == (f"Git repository state has been changed (since trial 2): commit "
+                        f"{first[:12]} -> {second[:12]}")
+    assert f"-commit: {first}" in lines and f"+commit: {second}" in lines
+    assert lines.index("OPENED") > lines.index(f"+commit: {second}")  # before any trial
+    assert sum(line.startswith("Git repository state") for line in lines) == 1
+    assert run() == ["OPENED"]                       # reported once
+    ex = xg.Experiment(id="reopen", backend=tmp_path / "store")
+    assert [[d.kind for d in ex.get_trial(t).drift] for t in (1, 2, 3, 4)] == [
+        [], [], ["environment"], []]
+    assert ex.get_trial(3).drift[0].subject == "git"
+
+
+# -- cache=True: never serves what is not reproducible, and says why it missed --------
+def cache_misses(ex, step, trials):
+    return [next(s.cache_miss if not s.cached else "hit" for s in ex.get_trial(t).steps
+                 if s.step == step) for t in trials]
+
+
+IMPURE_CELL = """
+a = ex.parameter("a")
+state = globals().setdefault("state", {{"offset": 0, "runs": 0}})
+
+@ex{decorator}
+def features(a):
+    state["runs"] += 1
+    return a + state["offset"]
+
+@ex.result
+def score(x):
+    return x * 2
+
+r = score(features(a))
+"""
+
+
+def test_a_step_seen_impure_is_never_served_from_the_cache(make_experiment, caplog):
+    ns = {"ex": make_experiment()}
+    ex = ns["ex"]
+    run_cell(IMPURE_CELL.format(decorator=""), ns)
+    ex.set_parameters(a=1).compute()
+    ns["state"]["offset"] = 1
+    with caplog.at_level(logging.INFO, logger="experigraph"):
+        ex.compute()                                       # impure: warned, remembered
+        run_cell(IMPURE_CELL.format(decorator=".step(cache=True)"), ns)
+        ex.compute()
+        ex.compute()
+    assert ns["state"]["runs"] == 4                        # never served from the cache
+    why = ("the step was seen impure (impurity in trial 2), so its output cannot be "
+           "reused")
+    assert cache_misses(ex, "features", [3, 4]) == [why, why]
+    assert f"Cached output of step features not used: {why}" in caplog.text
+    assert [(d.kind, d.subject) for d in ex.get_trial(2).drift] == [("impurity", "features")]
+    (declared,) = ex.get_trial(3).drift                    # @ex -> cache=True: a WARNING
+    assert declared.kind == "declaration" and declared.message == (
+        "Code context has been changed: features (declaration @ex -> @ex.step(cache=True))")
+    assert "-@ex" in declared.diff and "+@ex.step(cache=True)" in declared.diff
+    assert ex.get_trial(3).code["features"]["code_hash"] == \
+        ex.get_trial(2).code["features"]["code_hash"]      # the computation is unchanged
+
+
+def test_cache_misses_say_why(make_experiment, tmp_path, caplog):
+    data = tmp_path / "numbers.txt"
+    data.write_text("1 2")
+    ns = {"ex": make_experiment(), "data": str(data)}
+    ex = ns["ex"]
+    cell = """
+a = ex.parameter("a")
+
+@ex.step(cache=True)
+def load(a):
+    with open(ex.input(data)) as f:
+        return sum(int(x) for x in f.read().split()) {op} a
+
+@ex.result
+def total(x):
+    return x
+
+r = total(load(a))
+"""
+    run_cell(cell.format(op="+"), ns)
+    ex.set_parameters(a=1).compute()                    # 1: nothing saved yet
+    ex.compute()                                        # 2: served
+    ex.set_parameters(a=2).compute()                    # 3: other input
+    run_cell(cell.format(op="*"), ns)
+    ex.set_parameters(a=1).compute()                    # 4: code changed
+    data.write_text("1 2 3")
+    ex.compute()                                        # 5: the file changed
+    assert ex.get_history()["Result"].tolist() == [4, 4, 5, 3, 6]
+    assert cache_misses(ex, "load", range(1, 6)) == [
+        "no output of it is saved yet", "hit", "no output is saved for these inputs",
+        "its code changed since its output for these inputs was saved", f"{data} changed"]
+
+
+def test_a_cached_step_that_drew_from_the_seed_is_served_only_under_that_seed(
+        make_experiment, caplog):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.step(cache=True)
+    def sample(a):
+        return a + float(ex.rng().random())
+
+    @ex.result
+    def out(x):
+        return x
+
+    out(sample(a))
+    ex.set_parameters(a=1)
+    first = ex.compute(seed=1)
+    with caplog.at_level(logging.INFO, logger="experigraph"):
+        assert ex.compute(seed=1) == first                  # served: same seed
+        second = ex.compute(seed=2)                          # not served: another seed
+    assert second != first
+    assert cache_misses(ex, "sample", [1, 2, 3]) == [
+        "no output of it is saved yet", "hit",
+        "its saved output used the trial's randomness under seed 1 (this trial's seed is 2)"]
+    assert [(d.kind, d.subject) for d in ex.get_trial(3).drift] == [("seed", "sample")]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+CACHE_SCRIPT = """
+import os, pathlib
+import experigraph as xg
+
+ex = xg.Experiment(id="cached", backend=pathlib.Path(os.environ["XG_STORE"]))
+a = ex.parameter("a")
+
+@ex.step(cache=True)
+def slow(a):
+    return a * 2
+
+@ex.result
+def out(x):
+    return x
+
+out(slow(a))
+ex.set_parameters(a=1).compute(seed=1)
+"""
+
+
+def test_a_changed_environment_is_a_cache_miss(tmp_path):
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    (tmp_path / "experiment.py").write_text(CACHE_SCRIPT)
+    extra = tmp_path / "extra"
+    dist = extra / "xg_fake_package-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: xg-fake-package\n"
+                                   "Version: 1.0\n")
+    env = python_env()
+    env["XG_STORE"] = str(tmp_path / "store")
+    for pythonpath in (env["PYTHONPATH"], env["PYTHONPATH"],
+                       os.pathsep.join([env["PYTHONPATH"], str(extra)])):
+        out = subprocess.run([sys.executable, "experiment.py"], cwd=tmp_path,
+                             env={**env, "PYTHONPATH": pythonpath}, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    ex = xg.Experiment(id="cached", backend=tmp_path / "store")
+    assert cache_misses(ex, "slow", [1, 2, 3]) == [
+        "no output of it is saved yet", "hit",
+        "the environment (Python or installed packages) changed"]
+    assert "Installed Python packages have been changed" in out.stderr
+
+
+IMPURE_SCRIPT = """
+import os, pathlib
+import numpy as np
+import experigraph as xg
+
+ex = xg.Experiment(id="script", backend=pathlib.Path(os.environ["XG_STORE"]))
+path = ex.parameter("path", default="data.csv")
+
+@ex
+def load(path):                        # reads a file without ex.input
+    return sum(int(x) for x in open(path).read().split())
+
+@ex
+def noisy(total):                      # the seeded global generator
+    return total + float(np.random.rand())
+
+@ex.result
+def report(total, sample):
+    return total
+
+report(load(path), noisy(load(path)))
+ex.compute()                           # no seed: a new one every run
+"""
+
+
+def test_impurity_and_seed_dependence_across_script_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    (tmp_path / "experiment.py").write_text(IMPURE_SCRIPT)
+    data = tmp_path / "data.csv"
+    env = python_env()
+    env.update(XG_STORE=str(tmp_path / "store"), EXPERIGRAPH_LOG_LEVEL="INFO")
+
+    def run() -> tuple[list[str], list[str]]:
+        out = subprocess.run([sys.executable, "experiment.py"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = [line.split("] ", 2)[-1] for line in out.stderr.splitlines()]
+        return ([x for x, raw in zip(lines, out.stderr.splitlines()) if "[WARNING]" in raw],
+                [x for x in lines if x.startswith("Step result depends on the seed")])
+
+    data.write_text("1\n2\n")
+    assert run() == ([], [])
+    warnings, seeded = run()                          # another process, another seed
+    assert warnings == [] and len(seeded) == 1 and seeded[0].startswith(
+        "Step result depends on the seed: noisy (inputs: output of load;")
+    data.write_text("1\n2\n3\n")
+    warnings, seeded = run()
+    (line,) = warnings
+    assert line.startswith("Step result changed with the same input: load (inputs: "
+                           "path='data.csv'; input hash ")
+    assert seeded == []                               # noisy's input changed: not compared
+    ex = xg.Experiment(id="script", backend=tmp_path / "store")
+    assert [[(d.kind, d.subject) for d in ex.get_trial(t).drift] for t in (1, 2, 3)] == [
+        [], [("seed", "noisy")], [("impurity", "load")]]
+    assert [s.used_seed for s in ex.get_trial(3).steps] == [False, True, False]

@@ -1,0 +1,233 @@
+"""What changed between trials besides the parameters: checks and messages.
+
+Step outputs (checked when a trial finishes, in the trial's own process):
+
+* **impurity**: a step's output hash differs from the last one recorded for the
+  same *reference key*: step, code hash, input hash and the hashes of the files
+  it read with ``ex.input``. The trial seed is not part of that key for a step
+  that did not use the trial's randomness (``ex.rng()`` or the seeded global
+  generators, see :func:`experigraph.hooks.drew_since`); a step that did is
+  also checked under (reference key, seed), so it is impure when its output
+  changes under the same seed. WARNING and ``DriftEvent("impurity")``.
+* **seed-dependence**: a step that used the trial's randomness gives another
+  output under another seed, nothing else changed. INFO and
+  ``DriftEvent("seed")``; not impurity.
+* **data**: a file read with ``ex.input`` has another content under the same
+  step inputs. WARNING and ``DriftEvent("data")``.
+
+A value without a deterministic hash (``output_hash``/``input_hash`` None) is
+"not hashed": never checked, so never impure. Each change is reported once: the
+new output becomes the reference. A step seen impure is remembered per (step,
+code hash), so ``cache=True`` never serves its saved output again.
+
+Code (checked when a trial starts): a step's normalised code hash changed
+(``"code"``, WARNING, with the diff), only its text changed (``"code-cosmetic"``,
+INFO), or its declaration changed, ``@ex`` to ``@ex.persist`` or ``cache=True``
+on or off (``"declaration"``, WARNING, with the diff; the code hash, and so the
+impurity and cache keys, are unchanged).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import reprlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .code import unified_diff
+from .records import DriftEvent, StepRecord, TrialRecord
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+logger = logging.getLogger(__name__)
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 40
+_SHORT.maxother = 40
+
+#: the DriftEvent kinds, and what each means
+KINDS = {
+    "code": "a step's code changed",
+    "code-cosmetic": "only comments, docstrings or layout of a step changed",
+    "declaration": "a step's decorator changed (@ex, @ex.persist, cache=True)",
+    "environment": "platform, Python, packages, NumPy build or git state changed",
+    "data": "a file read with ex.input changed under the same step inputs",
+    "impurity": "a step's output changed with the same code, inputs and files",
+    "seed": "a step that used the trial's randomness gave another output under another seed",
+}
+
+IMPURITY_MESSAGE = "Step result changed with the same input: {step}"
+SEED_MESSAGE = "Step result depends on the seed: {step}"
+DATA_MESSAGE = "Input data has been changed: {path}"
+
+
+def reference_key(rec: StepRecord) -> str:
+    """The key a step's output is compared under: step, code, inputs, files read."""
+    return (f"out:{rec.step}:{rec.code_hash}:{rec.input_hash}"
+            + "".join(f":{i.get('hash')}" for i in rec.inputs))
+
+
+def taint_key(step: str, code_hash: str) -> str:
+    """Where a step seen impure is remembered (``cache=True`` never serves it)."""
+    return f"taint:{step}:{code_hash}"
+
+
+def _reference(output_hash: str, seed: int, used_seed: bool) -> str:
+    return f"{output_hash} {seed} {int(used_seed)}"
+
+
+def _parse_reference(value: str) -> tuple[str, int | None, bool]:
+    parts = value.split(" ")
+    if len(parts) != 3:
+        return value, None, True  # unknown form: as if it used a seed (never invents)
+    try:
+        return parts[0], int(parts[1]), parts[2] == "1"
+    except ValueError:
+        return parts[0], None, True
+
+
+def _describe_inputs(rec: StepRecord, parameters: Mapping[str, Any]) -> str:
+    parts = [f"{n}={_SHORT.repr(parameters[n])}" for n in rec.parameters if n in parameters]
+    parts += [f"output of {d.rsplit('-', 1)[0]}" for d in rec.dependencies]
+    parts += [f"file {os.path.basename(str(i.get('path')))}" for i in rec.inputs]
+    what = ", ".join(parts) or "no arguments"
+    return f"inputs: {what}; input hash {rec.input_hash}"
+
+
+def check_outputs(backend: Backend, steps: Sequence[StepRecord], *, seed: int,
+                  trial_id: int, parameters: Mapping[str, Any] | None = None
+                  ) -> list[DriftEvent]:
+    """Impurity, seed-dependence and data drift of a finished trial's steps, in one
+    batch of swaps (see the module docstring). Logs each event once."""
+    parameters = parameters or {}
+    ran = [r for r in steps if not r.cached and r.input_hash is not None]
+    checked = [r for r in ran if r.succeeded and r.output_hash is not None]
+    hashes: dict[str, str] = {}
+    for rec in checked:
+        key = reference_key(rec)
+        hashes[key] = _reference(rec.output_hash, seed, rec.used_seed)  # type: ignore[arg-type]
+        if rec.used_seed:
+            hashes[f"{key}:seed={seed}"] = rec.output_hash  # type: ignore[assignment]
+    data = {f"data:{rec.step}:{rec.input_hash}:{item['path']}": (rec, item) for rec in ran
+            for item in rec.inputs if item.get("hash")}
+    hashes.update({k: item["hash"] for k, (rec, item) in data.items()})
+    if not hashes:
+        return []
+    olds = backend.swap_output_hashes(hashes)
+    events = []
+    for key, (rec, item) in data.items():
+        old = olds[key]
+        if old is not None and old != item["hash"]:
+            message = DATA_MESSAGE.format(path=item["path"])
+            logger.warning("%s (read by step %s with unchanged inputs): hash %s, previously %s",
+                           message, rec.step, item["hash"], old)
+            events.append(DriftEvent("data", item["path"], message, (), {
+                "step": rec.step, "old_hash": old, "new_hash": item["hash"]}))
+    tainted: dict[str, str] = {}
+    for rec in checked:
+        key = reference_key(rec)
+        verdict = _verdict(rec, seed, olds.get(key),
+                           olds.get(f"{key}:seed={seed}") if rec.used_seed else None)
+        if verdict is None:
+            continue
+        kind, previous, previous_seed = verdict
+        detail = {"input_hash": rec.input_hash, "output_hash": rec.output_hash,
+                  "previous_output_hash": previous, "code_hash": rec.code_hash,
+                  "seed": seed, "previous_seed": previous_seed, "used_seed": rec.used_seed}
+        if kind == "impurity":
+            message = IMPURITY_MESSAGE.format(step=rec.step)
+            logger.warning("%s (%s%s): output hash %s, previously %s", message,
+                           _describe_inputs(rec, parameters),
+                           f"; seed {seed}" if rec.used_seed else "", rec.output_hash, previous)
+            tainted[taint_key(rec.step, rec.code_hash)] = f"impurity in trial {trial_id}"
+        else:
+            message = SEED_MESSAGE.format(step=rec.step)
+            logger.info("%s (%s): output hash %s under seed %d, previously %s under seed %s",
+                        message, _describe_inputs(rec, parameters), rec.output_hash, seed,
+                        previous, previous_seed)
+        events.append(DriftEvent(kind, rec.step, message, (), detail))
+    if tainted:
+        backend.swap_output_hashes(tainted)
+    return events
+
+
+def _verdict(rec: StepRecord, seed: int, reference: str | None, same_seed: str | None
+             ) -> tuple[str, str, int | None] | None:
+    """("impurity" | "seed", previous output hash, previous seed), or None: no change."""
+    if same_seed is not None and same_seed != rec.output_hash:
+        return "impurity", same_seed, seed
+    if reference is None:
+        return None
+    previous, previous_seed, previous_used = _parse_reference(reference)
+    if previous == rec.output_hash:
+        return None
+    if not rec.used_seed and not previous_used:
+        return "impurity", previous, previous_seed  # no randomness: the seed is no excuse
+    if previous_seed is None or previous_seed != seed:
+        return "seed", previous, previous_seed
+    return "impurity", previous, previous_seed  # the same seed is no excuse either
+
+
+# -- code ------------------------------------------------------------------------------
+def declaration(kind: str, cache: bool) -> str:
+    """How a step is declared: ``@ex``, ``@ex.persist``, ``@ex.step(cache=True)``..."""
+    if cache:
+        return "@ex.step(cache=True)"
+    return {"step": "@ex", "persist": "@ex.persist", "result": "@ex.result"}.get(kind, kind)
+
+
+def code_drift(previous: TrialRecord | None, code: Mapping[str, Mapping[str, str]],
+               read_source: Callable[[str], str | None]) -> list[DriftEvent]:
+    """Drift events (and their log lines) for steps whose code or declaration changed
+    since ``previous``."""
+    if previous is None:
+        return []
+    events = []
+    for step, entry in code.items():
+        old = previous.code.get(step)
+        if old is None or old.get("source_hash") == entry["source_hash"]:
+            continue
+        diff = unified_diff(read_source(old.get("source_hash", "")) or "",
+                            read_source(entry["source_hash"]) or "", step)
+        detail = {"previous_trial": previous.trial_id, "old_code_hash": old.get("code_hash"),
+                  "new_code_hash": entry["code_hash"]}
+        before, after = old.get("declaration"), entry.get("declaration")
+        if old.get("code_hash") != entry["code_hash"]:
+            kind, message = "code", f"Code context has been changed: {step}"
+        elif before is not None and after is not None and before != after:
+            kind = "declaration"
+            message = f"Code context has been changed: {step} (declaration {before} -> {after})"
+            detail.update(old_declaration=before, new_declaration=after)
+        else:
+            message = f"Code context has been changed cosmetically: {step}"
+            logger.info("%s (comments, docstrings or layout only)", message)
+            events.append(DriftEvent("code-cosmetic", step, message, tuple(diff), detail))
+            continue
+        logger.warning("%s", message)
+        for line in diff:
+            logger.warning("%s", line)
+        events.append(DriftEvent(kind, step, message, tuple(diff), detail))
+    return events
+
+
+# -- environment -----------------------------------------------------------------------
+def git_summary(old: Any, new: Any) -> str:
+    """``commit 1a2b3c4 -> 5d6e7f8`` (and branch changes) per repository, for the WARNING
+    line of git drift; empty when neither changed (only the diff or dirty flag did)."""
+    def by_root(value: Any) -> dict[str, Mapping[str, Any]]:
+        repos = (value or {}).get("repositories") or [] if isinstance(value, Mapping) else []
+        return {r["root"]: r for r in repos if isinstance(r, Mapping) and "root" in r}
+
+    before, after = by_root(old), by_root(new)
+    parts = []
+    for root in sorted(set(before) & set(after)):
+        a, b = before[root], after[root]
+        changes = []
+        if a.get("commit") != b.get("commit"):
+            changes.append(f"commit {str(a.get('commit'))[:12]} -> {str(b.get('commit'))[:12]}")
+        if a.get("branch") != b.get("branch"):
+            changes.append(f"branch {a.get('branch')} -> {b.get('branch')}")
+        if changes:
+            parts.append(", ".join(changes) + (f" in {root}" if len(before) > 1 else ""))
+    return "; ".join(parts)
