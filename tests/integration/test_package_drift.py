@@ -65,6 +65,9 @@ def test_package_version_change_is_reported_once(tmp_path):
         proc = subprocess.run([python, str(script)], capture_output=True,
                               text=True, timeout=300,
                               env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                                   # a same-size edit within a second must not be read
+                                   # from a stale .pyc
+                                   "PYTHONDONTWRITEBYTECODE": "1",
                                    "HOME": str(tmp_path), "EXPERIGRAPH_BACKEND": str(store)})
         assert proc.returncode == 0, proc.stderr
         return proc
