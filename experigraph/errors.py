@@ -47,8 +47,11 @@ class ParameterUndefinedError(ExperigraphError, ValueError):
         )
 
 
-class TrialIDNotFoundError(ExperigraphError, KeyError):
-    """A trial id that the experiment has not recorded, or a query outside a trial."""
+class TrialIDNotFoundError(ExperigraphError, ValueError, KeyError):
+    """A trial id that the experiment has not recorded, or a query outside a trial.
+
+    A ``ValueError``, as daskperiment's was (and a ``KeyError``, as experigraph's was).
+    """
 
     def __init__(self, trial_id: Any, message: str | None = None) -> None:
         self.trial_id = trial_id
@@ -76,9 +79,10 @@ class InvalidExperimentIdError(ExperigraphError, ValueError):
         )
 
 
-class NotRecordedError(ExperigraphError, KeyError):
+class NotRecordedError(ExperigraphError, ValueError, KeyError):
     """Something asked of a trial that it did not record (a persisted output, a metric,
-    an environment category, a step)."""
+    an environment category, a step). A ``ValueError`` (daskperiment raised one for a
+    missing persisted output or metric) and a ``KeyError``."""
 
     def __init__(self, message: str) -> None:
         self.message = message
@@ -102,7 +106,7 @@ class StepDefinitionError(ExperigraphError, TypeError):
 
 class NotInTrialError(TrialIDNotFoundError):
     """A call that needs a running trial (``ex.current_trial_id``, ``ex.save_metric``)
-    was made outside one."""
+    was made outside one. A ``ValueError``, as daskperiment's was."""
 
     def __init__(self, what: str) -> None:
         super().__init__(
