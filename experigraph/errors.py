@@ -96,6 +96,12 @@ class InvalidArgumentError(ExperigraphError, ValueError):
     """An argument with a value experigraph cannot use (the message says what it takes)."""
 
 
+class ArgumentNameError(ExperigraphError, TypeError):
+    """A call without a required argument, or giving one under both of its names
+    (experigraph's and daskperiment's, e.g. ``key=`` and ``metric_key=``); a
+    ``TypeError``, as Python's own for a bad call."""
+
+
 class SweepDefinitionError(ExperigraphError, TypeError):
     """A sweep given in a form ``ex.sweep`` does not take."""
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import environment
@@ -28,7 +29,7 @@ from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
-    BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError,
+    ArgumentNameError, BackendError, InvalidExperimentIdError, NotInTrialError, ParameterUndeclaredError,
     InvalidArgumentError, NotRecordedError, ReproductionError, StepDefinitionError,
     SweepDefinitionError,
     TrialIDNotFoundError)
@@ -132,7 +133,11 @@ class Experiment:
         return types.MappingProxyType(self._space.declared)
 
     def __repr__(self) -> str:
-        return f"Experiment(id={self.id!r}, backend={self._backend.uri!r})"
+        try:
+            trial_id: Any = self._backend.last_trial_id()
+        except Exception:  # a repr must not raise: the backend may be unreachable
+            trial_id = "?"
+        return f"Experiment(id: {self.id}, trial_id: {trial_id}, backend: {self._backend.uri})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A step that refers to ``ex`` carries it to workers: send the configuration only.
@@ -214,6 +219,19 @@ class Experiment:
                 "first, e.g. s = calculate_score(prepare_data(a, b)).")
         return self._run_trial(self._result, seed=seed, dask_kwargs=dask_kwargs)
 
+    def _trial_parameters(self, order: Sequence[Any], overrides: Mapping[str, Any] | None
+                          ) -> dict[str, Any]:
+        """What a trial records as its parameters: those its steps read (each must have a
+        value, else ParameterUndefinedError), then every other declared parameter that
+        has a value, read by a step or not (daskperiment's ``user_name`` tip)."""
+        overrides = overrides or {}
+        needed = parameters_read(order)
+        values = self._space.resolve(needed, overrides)
+        others = [n for n, p in self._space.declared.items() if n not in values and (
+            n in overrides or n in self._space.values or p._node.default is not NOTHING)]
+        values.update(self._space.resolve(others, overrides))
+        return values
+
     def _check_seed(self, seed: int | None) -> int:
         if seed is None:
             return self.seed if self.seed is not None else new_seed()
@@ -233,7 +251,7 @@ class Experiment:
                  script: Mapping[str, Any] | None = None, started: list[int] | None = None
                  ) -> Any:
         order = walk(result._node)
-        parameters = self._space.resolve(parameters_read(order), overrides)
+        parameters = self._trial_parameters(order, overrides)
         trial_seed = self._check_seed(seed)
         previous = self._previous_trial()
         with self._keeping_pending():
@@ -271,8 +289,7 @@ class Experiment:
                 if name not in self._space.declared:
                     raise ParameterUndeclaredError(name, self._space.declared)
         order = walk(result._node)
-        needed = parameters_read(order)
-        resolved = [self._space.resolve(needed, ps) for ps in parameter_sets]
+        resolved = [self._trial_parameters(order, ps) for ps in parameter_sets]
         if isinstance(seed, (list, tuple)):
             if len(seed) != len(resolved):
                 raise InvalidArgumentError(f"sweep got {len(seed)} seeds for {len(resolved)} trials; "
@@ -398,8 +415,17 @@ class Experiment:
         """Inside a running step: the id of its trial (the first, for a step shared by a sweep)."""
         return self._scope("ex.current_trial_id").ctx.trial_id
 
-    def save_metric(self, key: str, epoch: Any, value: Any) -> None:
-        """Inside a step: add a point ``(epoch, value)`` to the metric curve ``key``."""
+    def save_metric(self, key: str = NOTHING, epoch: Any = NOTHING,  # type: ignore[assignment]
+                    value: Any = NOTHING, *, metric_key: str = NOTHING  # type: ignore[assignment]
+                    ) -> None:
+        """Inside a step: add a point ``(epoch, value)`` to the metric curve ``key``.
+
+        ``metric_key=`` is daskperiment's name for ``key``; either may be given.
+        """
+        key = _either("save_metric", "key", key, "metric_key", metric_key)
+        for name, given in (("epoch", epoch), ("value", value)):
+            if given is NOTHING:
+                raise ArgumentNameError(f"save_metric() missing required argument: {name!r}")
         if not isinstance(key, str) or not key:
             raise InvalidArgumentError(f"A metric key is a non-empty string, got {key!r}.")
         scope = self._scope("ex.save_metric")
@@ -528,10 +554,10 @@ class Experiment:
                 "Finished": _local_time(r.finished),
                 "Process Time": pd.Timedelta(seconds=r.process_time)
                 if r.process_time is not None else pd.NaT,
-                "Description": r.description,
+                "Description": r.description or np.nan,  # NaN for success, as daskperiment
             })
             if verbose:
-                row.update({"Seed": r.seed, "Result Type": r.result_type,
+                row.update({"Seed": r.seed, "Result Type": _result_type(r),
                             "Status": r.status.value})
             for name in extra:
                 if name not in used:
@@ -540,6 +566,8 @@ class Experiment:
         frame = pd.DataFrame(rows, columns=columns,
                              index=pd.Index([r.trial_id for r in records], name="Trial ID",
                                             dtype="int64"))
+        # text or NaN: one dtype whether or not a trial has failed yet
+        frame["Description"] = frame["Description"].astype(object)
         return frame
 
     def get_parameters(self, trial_id: int | None = None) -> dict[str, Any]:
@@ -550,8 +578,13 @@ class Experiment:
                     if name in self._space.values or param._node.default is not NOTHING}
         return dict(self._read(trial_id).parameters)
 
-    def get_persisted(self, step_name: str, trial_id: int, *, trust: bool = False) -> Any:
+    def get_persisted(self, step_name: str = NOTHING,  # type: ignore[assignment]
+                      trial_id: int = NOTHING, *,  # type: ignore[assignment]
+                      trust: bool = False, step: str = NOTHING  # type: ignore[assignment]
+                      ) -> Any:
         """The output of the ``@ex.persist`` step ``step_name`` in trial ``trial_id``.
+
+        ``step=`` is daskperiment's name for ``step_name``; either may be given.
 
         Raises
         ------
@@ -559,6 +592,9 @@ class Experiment:
             The stored pickle's signature does not match this machine's key (share
             ``EXPERIGRAPH_SECRET_KEY``); ``trust=True`` loads it anyway.
         """
+        step_name = _either("get_persisted", "step_name", step_name, "step", step)
+        if trial_id is NOTHING:
+            raise ArgumentNameError("get_persisted() missing required argument: 'trial_id'")
         record = self._read(trial_id)
         saved = [s for s in record.steps if s.step == step_name and s.persisted]  # also cache
         if not saved:
@@ -588,7 +624,8 @@ class Experiment:
             parts = [read_source(self._backend, entry.get("source_hash", ""))
                      or f"# source of {step} is not available\n"
                      for step, entry in record.code.items()]
-        return "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
+        # steps separated by two blank lines, as daskperiment's code files were
+        return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
 
     def compare(self, first: int, second: int) -> TrialDiff:
         """Say what differs between two trials.
@@ -710,8 +747,16 @@ class Experiment:
         self._read(trial_id)  # an unknown id raises TrialIDNotFoundError
         return sorted(self._backend.metric_keys(trial_id))
 
-    def load_metric(self, key: str, trial_id: int | Sequence[int]) -> pd.DataFrame:
-        """Metric curves as a DataFrame: index ``Epoch``, one column per trial."""
+    def load_metric(self, key: str = NOTHING,  # type: ignore[assignment]
+                    trial_id: int | Sequence[int] = NOTHING, *,  # type: ignore[assignment]
+                    metric_key: str = NOTHING) -> pd.DataFrame:  # type: ignore[assignment]
+        """Metric curves as a DataFrame: index ``Epoch``, one column per trial.
+
+        ``metric_key=`` is daskperiment's name for ``key``; either may be given.
+        """
+        key = _either("load_metric", "key", key, "metric_key", metric_key)
+        if trial_id is NOTHING:
+            raise ArgumentNameError("load_metric() missing required argument: 'trial_id'")
         ids = [_trial_id(trial_id)] if hasattr(trial_id, "__index__") else \
             [_trial_id(i) for i in trial_id]
         columns = {}
@@ -728,6 +773,25 @@ class Experiment:
         frame.index.name = "Epoch"
         frame.columns.name = "Trial ID"
         return frame
+
+
+def _either(method: str, ours: str, ours_value: Any, theirs: str, theirs_value: Any) -> Any:
+    """The value of an argument that has experigraph's and daskperiment's names."""
+    if ours_value is NOTHING and theirs_value is NOTHING:
+        raise ArgumentNameError(f"{method}() missing required argument: {ours!r} (or {theirs!r})")
+    if ours_value is not NOTHING and theirs_value is not NOTHING:
+        raise ArgumentNameError(f"{method}() got both {ours!r} and {theirs!r}, which name the same "
+                        "argument: give one.")
+    return theirs_value if ours_value is NOTHING else ours_value
+
+
+def _result_type(record: TrialRecord) -> str:
+    """The result's type as daskperiment wrote it: ``"<class 'float'>"``; ``"None"`` when
+    the trial has no result (failed, or still running) or its result is None."""
+    name = record.result_type
+    if record.status is not Status.SUCCEEDED or not name or name == "NoneType":
+        return "None"
+    return f"<class '{name}'>"
 
 
 def _trial_id(value: Any) -> int:

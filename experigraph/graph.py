@@ -336,7 +336,7 @@ def _parameter_value(space: ParameterSpace, name: str) -> Any:
 class Parameter(Delayed):
     """A declared parameter: a dask Delayed leaf whose value is set per trial."""
 
-    __slots__ = ("_node",)
+    __slots__ = ("_node", "_space")
     _node: ParamNode
 
     def __init__(self, name: str, default: Any, space: ParameterSpace, type: Any = None
@@ -344,6 +344,7 @@ class Parameter(Delayed):
         key = f"{name}-xg{uuid.uuid4().hex}"
         super().__init__(key, {key: (_parameter_value, space, name)})
         self._node = ParamNode(name, default, key, type)
+        self._space = space
 
     @property
     def name(self) -> str:
@@ -353,11 +354,18 @@ class Parameter(Delayed):
     def default(self) -> Any:
         return self._node.default
 
+    @property
+    def value(self) -> Any:
+        """The current value (set, else the default), or ``NOTHING``."""
+        return self._space.values.get(self._node.name, self._node.default)
+
     def __repr__(self) -> str:
-        default = "" if self._node.default is NOTHING else f", default={self._node.default!r}"
-        kind = "" if self._node.type is None else \
-            f", type={getattr(self._node.type, '__name__', self._node.type)}"
-        return f"Parameter({self._node.name!r}{default}{kind})"
+        """As daskperiment showed it: ``Parameter(a: 1<class 'int'>)``, or
+        ``Parameter(a: Undefined)`` while it has no value."""
+        value = self.value
+        if value is NOTHING:
+            return f"Parameter({self._node.name}: Undefined)"
+        return f"Parameter({self._node.name}: {value}{type(value)})"
 
     __getattr__ = Delayed.__getattr__
 

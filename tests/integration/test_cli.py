@@ -85,7 +85,8 @@ def test_run_parses_literals_and_strings(script, tmp_path):
                 "s = describe(a, model)\n")
     result = cli("run", script, "a=[1, 2]", "model=rf")
     assert result.exit_code == 0, result.output
-    assert record(tmp_path, 1).parameters == {"a": [1, 2], "model": "rf"}
+    # b is declared (default 2) and recorded though this result reads none of it
+    assert record(tmp_path, 1).parameters == {"a": [1, 2], "model": "rf", "b": 2}
     assert record(tmp_path, 1).result == "rf:[1, 2]"
 
 
