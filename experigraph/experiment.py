@@ -15,6 +15,7 @@ import operator
 import os
 import logging
 import re
+import time
 import types
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -711,36 +712,83 @@ class Experiment:
         return lineage(self.get_provenance(trial_id), step)
 
     def get_environment(self, trial_id: int | None = None, category: str | None = None
-                        ) -> dict[str, Any] | Any:
-        """The environment of a trial (or, without an id, of this process now).
+                        ) -> str:
+        """The environment of a trial (or, without an id, of this process now) as text.
 
-        ``category`` is one of ``platform``, ``cpu``, ``python``, ``packages``,
-        ``numeric``, ``git``; without it, a dict of all of them.
+        As daskperiment returned it: without ``category``, the platform, Python and
+        git lines (``Platform Information: ...``, ``Python Version: ...``,
+        ``Git HEAD Commit: ...``); with one of ``platform``, ``cpu``, ``python``,
+        ``numpy``, ``scipy``, ``pandas``, ``conda``, ``git``, ``requirements``, that
+        category's text. The structured data behind it is
+        :meth:`get_environment_snapshot`.
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``category`` is not one of these (a ``ValueError``).
         """
-        if trial_id is None:
-            snap: dict[str, Any] | None = dict(environment.snapshot(
-                _source_files(walk(self._result._node)) if self._result is not None else ()))
-        else:
-            record = self._read(trial_id)
-            snap = self._read_environment(record.environment_hash) \
-                if record.environment_hash else None
-        if snap is None:
-            raise NotRecordedError(f"Trial {trial_id} has no environment snapshot recorded.")
+        from .environment.text import SOURCES, TEXT_CATEGORIES, category_text, summary_text
+
+        if category is not None:
+            category = str(category).lower()
+            if category not in TEXT_CATEGORIES:
+                raise InvalidArgumentError(
+                    f"Unknown environment category {category!r}; choose one of "
+                    f"{', '.join(TEXT_CATEGORIES)} (or none, for the summary).")
+        snap = self._environment_snapshot(trial_id, wait_cpu=category == "cpu")
+        if category is None:
+            return summary_text(snap)
+        source = SOURCES[category]
+        if source not in snap:
+            self._not_recorded(trial_id, source)
+        return category_text(snap, category)
+
+    def get_environment_snapshot(self, trial_id: int | None = None,
+                                 category: str | None = None) -> dict[str, Any] | Any:
+        """The environment of a trial (or, without an id, of this process now) as data.
+
+        A dict of the categories ``platform``, ``cpu``, ``python``, ``packages``,
+        ``numeric`` and ``git`` (see :mod:`experigraph.environment`), or with
+        ``category`` that category's value. ``compare``, the drift checks and the
+        dashboard read this form; :meth:`get_environment` renders it as text.
+        """
+        snap = self._environment_snapshot(trial_id, wait_cpu=category == "cpu")
         if category is None:
             return snap
         if category not in environment.CATEGORIES:
             raise InvalidArgumentError(f"Unknown environment category {category!r}; choose one of "
                              f"{', '.join(environment.CATEGORIES)}.")
         if category not in snap:
-            raise NotRecordedError(f"Category {category!r} was not recorded"
-                           + (f" for trial {trial_id}" if trial_id is not None else "")
-                           + " (the CPU is gathered in the background and may not be ready).")
+            self._not_recorded(trial_id, category)
         return snap[category]
 
-    def get_python_packages(self, trial_id: int | None = None) -> list[str]:
-        """Installed packages as pip-freeze-like ``name==version`` lines."""
-        snap = self.get_environment(trial_id)
-        return environment.python_packages(snap)
+    def _environment_snapshot(self, trial_id: int | None, wait_cpu: bool = False
+                              ) -> dict[str, Any]:
+        if trial_id is None:
+            if wait_cpu:  # gathered in the background: wait for it when asked for
+                deadline = time.monotonic() + 30
+                while environment.cpu_info() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            return dict(environment.snapshot(
+                _source_files(walk(self._result._node)) if self._result is not None else ()))
+        record = self._read(trial_id)
+        snap = self._read_environment(record.environment_hash) \
+            if record.environment_hash else None
+        if snap is None:
+            raise NotRecordedError(f"Trial {trial_id} has no environment snapshot recorded.")
+        return snap
+
+    @staticmethod
+    def _not_recorded(trial_id: int | None, category: str) -> None:
+        raise NotRecordedError(f"Category {category!r} was not recorded"
+                               + (f" for trial {trial_id}" if trial_id is not None else "")
+                               + " (the CPU is gathered in the background and may not be "
+                               "ready).")
+
+    def get_python_packages(self, trial_id: int | None = None) -> str:
+        """Installed packages as pip-freeze lines in one string (``pandas==2.2.3``),
+        as daskperiment returned them; ``.splitlines()`` gives a list."""
+        return "\n".join(environment.python_packages(self._environment_snapshot(trial_id)))
 
     def get_metric_keys(self, trial_id: int) -> list[str]:
         """Names of the metric curves saved in a trial (``ex.save_metric``), sorted."""
