@@ -161,7 +161,7 @@ def test_run_of_a_missing_script_is_a_usage_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("command", [
     ["history", "nope"], ["show", "nope", "1"], ["diff", "nope", "1", "2"],
-    ["rerun", "nope", "1"], ["board", "nope"],
+    ["rerun", "nope", "1"],
 ])
 def test_unknown_experiment_is_one_line_exit_1_and_creates_nothing(tmp_path, monkeypatch,
                                                                    command):
