@@ -317,7 +317,7 @@ class CallNode:
         node.key = _static_key(spec.name)
         node.deps = []
         params: list[str] = []
-        targs = []
+        targs: list[Any] = []
         for a in args:
             if isinstance(a, _Param):
                 if a.name not in params:

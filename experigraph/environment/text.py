@@ -52,7 +52,7 @@ def _section(snap: Mapping[str, Any], category: str) -> Mapping[str, Any]:
 
 
 def _error(snap: Mapping[str, Any], category: str) -> str | None:
-    value = snap.get(category)
+    value: Any = snap.get(category)
     return f"Unable to collect {category} information: {value['error']}" \
         if is_failure(value) else None
 
