@@ -91,6 +91,26 @@ def test_plain_dask_delayed_mixed_with_steps_runs_in_the_trial(backend):
     assert "double" in lineage["steps"] and "a" in lineage["parameters"]
 
 
+def test_plain_pieces_run_on_a_distributed_cluster(make_experiment, client):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex
+    def double(x):
+        return x * 2
+
+    @ex.result
+    def score(s):
+        return s + ex.current_trial_id * 0
+
+    r = score(dask.delayed(lambda v: v + 1)(double(a)) * 2 + a)
+    ex.set_parameters(a=3)
+    assert r.compute(client=client) == 17
+    assert ex.sweep(a=[1, 2], client=client, progress=False)["Result"].tolist() == [7, 12]
+    assert [s.step for s in ex.get_trial(1).steps] == ["double", "score"]
+    assert {s.pid for s in ex.get_trial(1).steps} != {__import__("os").getpid()}
+
+
 def test_a_plain_delayed_reads_parameters_directly(backend):
     ex = experiment(backend)
     a = ex.parameter("a")
