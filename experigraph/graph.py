@@ -478,15 +478,15 @@ class Parameter(Delayed):
     def default(self) -> Any:
         return self._node.default
 
-    @property
-    def value(self) -> Any:
-        """The current value (set, else the default), or ``NOTHING``."""
+    def _current_value(self) -> Any:
+        """The current value (set, else the default), or ``NOTHING``. (Not a property:
+        ``param.value`` is dask's lazy attribute access, as on any Delayed.)"""
         return self._space.values.get(self._node.name, self._node.default)
 
     def __repr__(self) -> str:
         """As daskperiment showed it: ``Parameter(a: 1<class 'int'>)``, or
         ``Parameter(a: Undefined)`` while it has no value."""
-        value = self.value
+        value = self._current_value()
         if value is NOTHING:
             return f"Parameter({self._node.name}: Undefined)"
         return f"Parameter({self._node.name}: {value}{type(value)})"

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from dask.delayed import Delayed
 
 import experigraph as xg
 from experigraph.cli import main as cli_main
@@ -378,6 +379,7 @@ def test_reprs_and_code_layout(backend):
     b = ex.parameter("b", default=2.5)
     assert repr(a) == "Parameter(a: Undefined)"
     assert repr(b) == "Parameter(b: 2.5<class 'float'>)"
+    assert isinstance(b.real, Delayed)  # attributes stay dask's lazy access
 
     @ex
     def prepare(a, b):
