@@ -227,6 +227,9 @@ class Experiment:
         has a value, read by a step or not (daskperiment's ``user_name`` tip)."""
         overrides = overrides or {}
         needed = parameters_read(order)
+        for name in needed:  # e.g. a parameter of another experiment inside a plain dask piece
+            if name not in self._space.declared:
+                raise ParameterUndeclaredError(name, self._space.declared)
         values = self._space.resolve(needed, overrides)
         others = [n for n, p in self._space.declared.items() if n not in values and (
             n in overrides or n in self._space.values or p._node.default is not NOTHING)]

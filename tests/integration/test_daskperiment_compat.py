@@ -131,6 +131,22 @@ def test_a_plain_delayed_reads_parameters_directly(backend):
         "Parameter(unread: Undefined)"
 
 
+def test_a_plain_piece_on_another_experiments_parameter_is_refused(make_experiment,
+                                                                     experiment_id):
+    ex = make_experiment()
+    other = make_experiment(id=f"{experiment_id}_other")
+    foreign = other.parameter("zzz", default=1)
+
+    @ex.result
+    def ident(v):
+        return v
+
+    r = ident(foreign + 1)
+    with pytest.raises(xg.ParameterUndeclaredError, match="'zzz' is not declared"):
+        r.compute()
+    assert ex.get_history().empty
+
+
 # -- 2. daskperiment's keyword names ----------------------------------------------------
 def test_daskperiment_keyword_names_and_ours(backend):
     ex = experiment(backend)
