@@ -103,7 +103,7 @@ one(a)
 t1 = time.perf_counter()
 ex.compute()
 t2 = time.perf_counter()
-print(t1 - t0, t2 - t1, "cpu" in ex.get_environment(1))
+print(t1 - t0, t2 - t1, "cpu" in ex.get_environment_snapshot(1))
 """
 
 

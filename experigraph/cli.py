@@ -124,11 +124,13 @@ def _resolve(backend: str | None, experiment_id: str) -> Backend:
         raise click.BadParameter(str(exc), param_hint="'--backend'") from exc
 
 
-def open_experiment(experiment_id: str, backend: str | None) -> Experiment:
+def open_experiment(experiment_id: str, backend: str | None, *, must_exist: bool = True
+                    ) -> Experiment:
     """The recorded experiment ``experiment_id``; a Failure when the backend has none.
 
     Nothing is created: the backend's experiment list is checked before the
-    Experiment is opened.
+    Experiment is opened (unless ``must_exist`` is false: the dashboard of an
+    experiment with no trials yet is an empty board, as daskperiment's was).
     """
     from .errors import InvalidExperimentIdError
     from .experiment import Experiment, validate_experiment_id
@@ -138,7 +140,7 @@ def open_experiment(experiment_id: str, backend: str | None) -> Experiment:
     except InvalidExperimentIdError as exc:
         raise click.BadParameter(str(exc), param_hint="'EXPERIMENT'") from exc
     store = _resolve(backend, experiment_id)
-    known = store.experiment_ids()
+    known = store.experiment_ids() if must_exist else [experiment_id]
     if experiment_id not in known:
         listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
         raise Failure(f"No experiment {experiment_id!r} in {store.uri} (experiments there: "
@@ -307,9 +309,25 @@ def history(experiment_id: str, backend: str | None, fmt: str, last: int | None,
     else:
         import pandas as pd
 
+        if "Process Time" in frame:  # a timedelta in the DataFrame; seconds to read
+            frame = frame.assign(**{"Process Time": frame["Process Time"].map(readable_duration)})
         with pd.option_context("display.max_columns", None, "display.width", 200,
                                "display.max_colwidth", 60):
             click.echo(frame.to_string())
+
+
+def readable_duration(value: Any) -> str:
+    """``0.045 s``, ``2:03.500`` or ``1:02:03.500`` for a duration; ``-`` for none."""
+    import pandas as pd
+
+    if value is None or pd.isna(value):
+        return "-"
+    seconds = pd.Timedelta(value).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.3f} s"
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:06.3f}" if hours else f"{minutes}:{secs:06.3f}"
 
 
 def history_json(frame: Any) -> str:
@@ -476,8 +494,12 @@ def list_(backend: str | None) -> None:
 @backend_option
 @_expected_errors
 def board(experiment_id: str, port: int, address: str, backend: str | None) -> None:
-    """Serve the dashboard of EXPERIMENT's trials until interrupted (Ctrl-C)."""
-    ex = open_experiment(experiment_id, backend)
+    """Serve the dashboard of EXPERIMENT's trials until interrupted (Ctrl-C).
+
+    An experiment with no trials yet gets an empty board, which shows its trials
+    as they are recorded.
+    """
+    ex = open_experiment(experiment_id, backend, must_exist=False)
     try:
         ex.start_dashboard(port=port, blocking=True, address=address)
     except KeyboardInterrupt:

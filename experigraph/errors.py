@@ -47,8 +47,11 @@ class ParameterUndefinedError(ExperigraphError, ValueError):
         )
 
 
-class TrialIDNotFoundError(ExperigraphError, KeyError):
-    """A trial id that the experiment has not recorded, or a query outside a trial."""
+class TrialIDNotFoundError(ExperigraphError, ValueError, KeyError):
+    """A trial id that the experiment has not recorded, or a query outside a trial.
+
+    A ``ValueError``, as daskperiment's was (and a ``KeyError``, as experigraph's was).
+    """
 
     def __init__(self, trial_id: Any, message: str | None = None) -> None:
         self.trial_id = trial_id
@@ -76,9 +79,10 @@ class InvalidExperimentIdError(ExperigraphError, ValueError):
         )
 
 
-class NotRecordedError(ExperigraphError, KeyError):
+class NotRecordedError(ExperigraphError, ValueError, KeyError):
     """Something asked of a trial that it did not record (a persisted output, a metric,
-    an environment category, a step)."""
+    an environment category, a step). A ``ValueError`` (daskperiment raised one for a
+    missing persisted output or metric) and a ``KeyError``."""
 
     def __init__(self, message: str) -> None:
         self.message = message
@@ -92,6 +96,12 @@ class InvalidArgumentError(ExperigraphError, ValueError):
     """An argument with a value experigraph cannot use (the message says what it takes)."""
 
 
+class ArgumentNameError(ExperigraphError, TypeError):
+    """A call without a required argument, or giving one under both of its names
+    (experigraph's and daskperiment's, e.g. ``key=`` and ``metric_key=``); a
+    ``TypeError``, as Python's own for a bad call."""
+
+
 class SweepDefinitionError(ExperigraphError, TypeError):
     """A sweep given in a form ``ex.sweep`` does not take."""
 
@@ -102,7 +112,7 @@ class StepDefinitionError(ExperigraphError, TypeError):
 
 class NotInTrialError(TrialIDNotFoundError):
     """A call that needs a running trial (``ex.current_trial_id``, ``ex.save_metric``)
-    was made outside one."""
+    was made outside one. A ``ValueError``, as daskperiment's was."""
 
     def __init__(self, what: str) -> None:
         super().__init__(

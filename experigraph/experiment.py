@@ -16,11 +16,13 @@ import os
 import logging
 import re
 import threading
+import time
 import types
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import drift as drift_checks
@@ -30,8 +32,8 @@ from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
-    BackendError, CorruptRecordError, InvalidExperimentIdError, NotInTrialError,
-    ParameterUndeclaredError,
+    ArgumentNameError, BackendError, CorruptRecordError, InvalidExperimentIdError,
+    NotInTrialError, ParameterUndeclaredError,
     InvalidArgumentError, NotRecordedError, ReproductionError, StepDefinitionError,
     SweepDefinitionError,
     TrialIDNotFoundError)
@@ -138,7 +140,11 @@ class Experiment:
         return types.MappingProxyType(self._space.declared)
 
     def __repr__(self) -> str:
-        return f"Experiment(id={self.id!r}, backend={self._backend.uri!r})"
+        try:
+            trial_id: Any = self._backend.last_trial_id()
+        except Exception:  # a repr must not raise: the backend may be unreachable
+            trial_id = "?"
+        return f"Experiment(id: {self.id}, trial_id: {trial_id}, backend: {self._backend.uri})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A step that refers to ``ex`` carries it to workers: send the configuration only.
@@ -251,7 +257,7 @@ class Experiment:
                 raise ParameterUndeclaredError(name, self._space.declared)
         script_mode.note_compute()
         order = walk(result._node)
-        resolved = self._space.resolve(parameters_read(order), parameters)
+        resolved = self._trial_parameters(order, parameters)
         trial_seed = self._check_seed(seed)
         previous = self._previous_trial()
         with self._keeping_pending():
@@ -272,6 +278,22 @@ class Experiment:
             self._finished[trial_id] = _read_back(record)
         self._last_ran.trial_id = self._last_ran_any = trial_id
         script_mode.note_trial(self, trial_id)
+
+    def _trial_parameters(self, order: Sequence[Any], overrides: Mapping[str, Any] | None
+                          ) -> dict[str, Any]:
+        """What a trial records as its parameters: those its steps read (each must have a
+        value, else ParameterUndefinedError), then every other declared parameter that
+        has a value, read by a step or not (daskperiment's ``user_name`` tip)."""
+        overrides = overrides or {}
+        needed = parameters_read(order)
+        for name in needed:  # e.g. a parameter of another experiment inside a plain dask piece
+            if name not in self._space.declared:
+                raise ParameterUndeclaredError(name, self._space.declared)
+        values = self._space.resolve(needed, overrides)
+        others = [n for n, p in self._space.declared.items() if n not in values and (
+            n in overrides or n in self._space.values or p._node.default is not NOTHING)]
+        values.update(self._space.resolve(others, overrides))
+        return values
 
     def _check_seed(self, seed: int | None) -> int:
         if seed is None:
@@ -305,8 +327,7 @@ class Experiment:
                 if name not in self._space.declared:
                     raise ParameterUndeclaredError(name, self._space.declared)
         order = walk(result._node)
-        needed = parameters_read(order)
-        resolved = [self._space.resolve(needed, ps) for ps in parameter_sets]
+        resolved = [self._trial_parameters(order, ps) for ps in parameter_sets]
         if isinstance(seed, (list, tuple)):
             if len(seed) != len(resolved):
                 raise InvalidArgumentError(f"sweep got {len(seed)} seeds for {len(resolved)} trials; "
@@ -458,8 +479,17 @@ class Experiment:
         """Inside a running step: the id of its trial (the first, for a step shared by a sweep)."""
         return self._scope("ex.current_trial_id").ctx.trial_id
 
-    def save_metric(self, key: str, epoch: Any, value: Any) -> None:
-        """Inside a step: add a point ``(epoch, value)`` to the metric curve ``key``."""
+    def save_metric(self, key: str = NOTHING, epoch: Any = NOTHING,  # type: ignore[assignment]
+                    value: Any = NOTHING, *, metric_key: str = NOTHING  # type: ignore[assignment]
+                    ) -> None:
+        """Inside a step: add a point ``(epoch, value)`` to the metric curve ``key``.
+
+        ``metric_key=`` is daskperiment's name for ``key``; either may be given.
+        """
+        key = _either("save_metric", "key", key, "metric_key", metric_key)
+        for name, given in (("epoch", epoch), ("value", value)):
+            if given is NOTHING:
+                raise ArgumentNameError(f"save_metric() missing required argument: {name!r}")
         if not isinstance(key, str) or not key:
             raise InvalidArgumentError(f"A metric key is a non-empty string, got {key!r}.")
         scope = self._scope("ex.save_metric")
@@ -607,10 +637,10 @@ class Experiment:
                 "Finished": _local_time(r.finished),
                 "Process Time": pd.Timedelta(seconds=r.process_time)
                 if r.process_time is not None else pd.NaT,
-                "Description": r.description,
+                "Description": r.description or np.nan,  # NaN for success, as daskperiment
             })
             if verbose:
-                row.update({"Seed": r.seed, "Result Type": r.result_type,
+                row.update({"Seed": r.seed, "Result Type": _result_type(r),
                             "Status": r.status.value})
             for name in extra:
                 if name not in used:
@@ -619,6 +649,8 @@ class Experiment:
         frame = pd.DataFrame(rows, columns=columns,
                              index=pd.Index([r.trial_id for r in records], name="Trial ID",
                                             dtype="int64"))
+        # text or NaN: one dtype whether or not a trial has failed yet
+        frame["Description"] = frame["Description"].astype(object)
         return frame
 
     def get_parameters(self, trial_id: int | None = None) -> dict[str, Any]:
@@ -629,8 +661,13 @@ class Experiment:
                     if name in self._space.values or param._node.default is not NOTHING}
         return dict(self._read(trial_id).parameters)
 
-    def get_persisted(self, step_name: str, trial_id: int, *, trust: bool = False) -> Any:
+    def get_persisted(self, step_name: str = NOTHING,  # type: ignore[assignment]
+                      trial_id: int = NOTHING, *,  # type: ignore[assignment]
+                      trust: bool = False, step: str = NOTHING  # type: ignore[assignment]
+                      ) -> Any:
         """The output of the ``@ex.persist`` step ``step_name`` in trial ``trial_id``.
+
+        ``step=`` is daskperiment's name for ``step_name``; either may be given.
 
         Raises
         ------
@@ -638,6 +675,9 @@ class Experiment:
             The stored pickle's signature does not match this machine's key (share
             ``EXPERIGRAPH_SECRET_KEY``); ``trust=True`` loads it anyway.
         """
+        step_name = _either("get_persisted", "step_name", step_name, "step", step)
+        if trial_id is NOTHING:
+            raise ArgumentNameError("get_persisted() missing required argument: 'trial_id'")
         record = self._read(trial_id)
         saved = [s for s in record.steps if s.step == step_name and s.persisted]  # also cache
         if not saved:
@@ -667,7 +707,8 @@ class Experiment:
             parts = [read_source(self._backend, entry.get("source_hash", ""))
                      or f"# source of {step} is not available\n"
                      for step, entry in record.code.items()]
-        return "\n".join(p if p.endswith("\n") else p + "\n" for p in parts)
+        # steps separated by two blank lines, as daskperiment's code files were
+        return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
 
     def compare(self, first: int, second: int) -> TrialDiff:
         """Say what differs between two trials.
@@ -757,44 +798,99 @@ class Experiment:
         return lineage(self.get_provenance(trial_id), step)
 
     def get_environment(self, trial_id: int | None = None, category: str | None = None
-                        ) -> dict[str, Any] | Any:
-        """The environment of a trial (or, without an id, of this process now).
+                        ) -> str:
+        """The environment of a trial (or, without an id, of this process now) as text.
 
-        ``category`` is one of ``platform``, ``cpu``, ``python``, ``packages``,
-        ``numeric``, ``git``; without it, a dict of all of them.
+        As daskperiment returned it: without ``category``, the platform, Python and
+        git lines (``Platform Information: ...``, ``Python Version: ...``,
+        ``Git HEAD Commit: ...``); with one of ``platform``, ``cpu``, ``python``,
+        ``numpy``, ``scipy``, ``pandas``, ``conda``, ``git``, ``requirements``, that
+        category's text. The structured data behind it is
+        :meth:`get_environment_snapshot`.
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``category`` is not one of these (a ``ValueError``).
         """
-        if trial_id is None:
-            snap: dict[str, Any] | None = dict(environment.snapshot(
-                _source_files(walk(self._result._node)) if self._result is not None else ()))
-        else:
-            record = self._read(trial_id)
-            snap = self._read_environment(record.environment_hash) \
-                if record.environment_hash else None
-        if snap is None:
-            raise NotRecordedError(f"Trial {trial_id} has no environment snapshot recorded.")
+        from .environment.text import SOURCES, TEXT_CATEGORIES, category_text, summary_text
+
+        if category is not None:
+            category = str(category).lower()
+            if category not in TEXT_CATEGORIES:
+                raise InvalidArgumentError(
+                    f"Unknown environment category {category!r}; choose one of "
+                    f"{', '.join(TEXT_CATEGORIES)} (or none, for the summary).")
+        snap = self._environment_snapshot(trial_id, wait_cpu=category == "cpu")
+        if category is None:
+            return summary_text(snap)
+        source = SOURCES[category]
+        if source not in snap:
+            self._not_recorded(trial_id, source)
+        return category_text(snap, category)
+
+    def get_environment_snapshot(self, trial_id: int | None = None,
+                                 category: str | None = None) -> dict[str, Any] | Any:
+        """The environment of a trial (or, without an id, of this process now) as data.
+
+        A dict of the categories ``platform``, ``cpu``, ``python``, ``packages``,
+        ``numeric`` and ``git`` (see :mod:`experigraph.environment`), or with
+        ``category`` that category's value. ``compare``, the drift checks and the
+        dashboard read this form; :meth:`get_environment` renders it as text.
+        """
+        snap = self._environment_snapshot(trial_id, wait_cpu=category == "cpu")
         if category is None:
             return snap
         if category not in environment.CATEGORIES:
             raise InvalidArgumentError(f"Unknown environment category {category!r}; choose one of "
                              f"{', '.join(environment.CATEGORIES)}.")
         if category not in snap:
-            raise NotRecordedError(f"Category {category!r} was not recorded"
-                           + (f" for trial {trial_id}" if trial_id is not None else "")
-                           + " (the CPU is gathered in the background and may not be ready).")
+            self._not_recorded(trial_id, category)
         return snap[category]
 
-    def get_python_packages(self, trial_id: int | None = None) -> list[str]:
-        """Installed packages as pip-freeze-like ``name==version`` lines."""
-        snap = self.get_environment(trial_id)
-        return environment.python_packages(snap)
+    def _environment_snapshot(self, trial_id: int | None, wait_cpu: bool = False
+                              ) -> dict[str, Any]:
+        if trial_id is None:
+            if wait_cpu:  # gathered in the background: wait for it when asked for
+                deadline = time.monotonic() + 30
+                while environment.cpu_info() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            return dict(environment.snapshot(
+                _source_files(walk(self._result._node)) if self._result is not None else ()))
+        record = self._read(trial_id)
+        snap = self._read_environment(record.environment_hash) \
+            if record.environment_hash else None
+        if snap is None:
+            raise NotRecordedError(f"Trial {trial_id} has no environment snapshot recorded.")
+        return snap
+
+    @staticmethod
+    def _not_recorded(trial_id: int | None, category: str) -> None:
+        raise NotRecordedError(f"Category {category!r} was not recorded"
+                               + (f" for trial {trial_id}" if trial_id is not None else "")
+                               + " (the CPU is gathered in the background and may not be "
+                               "ready).")
+
+    def get_python_packages(self, trial_id: int | None = None) -> str:
+        """Installed packages as pip-freeze lines in one string (``pandas==2.2.3``),
+        as daskperiment returned them; ``.splitlines()`` gives a list."""
+        return "\n".join(environment.python_packages(self._environment_snapshot(trial_id)))
 
     def get_metric_keys(self, trial_id: int) -> list[str]:
         """Names of the metric curves saved in a trial (``ex.save_metric``), sorted."""
         self._read(trial_id)  # an unknown id raises TrialIDNotFoundError
         return sorted(self._backend.metric_keys(trial_id))
 
-    def load_metric(self, key: str, trial_id: int | Sequence[int]) -> pd.DataFrame:
-        """Metric curves as a DataFrame: index ``Epoch``, one column per trial."""
+    def load_metric(self, key: str = NOTHING,  # type: ignore[assignment]
+                    trial_id: int | Sequence[int] = NOTHING, *,  # type: ignore[assignment]
+                    metric_key: str = NOTHING) -> pd.DataFrame:  # type: ignore[assignment]
+        """Metric curves as a DataFrame: index ``Epoch``, one column per trial.
+
+        ``metric_key=`` is daskperiment's name for ``key``; either may be given.
+        """
+        key = _either("load_metric", "key", key, "metric_key", metric_key)
+        if trial_id is NOTHING:
+            raise ArgumentNameError("load_metric() missing required argument: 'trial_id'")
         ids = [_trial_id(trial_id)] if hasattr(trial_id, "__index__") else \
             [_trial_id(i) for i in trial_id]
         columns = {}
@@ -811,6 +907,25 @@ class Experiment:
         frame.index.name = "Epoch"
         frame.columns.name = "Trial ID"
         return frame
+
+
+def _either(method: str, ours: str, ours_value: Any, theirs: str, theirs_value: Any) -> Any:
+    """The value of an argument that has experigraph's and daskperiment's names."""
+    if ours_value is NOTHING and theirs_value is NOTHING:
+        raise ArgumentNameError(f"{method}() missing required argument: {ours!r} (or {theirs!r})")
+    if ours_value is not NOTHING and theirs_value is not NOTHING:
+        raise ArgumentNameError(f"{method}() got both {ours!r} and {theirs!r}, which name the same "
+                        "argument: give one.")
+    return theirs_value if ours_value is NOTHING else ours_value
+
+
+def _result_type(record: TrialRecord) -> str:
+    """The result's type as daskperiment wrote it: ``"<class 'float'>"``; ``"None"`` when
+    the trial has no result (failed, or still running) or its result is None."""
+    name = record.result_type
+    if record.status is not Status.SUCCEEDED or not name or name == "NoneType":
+        return "None"
+    return f"<class '{name}'>"
 
 
 def _trial_id(value: Any) -> int:

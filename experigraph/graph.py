@@ -12,9 +12,17 @@ graph is generated at compute time:
   identical calls shared by a sweep's trials get one key and run once;
 * every task is ``(run_step, call, ctx, info, [dependency keys])``: the trial
   context travels as data in the task, and is kept out of the key.
+
+Plain dask pieces mixed into the graph (``a + 1`` on a parameter,
+``dask.delayed(f)(step_output) * 2`` feeding a step) are untracked calls: each
+such dask object becomes one node that runs its own small graph (synchronously,
+inside the trial's task) with the values of the parameters and steps it was
+built from; its value then flows into the tracked steps, whose input hashes
+cover it, and the parameters it reads are the trial's.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 import operator
 import os
@@ -308,12 +316,14 @@ class CallNode:
         if is_dask_collection(value) and not isinstance(value, Delayed):
             value = dask.delayed(value)  # e.g. a dask array: computed whole, then passed
         if isinstance(value, Delayed):
-            keys = [str(k) for k in value.__dask_graph__()]
-            if any(_STATIC_KEY.search(k) for k in keys):
-                raise StepDefinitionError(
-                    f"An argument of step {spec.name!r} is a dask object built from "
-                    "experiment steps by plain dask.delayed (or another dask collection); "
-                    "experigraph cannot track that. Decorate that function with @ex instead.")
+            graph = dict(value.__dask_graph__())
+            if any(_STATIC_KEY.search(str(k)) for k in graph):
+                target = _embedded(value.key, graph)
+                if isinstance(target, _Param):
+                    if target.name not in params:
+                        params.append(target.name)
+                    return target
+                return self._dep(target)
             return self._dep(value)
         kind = type(value)
         if kind in (list, tuple, set, frozenset):
@@ -328,6 +338,27 @@ class CallNode:
                 return _Container(dict, pairs)
             return value
         return value
+
+    @classmethod
+    def untracked(cls, spec: OpSpec, args: tuple[Any, ...]) -> CallNode:
+        """A node from argument templates that are already markers (``_Param``, nodes)."""
+        node = cls.__new__(cls)
+        node.key = _static_key(spec.name)
+        node.deps = []
+        params: list[str] = []
+        targs: list[Any] = []
+        for a in args:
+            if isinstance(a, _Param):
+                if a.name not in params:
+                    params.append(a.name)
+                targs.append(a)
+            elif isinstance(a, CallNode):
+                targs.append(node._dep(a))
+            else:
+                targs.append(a)
+        node.call = CallSpec(spec, tuple(targs), {}, tuple(params))
+        node.static_token = node.call.token
+        return node
 
     def _dep(self, target: Any) -> _Dep:
         for i, existing in enumerate(self.deps):
@@ -347,7 +378,7 @@ def make_call(spec: StepSpec | OpSpec, args: tuple[Any, ...], kwargs: Mapping[st
               cls: type[Any] | None = None) -> Any:
     """A call of ``spec``: a Delayed (built by ``dask.delayed``) carrying its node."""
     node = CallNode(spec, args, kwargs)
-    d = dask.delayed(_run_untracked, pure=False)(spec, *args, dask_key_name=node.key, **kwargs)
+    d = dask.delayed(_NodeCall(node), pure=False)(*args, dask_key_name=node.key, **kwargs)
     obj = (cls or StepDelayed)(d.key, d.dask)
     obj._node = node
     return obj
@@ -355,6 +386,99 @@ def make_call(spec: StepSpec | OpSpec, args: tuple[Any, ...], kwargs: Mapping[st
 
 def _run_untracked(spec: StepSpec | OpSpec, *args: Any, **kwargs: Any) -> Any:
     return spec.func(*args, **kwargs)
+
+
+class _NodeCall:
+    """The function of a step call's task in its user-visible Delayed: runs the step
+    untracked (a plain ``dask.compute``), and lets a plain dask object built on top of
+    it find the call's node again (:func:`_embedded`). Pickles as the step alone."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: CallNode) -> None:
+        self.node = node
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.node.call.spec.func(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (functools.partial, (_run_untracked, self.node.call.spec))
+
+
+class _Foreign:
+    """A plain dask graph built on experiment parameters and steps, run inside one task.
+
+    ``graph`` holds the plain tasks only; ``refs`` are the keys of the parameters and
+    step calls it reads, whose values the trial passes in, in that order.
+    """
+
+    __slots__ = ("graph", "key", "refs")
+
+    def __init__(self, graph: dict[Any, Any], key: Any, refs: tuple[Any, ...]) -> None:
+        self.graph, self.key, self.refs = graph, key, refs
+
+    def __dask_tokenize__(self) -> Any:
+        return ("experigraph-foreign", str(self.key), tuple(map(str, self.refs)))
+
+
+class _Const:
+    """A task that returns a value as it is (never read as a task itself)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self) -> Any:
+        return self.value
+
+
+def _run_foreign(foreign: _Foreign, *values: Any) -> Any:
+    from dask.local import get_sync
+
+    dsk = dict(foreign.graph)
+    dsk.update({k: (_Const(v),) for k, v in zip(foreign.refs, values)})
+    return get_sync(dsk, foreign.key)
+
+
+def _task_function(task: Any) -> Any:
+    if isinstance(task, tuple) and task and callable(task[0]):
+        return task[0]
+    return getattr(task, "func", None)
+
+
+def _embedded(key: Any, graph: Mapping[Any, Any]) -> _Param | CallNode:
+    """The marker or node that stands for ``graph[key]`` in experigraph's own DAG.
+
+    ``key`` is a parameter (its ``_Param``), a step call (its node), or a plain dask
+    task built on them (a new untracked node running that plain part).
+    """
+    from dask.core import get_dependencies
+
+    def target(k: Any) -> _Param | CallNode | None:
+        if not _STATIC_KEY.search(str(k)):
+            return None
+        func = _task_function(graph[k])
+        if isinstance(func, _NodeCall):
+            return func.node
+        if func is _parameter_value:
+            return _Param(str(k).rsplit("-xg", 1)[0])
+        raise StepDefinitionError(
+            f"The dask object {key!r} is built on {k!r}, which looks like an experiment "
+            "parameter or step but is not one experigraph can find again. Build the graph "
+            "from the Parameter and step objects of one Experiment.")
+
+    direct = target(key)
+    if direct is not None:
+        return direct
+    plain = {k: v for k, v in graph.items() if not _STATIC_KEY.search(str(k))}
+    refs: dict[Any, None] = {}
+    for k in plain:
+        for dep in sorted(get_dependencies(graph, k), key=str):
+            if _STATIC_KEY.search(str(dep)):
+                refs.setdefault(dep)
+    markers = [target(k) for k in refs]
+    return CallNode.untracked(_FOREIGN_SPEC, (_Foreign(plain, key, tuple(refs)), *markers))
 
 
 def _parameter_value(space: ParameterSpace, name: str) -> Any:
@@ -365,7 +489,7 @@ def _parameter_value(space: ParameterSpace, name: str) -> Any:
 class Parameter(Delayed):
     """A declared parameter: a dask Delayed leaf whose value is set per trial."""
 
-    __slots__ = ("_node",)
+    __slots__ = ("_node", "_space")
     _node: ParamNode
 
     def __init__(self, name: str, default: Any, space: ParameterSpace, type: Any = None
@@ -373,6 +497,7 @@ class Parameter(Delayed):
         key = f"{name}-xg{uuid.uuid4().hex}"
         super().__init__(key, {key: (_parameter_value, space, name)})
         self._node = ParamNode(name, default, key, type)
+        self._space = space
 
     @property
     def name(self) -> str:
@@ -382,11 +507,18 @@ class Parameter(Delayed):
     def default(self) -> Any:
         return self._node.default
 
+    def _current_value(self) -> Any:
+        """The current value (set, else the default), or ``NOTHING``. (Not a property:
+        ``param.value`` is dask's lazy attribute access, as on any Delayed.)"""
+        return self._space.values.get(self._node.name, self._node.default)
+
     def __repr__(self) -> str:
-        default = "" if self._node.default is NOTHING else f", default={self._node.default!r}"
-        kind = "" if self._node.type is None else \
-            f", type={getattr(self._node.type, '__name__', self._node.type)}"
-        return f"Parameter({self._node.name!r}{default}{kind})"
+        """As daskperiment showed it: ``Parameter(a: 1<class 'int'>)``, or
+        ``Parameter(a: Undefined)`` while it has no value."""
+        value = self._current_value()
+        if value is NOTHING:
+            return f"Parameter({self._node.name}: Undefined)"
+        return f"Parameter({self._node.name}: {value}{type(value)})"
 
     __getattr__ = Delayed.__getattr__
 
@@ -426,6 +558,7 @@ def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
 
 
 _GETATTR = OpSpec(getattr, "getattr")
+_FOREIGN_SPEC = OpSpec(_run_foreign, "delayed")
 #: attribute names that dask and other libraries probe on collections: never step outputs
 _NOT_OPERATIONS = frozenset({"expr", "visualise"})
 _CALL = OpSpec(_call, "call")

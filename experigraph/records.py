@@ -5,12 +5,23 @@ Records are frozen dataclasses that round-trip through JSON (``to_json`` /
 that JSON cannot hold exactly carry an explicit type tag (``{"$datetime": ...}``,
 ``{"$tuple": [...]}``, ``{"$float": "nan"}``, ``{"$repr": ..., "$type": ...}``);
 nothing is ever guessed from a string, and nothing read back is unpickled.
+
+The tagged types come back as the same type and value, in any process:
+``tuple``, ``set``, ``frozenset``, ``dict`` with non-string keys, non-finite
+``float``, ``complex``, ``bytes``, ``decimal.Decimal``, ``datetime.datetime``/
+``date``/``time``/``timedelta``, ``pandas.Timestamp``/``Timedelta`` (and ``NaT``),
+and NumPy scalars (``numpy.float32``, ``numpy.int64``, ``numpy.bool_``,
+``numpy.datetime64``...; ``{"$numpy": dtype, "value": ...}``). Anything else is
+kept by its ``repr`` (:class:`Unrepresentable`).
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as _dt
+import decimal
 import enum
+import json
 import math
 import reprlib
 from collections.abc import Mapping, Sequence
@@ -88,18 +99,97 @@ def encode_value(value: Any) -> Any:
         if all(isinstance(k, str) and not k.startswith("$") for k in value):
             return {k: encode_value(v) for k, v in value.items()}
         return {"$dict": [[encode_value(k), encode_value(v)] for k, v in value.items()]}
-    if isinstance(value, _dt.datetime):
+    module = type(value).__module__
+    if module.startswith("pandas"):
+        tagged = _encode_pandas(value)
+        if tagged is not None:
+            return tagged
+    if module == "numpy" and getattr(value, "shape", None) == () and hasattr(value, "dtype"):
+        return _encode_numpy(value)
+    if type(value) is _dt.datetime:
+        return {"$datetime": value.isoformat()}
+    if type(value) is _dt.date:
+        return {"$date": value.isoformat()}
+    if type(value) is _dt.time:
+        return {"$time": value.isoformat()}
+    if type(value) is _dt.timedelta:
+        return {"$timedelta": [value.days, value.seconds, value.microseconds]}
+    if type(value) is decimal.Decimal:
+        return {"$decimal": str(value)}
+    if type(value) is complex:
+        return {"$complex": [repr(value.real), repr(value.imag)]}
+    if type(value) is bytes:
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if type(value) in (set, frozenset):
+        items = [encode_value(v) for v in value]
+        items.sort(key=lambda v: json.dumps(v, sort_keys=True, default=str))
+        return {f"${type(value).__name__}": items}
+    if isinstance(value, _dt.datetime):  # other subclasses: a datetime still
         return {"$datetime": value.isoformat()}
     if isinstance(value, enum.Enum):
         return encode_value(value.value)
     if isinstance(value, Unrepresentable):
         return {"$repr": value.text, "$type": value.type_name}
-    item = getattr(value, "item", None)  # NumPy scalars become Python scalars
-    if item is not None and getattr(value, "shape", None) == () and type(value).__module__ == "numpy":
-        return encode_value(item())
     if isinstance(value, (int, float)):  # bool/int/float subclasses
         return encode_value(float(value) if isinstance(value, float) else int(value))
     return {"$repr": _REPR.repr(value), "$type": type_name(value)}
+
+
+def _encode_pandas(value: Any) -> Any:
+    import pandas as pd
+
+    if value is pd.NaT:
+        return {"$pandas": "NaT"}
+    if type(value) is pd.Timestamp:
+        return {"$timestamp": value.isoformat(), "tz": None if value.tz is None else str(value.tz),
+                "unit": value.unit}
+    if type(value) is pd.Timedelta:
+        return {"$pd_timedelta": int(value.value), "unit": value.unit}
+    return None
+
+
+def _encode_numpy(value: Any) -> Any:
+    dtype = value.dtype
+    if dtype.kind in "mM":  # datetime64 / timedelta64: the integer count of their unit
+        return {"$numpy": dtype.str, "value": int(value.view("i8"))}
+    if dtype.kind in "biuf":
+        item = value.item()
+        if dtype.kind == "f" and dtype.itemsize > 8:  # longdouble: keep every digit
+            item = str(value)
+        return {"$numpy": dtype.str, "value": encode_value(item)}
+    if dtype.kind == "c":
+        return {"$numpy": dtype.str, "value": encode_value(complex(value))}
+    return {"$repr": _REPR.repr(value), "$type": type_name(value)}
+
+
+def _decode_tagged(obj: dict[str, Any]) -> Any:
+    """A value of a multi-key tag, or ``_UNTAGGED``."""
+    if "$numpy" in obj and set(obj) == {"$numpy", "value"}:
+        import numpy as np
+
+        dtype = np.dtype(obj["$numpy"])
+        if dtype.kind in "mM":
+            return np.array(obj["value"], dtype="i8").view(dtype)[()]
+        value = decode_value(obj["value"])
+        if dtype.kind == "f" and isinstance(value, str):
+            return np.array(value, dtype=dtype)[()]
+        return dtype.type(value)
+    if "$timestamp" in obj and set(obj) == {"$timestamp", "tz", "unit"}:
+        import pandas as pd
+
+        ts = pd.Timestamp(obj["$timestamp"])
+        if obj["tz"] is not None:
+            ts = ts.tz_convert(obj["tz"])
+        return ts.as_unit(obj["unit"]) if obj["unit"] else ts
+    if "$pd_timedelta" in obj and set(obj) == {"$pd_timedelta", "unit"}:
+        import pandas as pd
+
+        td = pd.Timedelta(obj["$pd_timedelta"], unit="ns")
+        return td.as_unit(obj["unit"]) if obj["unit"] else td
+    return _UNTAGGED
+
+
+_UNTAGGED = object()
 
 
 def decode_value(obj: Any) -> Any:
@@ -117,10 +207,31 @@ def decode_value(obj: Any) -> Any:
                 return float(inner)
             if tag == "$datetime":
                 return _dt.datetime.fromisoformat(inner)
+            if tag in _SCALAR_TAGS:
+                return _SCALAR_TAGS[tag](inner)
+            if tag == "$pandas" and inner == "NaT":
+                import pandas as pd
+
+                return pd.NaT
+        tagged = _decode_tagged(obj)
+        if tagged is not _UNTAGGED:
+            return tagged
         if "$repr" in obj and set(obj) == {"$repr", "$type"}:
             return Unrepresentable(obj["$repr"], obj["$type"])
         return {k: decode_value(v) for k, v in obj.items()}
     return obj
+
+
+_SCALAR_TAGS: dict[str, Any] = {
+    "$date": _dt.date.fromisoformat,
+    "$time": _dt.time.fromisoformat,
+    "$timedelta": lambda v: _dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "$decimal": decimal.Decimal,
+    "$complex": lambda v: complex(float(v[0]), float(v[1])),
+    "$bytes": lambda v: base64.b64decode(v.encode("ascii")),
+    "$set": lambda v: {decode_value(i) for i in v},
+    "$frozenset": lambda v: frozenset(decode_value(i) for i in v),
+}
 
 
 def now() -> _dt.datetime:

@@ -26,8 +26,8 @@ ENV_BACKEND = "EXPERIGRAPH_BACKEND"
 DEFAULT_ROOT = "experigraph_cache"
 
 ACCEPTED = (
-    "None or 'local' (./experigraph_cache/, or $EXPERIGRAPH_BACKEND), a pathlib.Path or "
-    "'file://' URI, a 'redis://', 'rediss://' or 'unix://' URI or a redis.ConnectionPool, "
+    "None or 'local' (./experigraph_cache/, or $EXPERIGRAPH_BACKEND), a directory (a "
+    "pathlib.Path or a plain string path such as 'some/dir') or 'file://' URI, a 'redis://', 'rediss://' or 'unix://' URI or a redis.ConnectionPool, "
     "a 'mongodb://host/dbname' URI or a pymongo Database, or a Backend instance"
 )
 
@@ -64,6 +64,12 @@ def resolve_backend(backend: Any, experiment_id: str) -> Backend:
         return load_backend_class("file")(Path(backend), experiment_id)
     if isinstance(backend, str) and "://" in backend:
         return _from_uri(backend, experiment_id)
+    if isinstance(backend, str) and backend.strip():  # a plain path, as daskperiment took
+        scheme = backend.partition(":")[0].lower()
+        if scheme in REGISTRY and scheme != "file" and not os.path.exists(backend):
+            raise ValueError(f"Unsupported backend {backend!r} (did you mean "
+                             f"'{scheme}://...'?): accepted are {ACCEPTED}.")
+        return load_backend_class("file")(Path(backend), experiment_id)
     for scheme, hook in _OBJECT_HOOKS:
         if scheme in REGISTRY and hook(backend):
             return load_backend_class(scheme).from_object(backend, experiment_id)

@@ -297,11 +297,16 @@ def _ordered(categories: set[str]) -> list[str]:
     return [c for c in CATEGORIES if c in categories] + sorted(categories - set(CATEGORIES))
 
 
+#: keys of the ``python`` category that describe how Python runs, not what it is
+_NOT_DRIFT = frozenset({"shell"})
+
+
 def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[str]]:
     """Say which categories drifted between two snapshots, as unified diffs.
 
     A category missing from either side (e.g. ``cpu`` not gathered yet) or
-    recorded as ``{"error": ...}`` on either side is not drift. In ``numeric``
+    recorded as ``{"error": ...}`` on either side is not drift, nor is the Python
+    shell mode (notebook, script or test). In ``numeric``
     only the modules imported on both sides are compared: a module imported in
     one trial and not in the other has not changed its build.
 
@@ -329,6 +334,10 @@ def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
         before, after = old[category], new[category]
         if before is after or is_failure(before) or is_failure(after):
             continue
+        if category == "python" and isinstance(before, Mapping) and isinstance(after, Mapping):
+            # how Python runs (notebook, script, test) is not a change of environment
+            before = {k: v for k, v in before.items() if k not in _NOT_DRIFT}
+            after = {k: v for k, v in after.items() if k not in _NOT_DRIFT}
         if category == "numeric" and isinstance(before, Mapping) and isinstance(after, Mapping):
             both = set(before) & set(after)
             before = {k: v for k, v in before.items() if k in both}

@@ -21,6 +21,25 @@ def _virtualenv() -> str | None:
     return None
 
 
+def shell_mode() -> str:
+    """How Python runs, in daskperiment's words: ``Jupyter Notebook``, ``IPython
+    Terminal``, ``Test`` (pytest), ``File`` (a script) or ``Interactive Terminal``."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        name = type(shell).__name__
+        if name == "ZMQInteractiveShell":
+            return "Jupyter Notebook"
+        if name == "TerminalInteractiveShell":
+            return "IPython Terminal"
+        return name
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if main_file:
+        return "Test" if "pytest" in sys.modules and "pytest" in main_file else "File"
+    return "Interactive Terminal"
+
+
 def collect_python() -> dict[str, Any]:
     """Describe the running Python interpreter and the environment it runs in.
 
@@ -30,7 +49,8 @@ def collect_python() -> dict[str, Any]:
         ``version`` (:data:`sys.version`), ``implementation``, ``executable``,
         ``prefix``, ``base_prefix``, ``virtualenv`` (the ``VIRTUAL_ENV`` path, or
         :data:`sys.prefix` when it differs from :data:`sys.base_prefix`, else
-        ``None``) and ``conda_prefix`` (``CONDA_PREFIX`` or ``None``). The same
+        ``None``), ``conda_prefix`` (``CONDA_PREFIX`` or ``None``) and ``shell``
+        (:func:`shell_mode`; how Python runs is not drift). The same
         object is returned while nothing changes; treat it as read-only.
     """
     value = {
@@ -41,6 +61,7 @@ def collect_python() -> dict[str, Any]:
         "base_prefix": getattr(sys, "base_prefix", sys.prefix),
         "virtualenv": _virtualenv(),
         "conda_prefix": os.environ.get("CONDA_PREFIX") or None,
+        "shell": shell_mode(),
     }
     with _lock:
         last = _cache.get("value")

@@ -8,6 +8,7 @@ name is checked on every call (one system call).
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import socket
 import threading
@@ -30,6 +31,7 @@ def _gather(hostname: str) -> dict[str, Any]:
         "machine": uname.machine,
         "processor": platform.processor(),
         "hostname": hostname,
+        "cpu_count": os.cpu_count(),
     }
 
 
@@ -40,7 +42,7 @@ def collect_platform() -> dict[str, Any]:
     -------
     dict
         ``os`` (:func:`platform.platform`), ``system``, ``release``, ``version``,
-        ``machine``, ``processor`` and ``hostname``. The same object is returned
+        ``machine``, ``processor``, ``hostname`` and ``cpu_count``. The same object is returned
         for as long as nothing changes; treat it as read-only.
     """
     hostname = socket.gethostname()

@@ -56,6 +56,8 @@ def table_rows(page) -> dict[int, list[str]]:
     rows = {}
     for row in page.locator(".eg-trials .slick-row").all():
         cells = row.locator(".slick-cell").all_inner_texts()
+        if not cells or not cells[0].strip():  # a row being re-rendered: read it next poll
+            continue
         rows[int(cells[0])] = [c.strip() for c in cells]
     return rows
 

@@ -85,7 +85,8 @@ def test_run_parses_literals_and_strings(script, tmp_path):
                 "s = describe(a, model)\n")
     result = cli("run", script, "a=[1, 2]", "model=rf")
     assert result.exit_code == 0, result.output
-    assert record(tmp_path, 1).parameters == {"a": [1, 2], "model": "rf"}
+    # b is declared (default 2) and recorded though this result reads none of it
+    assert record(tmp_path, 1).parameters == {"a": [1, 2], "model": "rf", "b": 2}
     assert record(tmp_path, 1).result == "rf:[1, 2]"
 
 
@@ -160,7 +161,7 @@ def test_run_of_a_missing_script_is_a_usage_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("command", [
     ["history", "nope"], ["show", "nope", "1"], ["diff", "nope", "1", "2"],
-    ["rerun", "nope", "1"], ["board", "nope"],
+    ["rerun", "nope", "1"],
 ])
 def test_unknown_experiment_is_one_line_exit_1_and_creates_nothing(tmp_path, monkeypatch,
                                                                    command):

@@ -185,7 +185,7 @@ def test_git_commit_dirty_and_new_commit(make_experiment, tmp_path, caplog, monk
     r = module.build(ex)
     ex.set_parameters(a=1)
     r.compute(seed=1)
-    git_env = ex.get_environment(1, "git")
+    git_env = ex.get_environment_snapshot(1, "git")
     (entry,) = git_env["repositories"]
     assert entry["commit"] == first_commit and entry["is_dirty"] is False
     (repo_dir / "notes.txt").write_text("edited\n")
@@ -194,13 +194,13 @@ def test_git_commit_dirty_and_new_commit(make_experiment, tmp_path, caplog, monk
         r.compute(seed=1)
     assert sum(m.startswith("Git repository state has been changed")
                for m in warnings_of(caplog)) == 1
-    assert ex.get_environment(2, "git")["repositories"][0]["is_dirty"] is True
+    assert ex.get_environment_snapshot(2, "git")["repositories"][0]["is_dirty"] is True
     assert [d.subject for d in ex.get_trial(2).drift] == ["git"]
     assert ex.get_trial(3).drift == ()
     repo.index.add(["notes.txt"])
     second_commit = repo.index.commit("second").hexsha
     r.compute(seed=1)
-    entry = ex.get_environment(4, "git")["repositories"][0]
+    entry = ex.get_environment_snapshot(4, "git")["repositories"][0]
     assert entry["commit"] == second_commit and entry["is_dirty"] is False
     assert "git" in ex.compare(1, 4).environment
 
@@ -215,16 +215,16 @@ def test_environment_queries(make_experiment):
 
     ident(a)
     ex.set_parameters(a=1).compute()
-    env = ex.get_environment(1)
+    env = ex.get_environment_snapshot(1)
     assert {"platform", "python", "packages"} <= set(env)
     packages = ex.get_python_packages(1)
     import dask
 
-    assert f"dask=={dask.__version__}" in packages
-    assert ex.get_environment(1, "python")["version"]
+    assert f"dask=={dask.__version__}" in packages.splitlines()
+    assert ex.get_environment_snapshot(1, "python")["version"]
     with pytest.raises(ValueError, match="choose one of platform"):
-        ex.get_environment(1, "gpu")
-    assert "packages" in ex.get_environment()
+        ex.get_environment_snapshot(1, "gpu")
+    assert "packages" in ex.get_environment_snapshot()
 
 
 # -- the user's own modules, followed as code (each run a fresh process) ------------

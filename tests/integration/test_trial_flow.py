@@ -473,7 +473,7 @@ def test_typed_parameters_convert_values(make_experiment):
     with pytest.raises(ValueError, match=r"'lr' is declared as float, and 'fast' cannot"):
         ex.set_parameters(lr="fast")
     assert ex.get_parameters()["lr"] == 1.0
-    assert repr(lr) == "Parameter('lr', type=float)"
+    assert repr(lr) == "Parameter(lr: 1.0<class 'float'>)"  # daskperiment's form (issue 11)
 
 
 def test_cached_step_runs_once_for_the_same_inputs(make_experiment):

@@ -20,10 +20,17 @@ def test_incomplete_backend_cannot_be_instantiated():
         Half("x")
 
 
-@pytest.mark.parametrize("bad", [42, "ftp://host/x", "somewhere", object()])
+@pytest.mark.parametrize("bad", [42, "ftp://host/x", "redis:host", object()])
 def test_unsupported_backend_lists_what_is_accepted(bad):
     with pytest.raises(ValueError, match=r"accepted are .*pathlib.Path.*redis://.*mongodb://"):
         resolve_backend(bad, "exp")
+
+
+def test_a_plain_string_path_is_the_file_backend_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as daskperiment took backend="some/dir" (issue 11)
+    b = resolve_backend("somewhere", "exp")
+    assert isinstance(b, FileBackend)
+    assert b.path.resolve() == (tmp_path / "somewhere" / "exp").resolve()
 
 
 def test_default_is_the_local_cache_directory(tmp_path, monkeypatch):

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from experigraph.records import (DriftEvent, Status, StepRecord, TrialRecord, Unrepresentable,
-                                 decode_value, encode_value)
+                                 decode_value, encode_value, is_json_exact)
 
 
 @pytest.mark.parametrize("value", [1, 2.5, "s", None, True, [1, [2]], (1, 2), {"a": (1,)},
@@ -23,7 +25,27 @@ def test_special_floats_and_numpy_scalars():
     out = decode_value(json.loads(json.dumps(encode_value([float("nan"), float("inf"),
                                                            np.float64(1.5), np.int32(3)]))))
     assert math.isnan(out[0]) and out[1] == float("inf") and out[2:] == [1.5, 3]
-    assert type(out[3]) is int
+    assert type(out[2]) is np.float64 and type(out[3]) is np.int32  # types kept (issue 11)
+
+
+_TYPED = [
+    pd.Timestamp("2024-01-02 03:04:05.123456789"), pd.Timestamp("2024-01-02", tz="Europe/Paris"),
+    pd.Timestamp("2024-01-02").as_unit("s"), pd.Timedelta("1 days 00:00:01.5"),
+    pd.Timedelta(seconds=3).as_unit("s"), pd.NaT,
+    dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2020, 1, 1, 3),
+    dt.date(2020, 1, 2), dt.time(3, 4, 5), dt.timedelta(days=-1, seconds=5),
+    np.float32(0.1), np.float64(2.5), np.int64(3), np.int8(-2), np.uint64(2**64 - 1),
+    np.bool_(True), np.datetime64("2020-01-01T00:00:00.123", "ms"), np.timedelta64(5, "s"),
+    np.complex128(1 + 2j), np.longdouble("0.1"), decimal.Decimal("0.10"), (1, (2, 3)),
+    {1, 2}, frozenset({"a"}), 1 + 2j, b"\x00x", [np.int32(1), (np.float32(2),)],
+]
+
+
+@pytest.mark.parametrize("value", _TYPED, ids=lambda v: type(v).__name__)
+def test_typed_values_come_back_as_the_same_type_and_value(value):
+    out = decode_value(json.loads(json.dumps(encode_value(value))))
+    assert type(out) is type(value) and repr(out) == repr(value)
+    assert is_json_exact(value)
 
 
 def test_other_objects_are_kept_by_repr():
