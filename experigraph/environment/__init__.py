@@ -299,6 +299,9 @@ def _ordered(categories: set[str]) -> list[str]:
 
 #: keys of the ``python`` category that describe how Python runs, not what it is
 _NOT_DRIFT = frozenset({"shell"})
+#: fields a category gained in a later version of experigraph: compared only when both
+#: snapshots have them, so upgrading experigraph is not reported as environment drift
+_ADDED_FIELDS = {"platform": frozenset({"cpu_count"})}
 
 
 def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -338,6 +341,12 @@ def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
             # how Python runs (notebook, script, test) is not a change of environment
             before = {k: v for k, v in before.items() if k not in _NOT_DRIFT}
             after = {k: v for k, v in after.items() if k not in _NOT_DRIFT}
+        added = _ADDED_FIELDS.get(category, ())
+        if added and isinstance(before, Mapping) and isinstance(after, Mapping):
+            # a field a newer experigraph records is not drift against a snapshot without it
+            gone = {k for k in added if (k in before) != (k in after)}
+            before = {k: v for k, v in before.items() if k not in gone}
+            after = {k: v for k, v in after.items() if k not in gone}
         if category == "numeric" and isinstance(before, Mapping) and isinstance(after, Mapping):
             both = set(before) & set(after)
             before = {k: v for k, v in before.items() if k in both}

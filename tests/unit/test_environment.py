@@ -436,3 +436,16 @@ def test_environment_module_exposes_only_the_api() -> None:
         "CATEGORIES", "MESSAGES", "category_lines", "diff_snapshots", "fingerprint",
         "python_packages", "snapshot", "start_background_collection",
     ])
+
+
+def test_a_field_added_by_a_newer_experigraph_is_not_drift():
+    from experigraph.environment import diff_snapshots
+
+    old = {"platform": {"system": "Linux", "machine": "x86_64"}}
+    new = {"platform": {"system": "Linux", "machine": "x86_64", "cpu_count": 2}}
+    assert diff_snapshots(old, new) == {}
+    assert diff_snapshots(new, old) == {}
+    changed = {"platform": {"system": "Linux", "machine": "x86_64", "cpu_count": 4}}
+    assert "platform" in diff_snapshots(new, changed)
+    moved = {"platform": {"system": "Linux", "machine": "aarch64", "cpu_count": 2}}
+    assert any("aarch64" in line for line in diff_snapshots(old, moved)["platform"])
