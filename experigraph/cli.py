@@ -460,18 +460,27 @@ def list_(backend: str | None) -> None:
 
 
 @main.command()
-@click.argument("experiment_id", metavar="EXPERIMENT")
+@click.argument("experiment_id", metavar="[EXPERIMENT]", required=False)
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True,
               help="The port to serve on (0: any free port).")
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="The address to bind; 0.0.0.0 serves every interface.")
 @backend_option
 @_expected_errors
-def board(experiment_id: str, port: int, address: str, backend: str | None) -> None:
-    """Serve the dashboard of EXPERIMENT's trials until interrupted (Ctrl-C)."""
-    ex = open_experiment(experiment_id, backend)
+def board(experiment_id: str | None, port: int, address: str, backend: str | None) -> None:
+    """Serve the dashboard of EXPERIMENT's trials until interrupted (Ctrl-C).
+
+    Without EXPERIMENT: the store's experiments, each opening its board.
+    """
     try:
-        ex.start_dashboard(port=port, blocking=True, address=address)
+        if experiment_id is None:
+            from .board import start_dashboard
+
+            start_dashboard(None, port=port, blocking=True, address=address,
+                            store=_resolve(backend, "experigraph-list"))
+        else:
+            ex = open_experiment(experiment_id, backend)
+            ex.start_dashboard(port=port, blocking=True, address=address)
     except KeyboardInterrupt:
         click.echo("Dashboard stopped.", err=True)
     except ImportError as exc:

@@ -14,66 +14,10 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
+from pagetools import (
+    click_row, div_text, header_titles, open_tab, poll, source_data, table_rows)
+
 pytestmark = pytest.mark.browser
-
-SOURCE_DATA_JS = """name => {
-    const model = Bokeh.documents[0].get_model_by_name(name);
-    if (model === null) return {};  // not built yet: a tab's models come when it opens
-    const source = model.data_source !== undefined ? model.data_source : model;
-    const data = source.data;
-    const entries = data instanceof Map ? [...data.entries()] : Object.entries(data);
-    return Object.fromEntries(entries.map(([k, v]) => [k, Array.from(v, x =>
-        (x !== null && typeof x === "object" && x.length !== undefined) ? Array.from(x) : x)]));
-}"""
-
-
-def poll(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    """``check()`` once it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout} s waiting for {what}; last value {value!r}")
-        time.sleep(0.1)
-
-
-def div_text(page, css_class: str) -> str:
-    """The text a Bokeh Div shows (its content lives in the element's shadow root)."""
-    return page.locator(f".{css_class}").first.evaluate("""e => [...(e.shadowRoot || e).children]
-        .filter(c => c.tagName !== "STYLE" && c.tagName !== "LINK")
-        .map(c => c.innerText).join("\\n")""")
-
-
-def source_data(page, name: str) -> dict[str, list[Any]]:
-    """The columns of a ColumnDataSource (or of a renderer's), ``{}`` if not there yet."""
-    return page.evaluate(SOURCE_DATA_JS, name)
-
-
-def table_rows(page) -> dict[int, list[str]]:
-    """The trial table as shown: trial id -> the texts of its cells."""
-    rows = {}
-    for row in page.locator(".eg-trials .slick-row").all():
-        cells = row.locator(".slick-cell").all_inner_texts()
-        rows[int(cells[0])] = [c.strip() for c in cells]
-    return rows
-
-
-def header_titles(page) -> list[str]:
-    return [t.strip() for t in
-            page.locator(".eg-trials .slick-header-column").all_inner_texts()]
-
-
-def click_row(page, trial_id: int, modifiers: list[str] | None = None) -> None:
-    row = page.locator(".eg-trials .slick-row", has=page.locator(
-        ".slick-cell.l0", has_text=str(trial_id))).first
-    row.locator(".slick-cell").nth(2).click(modifiers=modifiers or [])
-
-
-def open_tab(page, title: str) -> None:
-    page.locator(".bk-tab", has_text=title).first.click()
-
 
 def test_table_shows_one_row_per_trial_with_its_values(page, board_experiment):
     ex, _ = board_experiment
@@ -213,7 +157,7 @@ def test_trial_graph_shows_steps_with_time_and_hashes(page, board_experiment):
     assert kinds["prepare_data"] == kinds["calculate_score"] == "step"
     assert kinds["a"] == kinds["b"] == "parameter"
     assert "file" in kinds.values()
-    assert len(source_data(page, "provenance_edges")["x0"]) >= 4
+    assert len(source_data(page, "provenance_edges")["xs"]) >= 4
 
 
 def test_drift_events_are_listed_per_trial(page, board_experiment):
@@ -234,10 +178,13 @@ def test_drift_events_are_listed_per_trial(page, board_experiment):
          "the diff of the clicked event")
 
 
-def test_result_against_a_parameter_follows_the_select(page):
-    page.locator(".eg-x-select select").select_option(label="b")
+def test_result_against_a_parameter_offers_the_varying_ones(page):
+    # b is 2 in every trial: no axis for it, but said once
+    select = page.locator(".eg-x-select select")
+    poll(lambda: select.locator("option").all_inner_texts() == ["a"], "only a to choose")
     poll(lambda: page.evaluate("""() => Bokeh.documents[0].get_model_by_name(
-        'scatter_points').glyph.x.field""") == "x:p:b", "the scatter's x to be b")
+        'scatter_points').glyph.x.field""") == "p:a", "the scatter's x to be a")
+    assert div_text(page, "eg-fixed") == "fixed: b=2"
     tooltip = page.evaluate("""() => Bokeh.documents[0].get_model_by_name('scatter_plot')
         .toolbar.tools.filter(t => t.type === 'HoverTool' || t.tooltips)[0].tooltips""")
     assert ["trial", "@trial_id"] in tooltip
