@@ -490,5 +490,36 @@ def board(experiment_id: str | None, port: int, address: str, backend: str | Non
         raise Failure(f"Cannot serve the dashboard on {address}:{port}: {exc}") from exc
 
 
+def _trial_list(ctx: Any, param: Any, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        ids = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected trial ids separated by commas, e.g. 3,5,8; got "
+                                 f"{value!r}") from None
+    if not ids:
+        raise click.BadParameter(f"expected at least one trial id, got {value!r}")
+    return ids
+
+
+@main.command()
+@click.argument("experiment_id", metavar="EXPERIMENT")
+@click.option("-o", "--output", default="report.html", show_default=True,
+              type=click.Path(dir_okay=False, writable=True), help="The HTML file to write.")
+@click.option("--trials", callback=_trial_list, default=None, metavar="IDS",
+              help="Trials whose metric curves to draw, e.g. 3,5,8 (the first two are "
+                   "compared). Default: the latest three.")
+@backend_option
+@_expected_errors
+def report(experiment_id: str, output: str, trials: list[int] | None,
+           backend: str | None) -> None:
+    """Write one self-contained HTML report of EXPERIMENT (works offline, no server)."""
+    ex = open_experiment(experiment_id, backend)
+    with _quiet():
+        path = ex.report(output, trials=trials)
+    click.echo(f"Wrote {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

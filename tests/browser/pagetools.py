@@ -86,3 +86,15 @@ def model_property(page, name: str, expression: str) -> Any:
         const m = Bokeh.documents[0].get_model_by_name({name!r});
         return m === null ? null : ({expression});
     }}""")
+
+
+def diff_lines(page, css_class: str) -> dict[str, list[tuple[str, str]]]:
+    """The diff lines shown in a Div, by kind: their text and background colour."""
+    return page.locator(f".{css_class}").first.evaluate("""e => {
+        const out = {};
+        for (const s of (e.shadowRoot || e).querySelectorAll('pre.eg-diff span')) {
+            (out[s.className] = out[s.className] || []).push(
+                [s.textContent, getComputedStyle(s).backgroundColor]);
+        }
+        return out;
+    }""")

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from pagetools import (
-    click_row, div_text, glyph_positions, header_titles, model_property, open_tab, poll,
+    click_row, diff_lines, div_text, glyph_positions, header_titles, model_property, open_tab, poll,
     source_data, table_rows)
 
 pytestmark = pytest.mark.browser
@@ -85,25 +85,13 @@ def test_table_columns_fit_their_content_with_full_names_on_hover(page):
     assert cut == []
 
 
-def _diff_lines(page, css_class: str) -> dict[str, list[tuple[str, str]]]:
-    """The diff lines shown in a Div, by kind: their text and background colour."""
-    return page.locator(f".{css_class}").first.evaluate("""e => {
-        const out = {};
-        for (const s of (e.shadowRoot || e).querySelectorAll('pre.eg-diff span')) {
-            (out[s.className] = out[s.className] || []).push(
-                [s.textContent, getComputedStyle(s).backgroundColor]);
-        }
-        return out;
-    }""")
-
-
 def test_compare_and_drift_diffs_are_coloured(page, board_experiment):
     ex, _ = board_experiment
     code = ex.compare(1, 4).code["calculate_score"]
     click_row(page, 1)
     click_row(page, 4, modifiers=["Control"])
     open_tab(page, "Compare")
-    lines = poll(lambda: (d := _diff_lines(page, "eg-compare")).get("eg-diff-add") and d,
+    lines = poll(lambda: (d := diff_lines(page, "eg-compare")).get("eg-diff-add") and d,
                  "a coloured code diff of trials 1 and 4")
     added = [text for text, _ in lines["eg-diff-add"]]
     removed = [text for text, _ in lines["eg-diff-del"]]
@@ -121,7 +109,7 @@ def test_compare_and_drift_diffs_are_coloured(page, board_experiment):
     kinds = source_data(page, "drift_source")["kind"]
     page.locator(".eg-drift .slick-row").nth(kinds.index("code")).locator(
         ".slick-cell").nth(1).click()
-    lines = poll(lambda: (d := _diff_lines(page, "eg-drift-detail")).get("eg-diff-add") and d,
+    lines = poll(lambda: (d := diff_lines(page, "eg-drift-detail")).get("eg-diff-add") and d,
                  "the coloured diff of the code drift")
     assert "+    return 20 / s" in [t for t, _ in lines["eg-diff-add"]]
     assert {bg for _, bg in lines["eg-diff-del"]} == {"rgb(255, 235, 233)"}
