@@ -205,6 +205,7 @@ class BoardSession:
             if self.state.error or self._shown_error:
                 self._update_header()  # say that refreshing fails, or that it works again
             return False
+        patched = False
         if t.schema_revision > self.schema_revision:
             self.source.data = t.data()
             self.source.selected.indices = []
@@ -221,6 +222,7 @@ class BoardSession:
                 patches = {field: [(p, fresh[p][field][0]) for p in changed]
                            for field in self.source.data}
                 self.source.patch(patches)
+                patched = True
             old_rows = self.n_rows
             new = t.rows_since(self.n_rows)
             if new is not None:
@@ -238,8 +240,8 @@ class BoardSession:
             self._fit_results()
         self.revision, self.schema_revision = t.revision, t.schema_revision
         self.data_table.height = table_height(self.n_rows)
-        if self.filter_input.value_input:
-            self._apply_filter()
+        if self.filter_input.value_input or patched:
+            self._apply_filter()  # a new filter: the table redraws patched rows only then
         self._update_header()
         return True
 
