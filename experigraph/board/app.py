@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.models import (
     AllIndices, CDSView, ColumnDataSource, IndexFilter, InlineStyleSheet, RadioButtonGroup,
@@ -49,7 +50,7 @@ NOT_AVAILABLE = "<i>{what} is not available in this version of experigraph.</i>"
 FIRST_ROWS = 200
 #: records the server reads before it serves, then per chunk while it serves
 FIRST_READ = 400
-READ_CHUNK = 1000
+READ_CHUNK = 250
 OVERVIEW_QUERY = "?view=experiments"
 
 
@@ -128,6 +129,8 @@ class BoardSession:
         self.pc_axes: list[tuple[str, str, str, float, float]] = []
         self.kinds: dict[str, str] = {}
         self._metric_shown: Any = None
+        self._filter_scheduled = False
+        self._pending_filter: Any = None
 
         self.source = ColumnDataSource(self.table.data(0, self.n_rows), name="trials")
         self.filter_input = TextInput(name="filter", placeholder="Filter: words or name=value, "
@@ -142,9 +145,9 @@ class BoardSession:
             css_classes=["eg-trials"], stylesheets=[InlineStyleSheet(css=SELECTED_ROWS_CSS)])
         self.views: list[CDSView] = [self.data_table.view]
 
-        # Every tab's figures are built now, with no data (cheap): a figure added to a
-        # hidden tab later makes the browser lay out the other tabs' figures while they
-        # are hidden ("could not set initial ranges"). A tab's data comes when it opens.
+        # A tab is built when first opened, the first one once the page shows the table
+        # (DocumentReady): the table comes first. (Every figure has explicit ranges: one added while
+        # others are hidden in their tabs then leaves no "could not set initial ranges".)
         self.panels: list[tuple[str, str, Callable[[], Any], Callable[[], None]]] = [
             ("results", "Results", self._results_view, lambda: None),
             ("parallel", "Parameters \u2192 result", self._parallel_view,
@@ -156,8 +159,8 @@ class BoardSession:
             ("drift", "Drift", self._drift_view, self._update_drift),
         ]
         self.built: set[str] = set()  # the tabs opened: their views are kept up to date
-        self.tab_bodies = [column(build(), sizing_mode="stretch_width")
-                           for _, _, build, _ in self.panels]
+        self.tab_bodies = [column(Div(text="<i>Loading\u2026</i>"), sizing_mode="stretch_width")
+                           for _ in self.panels]  # Bokeh re-renders a column's new children
         self.tabs = Tabs(name="tabs", sizing_mode="stretch_width", tabs=[
             TabPanel(title=title, child=body)
             for (_, title, _, _), body in zip(self.panels, self.tab_bodies)])
@@ -170,16 +173,25 @@ class BoardSession:
         self.source.selected.on_change("indices", lambda attr, old, new: self._on_select())
         self.tabs.on_change("active", lambda attr, old, new: self._open_tab(new))
         self._update_header()
-        self._open_tab(0)
+        doc.on_event(DocumentReady, lambda event: self._on_ready())
+        self._ready = False
         doc.add_periodic_callback(self.tick, state.refresh_ms)
+
+    def _on_ready(self) -> None:
+        """The page shows the table: now the first tab, and the rows not sent yet."""
+        if self._ready:
+            return
+        self._ready = True
+        self._open_tab(self.tabs.active)
         if self.n_rows < len(self.table) or self.table.is_behind:
-            doc.add_timeout_callback(self.sync, 100)  # the other rows, once the page is up
+            self.sync()
 
     def _open_tab(self, index: int) -> None:
-        """Fill a tab's views the first time it is shown."""
-        name, _, _, fill = self.panels[index]
+        """Build a tab's models the first time it is shown."""
+        name, _, build, fill = self.panels[index]
         if name in self.built:
             return
+        self.tab_bodies[index].children = [build()]
         self.built.add(name)
         try:
             fill()
@@ -189,6 +201,8 @@ class BoardSession:
     # -- refresh ------------------------------------------------------------------
     def tick(self) -> None:
         """The periodic callback: read what changed, then update this session's models."""
+        if not self._ready:  # no DocumentReady (an old BokehJS?): do not wait for it
+            self._on_ready()
         self.state.refresh()
         changed = self.sync()
         running = [t for t in self.metric_trials if t in self.table.unfinished]
@@ -274,11 +288,20 @@ class BoardSession:
         return plots.table_columns(self.table.columns, self.source.data)
 
     def _apply_filter(self) -> None:
+        """Show the rows matching the filter: in the table at once, in the plots next."""
         query = self.filter_input.value_input.strip()
         new_filter: Any = IndexFilter(indices=self.table.matching(query)) if query \
             else AllIndices()
-        for view in self.views:
-            view.filter = new_filter
+        self.views[0].filter = new_filter
+        self._pending_filter = new_filter
+        if not self._filter_scheduled:  # the plots follow in the next message, so the
+            self._filter_scheduled = True  # browser draws the table before repainting them
+            self.doc.add_next_tick_callback(self._filter_plots)
+
+    def _filter_plots(self) -> None:
+        self._filter_scheduled = False
+        for view in self.views[1:]:
+            view.filter = self._pending_filter
 
     # -- results across trials and against a parameter ---------------------------
     def _results_view(self) -> Any:
@@ -303,7 +326,7 @@ class BoardSession:
 
     def _view(self) -> CDSView:
         """A view of the trials that follows the table's filter."""
-        view = CDSView(filter=self.views[0].filter)
+        view = CDSView(filter=self._pending_filter or self.views[0].filter)
         self.views.append(view)
         return view
 

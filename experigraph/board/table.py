@@ -329,8 +329,10 @@ class TrialTable:
     def matching(self, query: str) -> list[int]:
         """Positions of the rows whose text contains every word of ``query`` (any case)."""
         words = [f" {w} " if "=" in w else w for w in query.lower().split()]
-        if len(self._search) != len(self.raw):
-            self._search = [self.search_text(r) for r in self.raw]
+        if len(self._search) > len(self.raw):
+            self._search = []
+        if len(self._search) < len(self.raw):  # rows are appended: index only the new ones
+            self._search.extend(self.search_text(r) for r in self.raw[len(self._search):])
         return [i for i, text in enumerate(self._search) if all(w in text for w in words)]
 
     def search_text(self, row: Mapping[str, Any]) -> str:

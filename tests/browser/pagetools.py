@@ -42,13 +42,19 @@ def source_data(page, name: str) -> dict[str, list[Any]]:
     return page.evaluate(SOURCE_DATA_JS, name)
 
 
+ROW_TEXTS_JS = """rows => rows.map(r => [...r.querySelectorAll('.slick-cell')]
+    .map(c => c.innerText.trim()))"""
+
+
+def row_texts(page, css: str) -> list[list[str]]:
+    """The cell texts of the rows of a table, read at once (the grid redraws between reads)."""
+    return [cells for cells in page.locator(f"{css} .slick-row").evaluate_all(ROW_TEXTS_JS)
+            if cells]
+
+
 def table_rows(page) -> dict[int, list[str]]:
     """The trial table as shown: trial id -> the texts of its cells."""
-    rows = {}
-    for row in page.locator(".eg-trials .slick-row").all():
-        cells = row.locator(".slick-cell").all_inner_texts()
-        rows[int(cells[0])] = [c.strip() for c in cells]
-    return rows
+    return {int(cells[0]): cells for cells in row_texts(page, ".eg-trials")}
 
 
 def header_titles(page) -> list[str]:

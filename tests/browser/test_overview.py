@@ -10,17 +10,13 @@ import sys
 
 import pytest
 
-from pagetools import div_text, header_titles, poll, table_rows
+from pagetools import div_text, header_titles, poll, row_texts, table_rows
 
 pytestmark = pytest.mark.browser
 
 
 def overview_rows(page) -> dict[str, list[str]]:
-    rows = {}
-    for row in page.locator(".eg-experiments .slick-row").all():
-        cells = [c.strip() for c in row.locator(".slick-cell").all_inner_texts()]
-        rows[cells[0]] = cells
-    return rows
+    return {cells[0]: cells for cells in row_texts(page, ".eg-experiments")}
 
 
 def expected_row(ex) -> dict[str, str]:
