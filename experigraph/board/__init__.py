@@ -103,6 +103,7 @@ class Dashboard:
                 ex, refresh_ms=self._refresh_ms, overview_url=OVERVIEW_URL)
             state.refresh(force=True, limit=FIRST_READ)  # enough for the first page
             if state.table.is_behind:
+                state.loading = True
                 self._read_on(state)
         return state
 

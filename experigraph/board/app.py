@@ -50,7 +50,7 @@ NOT_AVAILABLE = "<i>{what} is not available in this version of experigraph.</i>"
 FIRST_ROWS = 200
 #: records the server reads before it serves, then per chunk while it serves
 FIRST_READ = 400
-READ_CHUNK = 250
+READ_CHUNK = 100
 OVERVIEW_QUERY = "?view=experiments"
 
 
@@ -74,6 +74,7 @@ class BoardState:
         self.overview_url = overview_url
         self.table = TrialTable(experiment)
         self.error: str | None = None
+        self.loading = False  # a long history is being read in chunks
         self._last_refresh = -math.inf
 
     def refresh(self, force: bool = False, limit: int | None = None) -> bool:
@@ -82,7 +83,7 @@ class BoardState:
         ``limit`` caps how many new trials are read (the rest: by later refreshes).
         """
         now = time.monotonic()
-        if not force and now - self._last_refresh < self.refresh_ms / 2000:
+        if not force and (self.loading or now - self._last_refresh < self.refresh_ms / 2000):
             return False
         self._last_refresh = now
         try:
@@ -97,12 +98,16 @@ class BoardState:
         return changed
 
     def load_in_chunks(self) -> bool:
-        """Read the next chunk of a long history; return whether more is left to read."""
+        """Read the next chunk of a long history; return whether more is left to read.
+
+        Meanwhile (``loading``) the sessions' own refreshes do not read: one of them
+        would read the whole rest at once and hold every page up.
+        """
+        self.loading = True
         self.refresh(force=True, limit=READ_CHUNK)
-        if self.table.is_behind:
-            return True
-        self.table.matching("")  # index the rows for the filter before anybody types
-        return False
+        self.table.matching("")  # index the new rows for the filter before anybody types
+        self.loading = self.table.is_behind
+        return self.loading
 
     def make_document(self, doc: Document) -> None:
         """The Bokeh application function: build one session's document."""
