@@ -278,10 +278,41 @@ def metric_figure(source: ColumnDataSource, *, name: str = "metric_plot",
     fit_metric_ranges(plot, source.data)
     plot.multi_line("xs", "ys", source=source, color="color", line_width=2,
                     legend_field="label", name=curves)
+    # each point too: a curve of one point (a trial in its first epoch) shows
+    plot.scatter("x", "y", source=points_source(source), color="color", size=5,
+                 name=f"{curves}:points")
     plot.add_tools(HoverTool(tooltips=[("trial", "@trial_id"), ("epoch", "$x"),
                                        ("value", "$y")]))
     plot.legend.location = "top_right"
     return plot
+
+
+def points_source(curves: ColumnDataSource) -> ColumnDataSource:
+    """A source of the curves' points, kept equal to them in the browser (no server)."""
+    points = ColumnDataSource(curve_points(curves.data))
+    curves.js_on_change("data", CustomJS(args={"points": points}, code="""
+        const d = cb_obj.data, get = k => d instanceof Map ? d.get(k) : d[k];
+        const out = {x: [], y: [], color: [], trial_id: []};
+        const xs = get("xs"), ys = get("ys");
+        for (let i = 0; i < xs.length; i++) {
+            for (let j = 0; j < xs[i].length; j++) {
+                out.x.push(xs[i][j]); out.y.push(ys[i][j]);
+                out.color.push(get("color")[i]); out.trial_id.push(get("trial_id")[i]);
+            }
+        }
+        points.data = out;"""))
+    return points
+
+
+def curve_points(data: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {"x": [], "y": [], "color": [], "trial_id": []}
+    for xs, ys, color, trial_id in zip(data.get("xs", []), data.get("ys", []),
+                                       data.get("color", []), data.get("trial_id", [])):
+        out["x"] += list(xs)
+        out["y"] += list(ys)
+        out["color"] += [color] * len(xs)
+        out["trial_id"] += [trial_id] * len(xs)
+    return out
 
 
 def fit_range(rng: Range1d, values: Sequence[Any], log: bool = False) -> None:

@@ -104,3 +104,11 @@ def diff_lines(page, css_class: str) -> dict[str, list[tuple[str, str]]]:
         }
         return out;
     }""")
+
+
+def screenshot(page, name: str) -> None:
+    """Save what the page shows now as ``test-artifacts/<name>.png``."""
+    from conftest import ARTIFACTS
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from pagetools import (
-    click_row, diff_lines, div_text, glyph_positions, header_titles, model_property, open_tab, poll,
-    source_data, table_rows)
+    click_row, diff_lines, div_text, glyph_positions, header_titles, model_property, open_tab,
+    poll, screenshot, source_data, table_rows)
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +43,7 @@ def test_axes_fit_the_parameters(sweep_page):
     page.locator(".eg-x-scale button", has_text="log").click()
     poll(lambda: model_property(page, "scatter_plot", SCALE_TYPE) == "LogScale",
          "a log axis again")
+    screenshot(page, "board-results-log-axis")
     # text and bool parameters: one labelled tick per value
     for name, labels in (("kernel", {"rbf", "linear"}), ("shrinking", {"True", "False"})):
         select.select_option(label=name)
@@ -103,6 +104,7 @@ def test_compare_and_drift_diffs_are_coloured(page, board_experiment):
     assert {bg for _, bg in lines["eg-diff-add"]} == {"rgb(230, 255, 237)"}  # green
     assert {bg for _, bg in lines["eg-diff-del"]} == {"rgb(255, 235, 233)"}  # red
     assert lines["eg-diff-ctx"]  # the unchanged lines around, uncoloured
+    screenshot(page, "board-compare")
 
     open_tab(page, "Drift")
     poll(lambda: source_data(page, "drift_source").get("kind"), "the drift events")
@@ -171,6 +173,7 @@ def test_trial_graph_is_layered_left_to_right_without_overlaps(sweep_page, sweep
                 "the detail of the clicked step")
     assert step.input_hash in text and step.output_hash in text
     assert f"{step.duration:.6f} s" in text
+    screenshot(page, "board-trial-graph")
 
 
 def test_a_long_history_reaches_the_page_in_chunks(open_page, board_experiment, monkeypatch):

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from pagetools import div_text, header_titles, open_tab, poll, source_data, table_rows
+from pagetools import (
+    div_text, header_titles, open_tab, poll, screenshot, source_data, table_rows)
 
 pytestmark = pytest.mark.browser
 
@@ -62,9 +63,17 @@ def test_running_trial_appears_at_once_and_its_curve_grows(where, request, open_
             return dict(zip(data.get("trial_id", []), data.get("ys", []))).get(2, [])
 
         poll(lambda: curve() == [1.0], "the first point of the running trial", timeout=30)
+
+        def points() -> list[tuple[float, float]]:  # a one-point curve is drawn as its point
+            data = source_data(page, "metric_curves:points")
+            return [(x, y) for x, y, t in zip(data["x"], data["y"], data["trial_id"]) if t == 2]
+
+        poll(lambda: points() == [(0, 1.0)], "the running trial's point drawn")
         (gate / "3-0").touch()
         poll(lambda: curve() == [1.0, 0.5], "its second point, without reloading", timeout=30)
         assert table_rows(page)[2][status] == "running"
+        if where == "threaded scheduler":
+            screenshot(page, "board-live-trial")
         (gate / "3-1").touch()
         poll(lambda: curve() == pytest.approx([1.0, 0.5, 1 / 3]), "its third point",
              timeout=30)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pagetools import div_text, header_titles, poll, row_texts, table_rows
+from pagetools import div_text, header_titles, poll, row_texts, screenshot, table_rows
 
 pytestmark = pytest.mark.browser
 
@@ -65,6 +65,7 @@ def test_overview_lists_the_experiments_and_opens_their_boards(page, board_exper
         assert cells["Last activity"] == max(finished).strftime("%Y-%m-%d %H:%M:%S")
     assert rows[ex.id][1:] == ["4", rows[ex.id][2], "6.666667", "3", "1", "0", "0"]
     assert "2 experiments" in div_text(page, "eg-overview-header")
+    screenshot(page, "board-overview")
 
     page.locator("a.eg-experiment-link", has_text=other_experiment.id).click()
     page.wait_for_selector(".eg-trials .slick-row")
