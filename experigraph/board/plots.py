@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bokeh.models import (
-    BasicTicker, BasicTickFormatter, ColumnDataSource, CustomJS, FixedTicker, HoverTool,
+    BasicTicker, BasicTickFormatter, ColumnDataSource, CustomJS, CustomJSTickFormatter,
+    FixedTicker, HoverTool,
     LinearColorMapper, LinearScale, LogScale, LogTicker, LogTickFormatter, NumberFormatter,
     Range1d, StringFormatter, TableColumn)
 from bokeh.models.annotations.arrows import Arrow, VeeHead
@@ -117,26 +118,33 @@ def set_x(fig: Any, renderer: Any, *, x_field: str, title: str, kind: str,
     hover = next(t for t in fig.tools if isinstance(t, HoverTool))
     hover.tooltips = [("trial", "@trial_id"), ("result", "@result"),
                       (title, f"@{{{x_field.removeprefix('x:')}}}")]
+    # (labels come from formatters, not major_label_overrides: BokehJS keeps showing
+    # overrides after they are emptied)
     if kind == "log":
         if not isinstance(fig.x_scale, LogScale):
             fig.x_scale = LogScale()
             axis.ticker, axis.formatter = LogTicker(), LogTickFormatter()
-        axis.major_label_overrides = {}
         return
     if not isinstance(fig.x_scale, LinearScale):
         fig.x_scale = LinearScale()
-    if not isinstance(axis.formatter, BasicTickFormatter):
-        axis.formatter = BasicTickFormatter()
     if kind == "categorical" and categories:
         ticks = sorted(categories.values())
+        labels = [""] * (max(ticks) + 1)
+        for text, code in categories.items():
+            labels[code] = text or "(none)"
         if not isinstance(axis.ticker, FixedTicker) or list(axis.ticker.ticks) != ticks:
             axis.ticker = FixedTicker(ticks=ticks)
-        axis.major_label_overrides = {code: text or "(none)"
-                                      for text, code in categories.items()}
+        axis.formatter = CustomJSTickFormatter(args={"labels": labels},
+                                               code=CATEGORY_LABEL_JS)
     else:
         if type(axis.ticker) is not BasicTicker:
             axis.ticker = BasicTicker()
-        axis.major_label_overrides = {}
+        if type(axis.formatter) is not BasicTickFormatter:
+            axis.formatter = BasicTickFormatter()
+
+
+CATEGORY_LABEL_JS = "return Number.isInteger(tick) && tick >= 0 && tick < labels.length " \
+    "? labels[tick] : ''"
 
 
 def results_figures(source: ColumnDataSource, views: Any) -> tuple[Any, Any]:

@@ -49,11 +49,16 @@ def test_axes_fit_the_parameters(sweep_page):
         select.select_option(label=name)
         poll(lambda: model_property(page, "scatter_points", "m.glyph.x.field") == f"x:p:{name}",
              f"the scatter against {name}")
-        overrides = model_property(page, "scatter_plot", """Object.values(Object.fromEntries(
-            m.below[0].major_label_overrides))""")
-        assert set(overrides) == labels
+        shown = model_property(page, "scatter_plot", """[...m.below[0].ticker.ticks].map(
+            t => m.below[0].formatter.compute(t))""")
+        assert set(shown) == labels
         assert model_property(page, "scatter_plot", SCALE_TYPE) == "LinearScale"
         assert model_property(page, "x_scale", "m.disabled") is True  # no log for categories
+
+    select.select_option(label="C")  # back to C: a log axis with its own labels
+    poll(lambda: model_property(page, "scatter_plot", "m.below[0].formatter.type") ==
+         "LogTickFormatter", "the log axis's labels")
+    assert model_property(page, "scatter_plot", "m.below[0].formatter.compute(1)") == "10^0"
 
     open_tab(page, "Parameters")
     data = poll(lambda: source_data(page, "parallel_lines").get("ys"), "the parallel lines")
