@@ -293,7 +293,7 @@ def _trim_bundles(server: Any) -> None:
     """
     app = getattr(server, "_tornado", None)
     resources = getattr(app, "resources", None)
-    if resources is None:  # another Bokeh: keep its defaults
+    if app is None or resources is None:  # another Bokeh: keep its defaults
         return
 
     def trimmed(*args: Any, **kwargs: Any) -> Any:

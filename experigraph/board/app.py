@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any
 from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.models import (
-    AllIndices, CDSView, ColumnDataSource, IndexFilter, InlineStyleSheet, RadioButtonGroup,
-    TabPanel, Tabs)
+    AllIndices, CDSView, ColumnDataSource, IndexFilter, InlineStyleSheet, TabPanel, Tabs)
 from bokeh.models.widgets import (
-    DataTable, Div, NumberFormatter, Select, TableColumn, TextInput)
+    DataTable, Div, NumberFormatter, RadioButtonGroup, Select, TableColumn, TextInput)
 
 from ..errors import ExperigraphError
 from . import plots

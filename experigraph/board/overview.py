@@ -85,8 +85,9 @@ class StoreOverview:
     def make_document(self, doc: Document, note: str = "") -> None:
         """Build the overview page of one browser tab."""
         from bokeh.layouts import column
-        from bokeh.models import ColumnDataSource, Div, HTMLTemplateFormatter, TableColumn
-        from bokeh.models.widgets import DataTable, NumberFormatter
+        from bokeh.models import ColumnDataSource
+        from bokeh.models.widgets import (
+            DataTable, Div, HTMLTemplateFormatter, NumberFormatter, TableColumn)
 
         source = ColumnDataSource(self.data(), name="experiments")
         link = HTMLTemplateFormatter(

@@ -11,19 +11,21 @@ import html
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from bokeh.models import (
     BasicTicker, BasicTickFormatter, ColumnDataSource, CustomJS, CustomJSTickFormatter,
-    FixedTicker, HoverTool,
-    LinearColorMapper, LinearScale, LogScale, LogTicker, LogTickFormatter, NumberFormatter,
-    Range1d, StringFormatter, TableColumn)
+    FixedTicker, HoverTool, LinearColorMapper, LinearScale, LogScale, LogTicker,
+    LogTickFormatter, Range1d)
+from bokeh.models.widgets import NumberFormatter, StringFormatter, TableColumn
 from bokeh.models.annotations.arrows import Arrow, VeeHead
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
 from .table import NAN, Column, as_text
 
+#: column data as a ColumnDataSource holds it (lists, or arrays sent by the browser)
+Data = Mapping[str, Any]
 NUMBER = "0.[000000]"
 PLOT_TOOLS = "pan,wheel_zoom,box_select,tap,reset"
 POINT_COLOR = "#2e7d32"
@@ -64,8 +66,7 @@ def axis_kind(values: Sequence[Any], numeric: bool) -> str:
     return "linear"
 
 
-def axis_kinds(columns: Sequence[Column], data: Mapping[str, Sequence[Any]]
-               ) -> dict[str, str]:
+def axis_kinds(columns: Sequence[Column], data: Data) -> dict[str, str]:
     """``axis_kind`` of every parameter column, by field."""
     return {c.field: axis_kind(data.get(c.field, []), c.numeric) for c in columns}
 
@@ -174,7 +175,7 @@ def results_figures(source: ColumnDataSource, views: Any) -> tuple[Any, Any]:
 
 
 # -- parallel coordinates ---------------------------------------------------------------
-def parallel_axes(columns: Sequence[Column], data: Mapping[str, Sequence[Any]],
+def parallel_axes(columns: Sequence[Column], data: Data,
                   kinds: Mapping[str, str]) -> list[tuple[str, str, str, float, float]]:
     """``(field, title, kind, low, high)`` of each axis: varying parameters, then the result.
 
@@ -198,7 +199,7 @@ def _unit(value: Any, kind: str) -> float:
     return float(value)
 
 
-def parallel_lines(data: Mapping[str, Sequence[Any]],
+def parallel_lines(data: Data,
                    axes: Sequence[tuple[str, str, str, float, float]],
                    positions: Sequence[int]) -> dict[str, list[Any]]:
     """The lines of the trials at ``positions``: each axis scaled to 0..1."""
@@ -268,7 +269,7 @@ def new_parallel_sources() -> tuple[ColumnDataSource, ColumnDataSource, LinearCo
     return source, labels, LinearColorMapper(palette=Viridis256, nan_color="#e57373")
 
 
-def color_range(mapper: LinearColorMapper, results: Sequence[float]) -> None:
+def color_range(mapper: LinearColorMapper, results: Any) -> None:
     values = [v for v in results if not math.isnan(v)]
     mapper.low = min(values, default=0.0)
     mapper.high = max(values, default=1.0)
@@ -312,7 +313,7 @@ def points_source(curves: ColumnDataSource) -> ColumnDataSource:
     return points
 
 
-def curve_points(data: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+def curve_points(data: Data) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {"x": [], "y": [], "color": [], "trial_id": []}
     for xs, ys, color, trial_id in zip(data.get("xs", []), data.get("ys", []),
                                        data.get("color", []), data.get("trial_id", [])):
@@ -345,14 +346,14 @@ def fit_range(rng: Range1d, values: Sequence[Any], log: bool = False) -> None:
         rng.update(start=start, end=end, reset_start=start, reset_end=end)
 
 
-def fit_metric_ranges(plot: Any, data: Mapping[str, Sequence[Any]]) -> None:
+def fit_metric_ranges(plot: Any, data: Data) -> None:
     """Set the metric figure's ranges around its curves."""
     fit_range(plot.x_range, [v for line in data.get("xs", []) for v in line])
     fit_range(plot.y_range, [v for line in data.get("ys", []) for v in line])
 
 
 def fit_results(figures: Sequence[tuple[Any, str, str, bool]],
-                data: Mapping[str, Sequence[Any]]) -> None:
+                data: Data) -> None:
     """Fit each ``(figure, x field, y field, x is log)`` to every trial's values."""
     for fig, x_field, y_field, log in figures:
         fit_range(fig.x_range, data.get(x_field, []), log=log)
@@ -378,7 +379,7 @@ def metric_data(frame: Any) -> dict[str, list[Any]]:
 
 
 # -- the trial table ------------------------------------------------------------------
-def table_columns(columns: Sequence[Column], data: Mapping[str, Sequence[Any]],
+def table_columns(columns: Sequence[Column], data: Data,
                   sample: int = 300) -> list[TableColumn]:
     """The trial table's columns, each as wide as its title and (a sample of) its values.
 
@@ -474,7 +475,7 @@ def graph_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]]
     from ``nodes``' order, i.e. the steps' recorded execution order: dask's
     order), so edges neither cross nodes nor, for chains and trees, each other.
     """
-    index = {n: i for i, n in enumerate(nodes)}
+    index: dict[str, float] = {n: i for i, n in enumerate(nodes)}
     edges = [(a, b) for a, b in edges if a in index and b in index and a != b]
     preds: dict[str, list[str]] = {n: [] for n in nodes}
     succs: dict[str, list[str]] = {n: [] for n in nodes}
@@ -638,7 +639,7 @@ def graph_figure(nodes: ColumnDataSource, lines: ColumnDataSource, heads: Column
                           line_alpha=0))  # type: ignore[call-arg]
     points = plot.scatter("x", "y", source=nodes, size="size", color="color",
                           line_color="#37474f", name="provenance_points",
-                          nonselection_alpha=0.6, selection_line_width=3)
+                          nonselection_alpha=0.6)
     plot.text("x", "y", text="label", source=nodes, y_offset=-20, text_align="center",
               text_font_size="9pt")
     plot.add_tools(HoverTool(renderers=[points], tooltips=[
@@ -658,7 +659,7 @@ def fit_graph(plot: Any, data: Mapping[str, Sequence[float]]) -> None:
 
 
 # -- small helpers ----------------------------------------------------------------------
-def _is_real(value: Any) -> bool:
+def _is_real(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and \
         math.isfinite(value)
 

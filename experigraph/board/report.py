@@ -47,7 +47,8 @@ def chosen_trials(table: TrialTable, trials: Sequence[int] | None) -> list[int]:
 def build_report(ex: Experiment, trials: Sequence[int] | None = None) -> Any:
     """The report's Bokeh layout (see :func:`write_report`)."""
     from bokeh.layouts import column, row
-    from bokeh.models import CDSView, ColumnDataSource, DataTable, Div
+    from bokeh.models import CDSView, ColumnDataSource
+    from bokeh.models.widgets import DataTable, Div
 
     table = TrialTable(ex)
     table.refresh()
@@ -131,7 +132,8 @@ def build_report(ex: Experiment, trials: Sequence[int] | None = None) -> Any:
 
 def _graph(ex: Experiment, trial_id: int) -> list[Any]:
     from bokeh.layouts import row
-    from bokeh.models import ColumnDataSource, Div
+    from bokeh.models import ColumnDataSource
+    from bokeh.models.widgets import Div
 
     from .app import _add_cached, graph_from_record, graph_parts
 
@@ -153,7 +155,7 @@ def _graph(ex: Experiment, trial_id: int) -> list[Any]:
 
 
 def _section(title: str) -> Any:
-    from bokeh.models import Div
+    from bokeh.models.widgets import Div
 
     return Div(text=f"<h3 style='margin:14px 0 2px'>{html.escape(title)}</h3>",
                sizing_mode="stretch_width")

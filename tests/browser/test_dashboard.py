@@ -14,6 +14,7 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
+from conftest import watch_console
 from pagetools import (
     click_row, div_text, header_titles, open_tab, poll, source_data, table_rows)
 
@@ -341,6 +342,7 @@ def test_the_dashboard_only_reads(browser, board_experiment, backend_root):
     board = ex.start_dashboard(port=0, blocking=False, refresh_ms=200)
     try:
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems = watch_console(pg)
         pg.goto(board.url)
         pg.wait_for_selector(".eg-trials .slick-row")
         click_row(pg, 1)
@@ -353,6 +355,7 @@ def test_the_dashboard_only_reads(browser, board_experiment, backend_root):
     finally:
         board.stop()
     assert _files(backend_root) == before
+    assert problems == []
 
 
 def test_table_columns_follow_the_values(board_experiment):
