@@ -471,17 +471,18 @@ def graph_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]]
     Layers: a step or file is one right of its furthest predecessor; a node with
     no predecessor (a parameter, an input file) sits just left of its first user.
     An edge that spans layers passes through a waypoint in each layer between,
-    and every layer is ordered by the mean position of its neighbours (starting
-    from ``nodes``' order, i.e. the steps' recorded execution order: dask's
-    order), so edges neither cross nodes nor, for chains and trees, each other.
+    and every layer is ordered by the mean position of its neighbours, starting
+    from dask's order of the graph (``dask.order.order``), so edges neither
+    cross nodes nor, for chains and trees, each other.
     """
-    index: dict[str, float] = {n: i for i, n in enumerate(nodes)}
-    edges = [(a, b) for a, b in edges if a in index and b in index and a != b]
+    known = set(nodes)
+    edges = [(a, b) for a, b in edges if a in known and b in known and a != b]
     preds: dict[str, list[str]] = {n: [] for n in nodes}
     succs: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in edges:
         preds[b].append(a)
         succs[a].append(b)
+    index: dict[str, float] = dict(dask_order(nodes, preds))
     depth: dict[str, int] = {}
 
     def layer(n: str, seen: frozenset[str] = frozenset()) -> int:
@@ -538,6 +539,23 @@ def graph_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]]
             coords[n] = (float(d), (len(members) - 1) / 2 - i)
     paths = [[coords[n] for n in chain] for chain in chains]
     return {n: coords[n] for n in nodes}, paths
+
+
+def dask_order(nodes: Sequence[str], preds: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """The position of each node in dask's execution order of the graph.
+
+    Falls back to the order of ``nodes`` if dask cannot order it (e.g. a cycle).
+    """
+    def run(*args: Any) -> None:  # pragma: no cover - never called, only ordered
+        return None
+
+    try:
+        from dask.order import order
+
+        ranks = order({n: (run, *preds[n]) if preds[n] else 0 for n in nodes})
+        return {n: int(ranks[n]) for n in nodes}
+    except Exception:  # dask's graph checks: any failure means "keep the given order"
+        return {n: i for i, n in enumerate(nodes)}
 
 
 def graph_data(nodes: Mapping[str, Mapping[str, Any]], edges: Sequence[tuple[str, str]]

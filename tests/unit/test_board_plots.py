@@ -105,3 +105,15 @@ def test_graph_nodes_are_coloured_by_status_and_sized_by_time():
     assert data["label"][by_name["slow"]] == "slow \u00b7 500.0 ms"
     assert data["input_hash"][by_name["slow"]] == "i2"
     assert len(lines["xs"]) == len(heads["x1"]) == 4
+
+
+def test_layers_start_from_dasks_order():
+    from dask.order import order
+
+    preds = {"p": [], "q": [], "s1": ["p"], "s2": ["s1"], "s3": ["s2", "q"], "s4": ["s3"]}
+    ranks = plots.dask_order(list(preds), preds)
+    assert ranks == order({n: (print, *ps) if ps else 0 for n, ps in preds.items()})
+    assert all(ranks[a] < ranks[b] for b, ps in preds.items() for a in ps)
+    # a graph dask cannot order keeps the order given
+    cyclic = {"a": ["b"], "b": ["a"]}
+    assert plots.dask_order(["b", "a"], cyclic) == {"b": 0, "a": 1}
