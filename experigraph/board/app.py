@@ -534,7 +534,8 @@ class BoardSession:
             TableColumn(field="succeeded", title="Succeeded"),
             TableColumn(field="cached", title="Cached"),
             TableColumn(field="error", title="Error", width=250)])
-        self.trial_div = Div(name="trial_div", sizing_mode="stretch_width")
+        self.trial_div = Div(name="trial_div", sizing_mode="stretch_width",
+                             css_classes=["eg-trial-summary"])
         return column(self.trial_div, row(self.graph_plot, self.step_detail),
                       self.steps_table, sizing_mode="stretch_width")
 

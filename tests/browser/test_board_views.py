@@ -202,3 +202,34 @@ def test_a_long_history_reaches_the_page_in_chunks(open_page, board_experiment, 
         open_page.close()
     finally:
         board.stop()
+
+
+def test_an_experiment_without_trials_has_a_clean_board_and_report(open_page,
+                                                                   make_experiment, tmp_path):
+    ex = make_experiment()
+    x = ex.parameter("x")
+
+    @ex.result
+    def square(x):
+        return x * x
+
+    square(x)
+    report = ex.report(tmp_path / "empty.html")
+    board = ex.start_dashboard(port=0, blocking=False, refresh_ms=300)
+    try:
+        page = open_page(board.url, wait_for=".eg-trials")
+        poll(lambda: "0 trials" in div_text(page, "eg-header"), "the empty board's header")
+        for title in ("Parameters", "Metrics", "Compare", "Trial graph"):
+            open_tab(page, title)
+        poll(lambda: "No trial yet" in div_text(page, "eg-trial-summary"), "the graph's note")
+        open_tab(page, "Drift")
+        poll(lambda: source_data(page, "drift_source") == {
+            "trial_id": [], "kind": [], "subject": [], "message": []}, "every tab built")
+        open_tab(page, "Results")
+        assert table_rows(page) == {}
+        shown = open_page(report.as_uri(), wait_for=".eg-trials", offline=True)
+        assert "0 trials" in div_text(shown, "eg-header")
+        assert table_rows(shown) == {}
+        open_page.close()  # fails the test on any console problem, before the server stops
+    finally:
+        board.stop()
