@@ -8,6 +8,13 @@ the dashboard keeps refreshing while a notebook cell or a script runs trials;
 It binds to 127.0.0.1 unless ``address`` says otherwise, and Bokeh's websocket
 origin check stays on: only pages served from the address and port it listens
 on may open a session.
+
+Pages: ``/`` is the experiment's board (``/?experiment=ID``: another experiment
+of the same store); ``/?view=experiments`` lists the store's experiments
+(:mod:`experigraph.board.overview`), and is ``/`` when started without an
+experiment (``experigraph board`` with no id). Each experiment's trials are read
+once per server (:class:`~experigraph.board.app.BoardState`): the first
+``FIRST_READ`` before serving, the rest in chunks between requests.
 """
 from __future__ import annotations
 
