@@ -3,9 +3,14 @@
 Records ``--trials`` trials (10,000 by default; sweeps of 1,000 on the file
 backend, each trial saving a scalar metric and a 5-point metric curve), then:
 
-* ``start``: ``ex.start_dashboard()`` until it serves (it reads every record once);
+* ``start``: ``ex.start_dashboard()`` until it serves (it reads the first records;
+  the rest are read in chunks while it serves);
+* ``table on screen after start``: from calling ``start_dashboard`` (what
+  ``experigraph board`` does) until a page opened right away shows table rows;
 * ``page ready``: headless Chromium from ``goto`` until the trial table shows rows
   and the browser holds every trial (first load, then a second page);
+* ``filter``: from typing a filter until the table shows only the matching rows
+  (one trial, a tenth of them, then every trial again when cleared);
 * ``refresh, nothing changed``: one periodic callback of an open page when no
   trial arrived (the median over several);
 * ``refresh, 1 trial added``: the callback that picks up one new trial, and how
@@ -113,6 +118,60 @@ def page_ready(browser, url: str, n_rows: int) -> tuple[dict[str, float], object
     return {"answered": answered, "rows": rows, "ready": time.perf_counter() - t}, page
 
 
+FIRST_ID_JS = """() => {
+    const rows = [];
+    const walk = root => {  // the table lives in nested shadow roots
+        rows.push(...root.querySelectorAll('.slick-row'));
+        for (const e of root.querySelectorAll('*')) {
+            if (e.shadowRoot && !(e.classList && e.classList.contains('eg-steps'))) {
+                walk(e.shadowRoot);
+            }
+        }
+    };
+    walk(document);
+    const trials = rows.filter(r => r.closest('.eg-trials') ||
+        r.getRootNode().host && r.getRootNode().host.closest('.eg-trials'));
+    const ids = trials.map(r => [r.offsetTop, r.querySelector('.slick-cell').innerText.trim()])
+        .sort((a, b) => a[0] - b[0]).map(x => Number(x[1]));
+    return ids;
+}"""
+
+
+def filter_time(page, query: str, shown) -> float:
+    """Seconds from typing ``query`` until ``shown(ids of the rows on screen)`` holds."""
+    box = page.locator(".eg-filter input")
+    t = time.perf_counter()
+    box.fill(query)
+    wait_for(lambda: shown(page.evaluate(FIRST_ID_JS)), 60, interval=0.005)
+    return time.perf_counter() - t
+
+
+def cli_on_screen(browser, root: str) -> dict[str, float]:
+    """Seconds from launching ``experigraph board board`` until it prints its URL, and
+    until a page opened then shows table rows (Python's start and imports included)."""
+    import re
+    import signal
+    import subprocess
+
+    env = {**os.environ, "EXPERIGRAPH_LOG_LEVEL": "WARNING"}
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "experigraph.cli", "board", "board",
+                             "--backend", root, "--port", "0"], stdout=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        url = re.search(r"http://\S+/", proc.stdout.readline()).group(0)
+        serving = time.perf_counter() - t
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, wait_until="commit")
+        page.wait_for_selector(".eg-trials .slick-row", timeout=120_000)
+        on_screen = time.perf_counter() - t
+        page.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    return {"serving": serving, "on_screen": on_screen}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=10_000)
@@ -135,15 +194,24 @@ def main() -> None:
         n = ex.trial_id
 
         viewer = xg.Experiment(id="board", backend=Path(tmp))  # a fresh reader, as the CLI
-        t = time.perf_counter()
-        board = viewer.start_dashboard(port=0, blocking=False, refresh_ms=args.refresh_ms)
-        start_s = time.perf_counter() - t
+        board = None
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                t = time.perf_counter()
+                board = viewer.start_dashboard(port=0, blocking=False,
+                                               refresh_ms=args.refresh_ms)
+                start_s = time.perf_counter() - t
                 first, first_page = page_ready(browser, board.url, n)
+                on_screen_s = start_s + first["rows"]  # start, then a page opened at once
                 first_page.close()
                 second, page = page_ready(browser, board.url, n)
+                target = n // 2
+                filters = {
+                    "one trial": filter_time(page, f"a={target}", lambda ids: ids == [target]),
+                    "a tenth": filter_time(page, "b=3", lambda ids: ids[:2] == [4, 14]),
+                    "cleared": filter_time(page, "", lambda ids: ids[:2] == [1, 2]),
+                }
 
                 ticks.clear()
                 wait_for(lambda: len(ticks) >= 8, 60)  # the open page's own refreshes
@@ -160,15 +228,22 @@ def main() -> None:
                 added_tick = max(d for _, d in picked) if picked else float("nan")
                 last_update = max((end for end, _ in picked if end <= seen_at),
                                   default=float("nan"))
+                page.close()
+                board.stop()
+                cli = cli_on_screen(browser, tmp)
                 browser.close()
         finally:
-            board.stop()
+            if board is not None:
+                board.stop()
 
     figures = {
         "trials": n, "refresh_ms": args.refresh_ms,
         "record_trials_s": record_s, "start_dashboard_s": start_s,
         "page_ready_first_s": first["ready"], "page_ready_s": second["ready"],
         "page_answered_s": second["answered"], "page_first_rows_s": second["rows"],
+        "table_on_screen_after_start_s": on_screen_s,
+        **{f"filter_{k.replace(' ', '_')}_ms": v * 1e3 for k, v in filters.items()},
+        "cli_serving_s": cli["serving"], "cli_table_on_screen_s": cli["on_screen"],
         "refresh_idle_ms": statistics.median(idle) * 1e3,
         "refresh_idle_max_ms": max(idle) * 1e3,
         "refresh_one_trial_ms": added_tick * 1e3,
@@ -180,11 +255,16 @@ def main() -> None:
     print(f"dashboard with {n} trials (file backend, refresh every {args.refresh_ms} ms)")
     rows = [
         (f"record {n} trials (sweeps of 1,000)", f"{record_s:.1f} s"),
-        ("start_dashboard (reads every record)", f"{start_s:.2f} s"),
+        ("start_dashboard (until it serves)", f"{start_s:.2f} s"),
+        ("table on screen after start (first page)",
+         f"{figures['table_on_screen_after_start_s']:.2f} s"),
+        ("`experigraph board` process: URL printed", f"{cli['serving']:.2f} s"),
+        ("`experigraph board` process: table on screen", f"{cli['on_screen']:.2f} s"),
         ("page ready, first load", f"{first['ready']:.2f} s"),
         ("page ready, second page", f"{second['ready']:.2f} s"),
         ("  of which: server answers (session built)", f"{second['answered']:.2f} s"),
         ("  of which: first rows shown", f"{second['rows']:.2f} s"),
+        *((f"filter: {k}", f"{v * 1e3:.0f} ms") for k, v in filters.items()),
         ("refresh, nothing changed (median)", f"{figures['refresh_idle_ms']:.2f} ms"),
         ("refresh, nothing changed (max)", f"{figures['refresh_idle_max_ms']:.2f} ms"),
         ("refresh, 1 trial added (slowest update)", f"{figures['refresh_one_trial_ms']:.1f} ms"),

@@ -486,22 +486,29 @@ def list_(backend: str | None) -> None:
 
 
 @main.command()
-@click.argument("experiment_id", metavar="EXPERIMENT")
+@click.argument("experiment_id", metavar="[EXPERIMENT]", required=False)
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True,
               help="The port to serve on (0: any free port).")
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="The address to bind; 0.0.0.0 serves every interface.")
 @backend_option
 @_expected_errors
-def board(experiment_id: str, port: int, address: str, backend: str | None) -> None:
+def board(experiment_id: str | None, port: int, address: str, backend: str | None) -> None:
     """Serve the dashboard of EXPERIMENT's trials until interrupted (Ctrl-C).
 
-    An experiment with no trials yet gets an empty board, which shows its trials
-    as they are recorded.
+    Without EXPERIMENT: the store's experiments, each opening its board. An
+    experiment with no trials yet gets an empty board, which shows its trials as
+    they are recorded.
     """
-    ex = open_experiment(experiment_id, backend, must_exist=False)
     try:
-        ex.start_dashboard(port=port, blocking=True, address=address)
+        if experiment_id is None:
+            from .board import start_dashboard
+
+            start_dashboard(None, port=port, blocking=True, address=address,
+                            store=_resolve(backend, "experigraph-list"))
+        else:
+            ex = open_experiment(experiment_id, backend, must_exist=False)
+            ex.start_dashboard(port=port, blocking=True, address=address)
     except KeyboardInterrupt:
         click.echo("Dashboard stopped.", err=True)
     except ImportError as exc:
@@ -509,6 +516,37 @@ def board(experiment_id: str, port: int, address: str, backend: str | None) -> N
                       "pip install 'experigraph[board]'") from exc
     except OSError as exc:
         raise Failure(f"Cannot serve the dashboard on {address}:{port}: {exc}") from exc
+
+
+def _trial_list(ctx: Any, param: Any, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        ids = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected trial ids separated by commas, e.g. 3,5,8; got "
+                                 f"{value!r}") from None
+    if not ids:
+        raise click.BadParameter(f"expected at least one trial id, got {value!r}")
+    return ids
+
+
+@main.command()
+@click.argument("experiment_id", metavar="EXPERIMENT")
+@click.option("-o", "--output", default="report.html", show_default=True,
+              type=click.Path(dir_okay=False, writable=True), help="The HTML file to write.")
+@click.option("--trials", callback=_trial_list, default=None, metavar="IDS",
+              help="Trials whose metric curves to draw, e.g. 3,5,8 (the first two are "
+                   "compared). Default: the latest three.")
+@backend_option
+@_expected_errors
+def report(experiment_id: str, output: str, trials: list[int] | None,
+           backend: str | None) -> None:
+    """Write one self-contained HTML report of EXPERIMENT (works offline, no server)."""
+    ex = open_experiment(experiment_id, backend)
+    with _quiet():
+        path = ex.report(output, trials=trials)
+    click.echo(f"Wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -557,6 +557,17 @@ class Experiment:
 
         return start_dashboard(self, port=port, blocking=blocking, address=address, **kwargs)
 
+    def report(self, path: str | os.PathLike[str] = "report.html",
+               trials: Sequence[int] | None = None) -> Any:
+        """Write one self-contained HTML report of the trials (works offline); returns its Path.
+
+        ``trials``: whose metric curves to draw (the first two are compared);
+        default the latest three. See :func:`experigraph.board.report.write_report`.
+        """
+        from .board.report import write_report
+
+        return write_report(self, path, trials=trials)
+
     # -- querying -----------------------------------------------------------------
     @property
     def trial_id(self) -> int:

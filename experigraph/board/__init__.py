@@ -8,10 +8,18 @@ the dashboard keeps refreshing while a notebook cell or a script runs trials;
 It binds to 127.0.0.1 unless ``address`` says otherwise, and Bokeh's websocket
 origin check stays on: only pages served from the address and port it listens
 on may open a session.
+
+Pages: ``/`` is the experiment's board (``/?experiment=ID``: another experiment
+of the same store); ``/?view=experiments`` lists the store's experiments
+(:mod:`experigraph.board.overview`), and is ``/`` when started without an
+experiment (``experigraph board`` with no id). Each experiment's trials are read
+once per server (:class:`~experigraph.board.app.BoardState`): the first
+``FIRST_READ`` before serving, the rest in chunks between requests.
 """
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import socket
 import sys
@@ -22,10 +30,14 @@ from typing import TYPE_CHECKING, Any
 from .._compat import import_optional
 
 if TYPE_CHECKING:
+    from ..backends.base import Backend
     from ..experiment import Experiment
+    from .app import BoardState
 
 logger = logging.getLogger(__name__)
 
+#: where a board links to the overview of its store's experiments
+OVERVIEW_URL = "/?view=experiments"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 ALL_INTERFACES = {"0.0.0.0", "::", ""}
 
@@ -41,9 +53,12 @@ class Dashboard:
         What the server listens on.
     """
 
-    def __init__(self, experiment: Experiment, *, port: int, address: str, refresh_ms: int,
-                 server_kwargs: dict[str, Any]) -> None:
+    def __init__(self, experiment: Experiment | None, *, port: int, address: str,
+                 refresh_ms: int, server_kwargs: dict[str, Any], store: Backend | None = None
+                 ) -> None:
         self.experiment = experiment
+        self.store = store if store is not None else experiment.backend  # type: ignore
+        self._states: dict[str, BoardState] = {}
         self.address = address
         self.port = port
         self._refresh_ms = refresh_ms
@@ -53,6 +68,7 @@ class Dashboard:
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._error: BaseException | None = None
+        self._store_overview: Any = None
         self._thread = threading.Thread(target=self._run, name=f"experigraph-board-{port}",
                                         daemon=True)
 
@@ -66,13 +82,73 @@ class Dashboard:
     def is_running(self) -> bool:
         return self._ready.is_set() and not self._stopped.is_set() and self._error is None
 
+    @property
+    def _what(self) -> str:
+        return repr(self.experiment.id) if self.experiment is not None else \
+            f"the experiments in {self.store.uri}"
+
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
-        return f"<experigraph Dashboard of {self.experiment.id!r} at {self.url} ({state})>"
+        return f"<experigraph Dashboard of {self._what} at {self.url} ({state})>"
 
     def _repr_html_(self) -> str:
-        return (f"experigraph dashboard of <b>{self.experiment.id}</b>: "
+        return (f"experigraph dashboard of <b>{html.escape(self._what)}</b>: "
                 f"<a href='{self.url}' target='_blank'>{self.url}</a>")
+
+    # -- what each page shows ---------------------------------------------------------
+    def _state(self, experiment_id: str) -> BoardState:
+        """The shared state of one experiment's board, made (and its reading started) once."""
+        state = self._states.get(experiment_id)
+        if state is None:
+            from .app import FIRST_READ, BoardState
+
+            if self.experiment is not None and experiment_id == self.experiment.id:
+                ex = self.experiment
+            else:
+                ex = _sibling(self.store, experiment_id)
+            state = self._states[experiment_id] = BoardState(
+                ex, refresh_ms=self._refresh_ms, overview_url=OVERVIEW_URL)
+            state.refresh(force=True, limit=FIRST_READ)  # enough for the first page
+            if state.table.is_behind:
+                state.loading = True
+                self._read_on(state)
+        return state
+
+    def _read_on(self, state: BoardState) -> None:
+        """Read the rest of a long history in chunks, serving pages in between."""
+        from tornado.ioloop import IOLoop
+
+        def step() -> None:
+            if state.load_in_chunks():
+                IOLoop.current().add_callback(step)
+
+        IOLoop.current().add_callback(step)
+
+    def _overview(self) -> Any:
+        from .overview import StoreOverview
+
+        if self._store_overview is None:
+            self._store_overview = StoreOverview(self.store.experiment_ids, self._state,
+                                                 self.store.uri, refresh_ms=self._refresh_ms)
+        return self._store_overview
+
+    def _make_document(self, doc: Any) -> None:
+        """``/``: the experiment's board (``?experiment=ID``: another's); the store's
+        experiments at ``?view=experiments``, or at ``/`` when started without one."""
+        context = doc.session_context
+        args = getattr(getattr(context, "request", None), "arguments", None) or {}
+        wanted = _argument(args, "experiment")
+        if _argument(args, "view") == "experiments" or (wanted is None and
+                                                          self.experiment is None):
+            self._overview().make_document(doc)
+            return
+        experiment_id = wanted or self.experiment.id  # type: ignore[union-attr]
+        if experiment_id not in self._states and experiment_id not in \
+                self.store.experiment_ids():
+            self._overview().make_document(doc, note=f"No experiment {experiment_id!r} in "
+                                                     f"{self.store.uri}.")
+            return
+        self._state(experiment_id).make_document(doc)
 
     # -- life cycle ---------------------------------------------------------------
     def _start(self) -> Dashboard:
@@ -91,16 +167,15 @@ class Dashboard:
             from bokeh.server.server import Server
             from tornado.ioloop import IOLoop
 
-            from .app import BoardState
-
-            state = BoardState(self.experiment, refresh_ms=self._refresh_ms)
-            state.refresh(force=True)  # read the history once, before the first page
+            if self.experiment is not None:
+                self._state(self.experiment.id)  # the first records, before the first page
             kwargs = dict(self._server_kwargs)
             kwargs.setdefault("allow_websocket_origin", websocket_origins(self.address,
                                                                           self.port))
-            app = Application(FunctionHandler(state.make_document))
+            app = Application(FunctionHandler(self._make_document))
             self._server = Server({"/": app}, io_loop=IOLoop.current(), port=self.port,
                                   address=self.address, **kwargs)
+            _trim_bundles(self._server)
             self._server.start()
             self._loop = loop
         except BaseException as exc:  # reported to the caller of start_dashboard
@@ -136,7 +211,7 @@ class Dashboard:
             return
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
-        logger.info("Stopped the dashboard of %s at %s", self.experiment.id, self.url)
+        logger.info("Stopped the dashboard of %s at %s", self._what, self.url)
 
     def wait(self) -> None:
         """Block until the dashboard is stopped (Ctrl-C stops it)."""
@@ -153,15 +228,18 @@ class Dashboard:
         self.stop()
 
 
-def start_dashboard(experiment: Experiment, port: int = 5000, blocking: bool | None = None,
-                    address: str = "127.0.0.1", *, refresh_ms: int = 1000, show: bool = False,
+def start_dashboard(experiment: Experiment | None, port: int = 5000,
+                    blocking: bool | None = None, address: str = "127.0.0.1", *,
+                    refresh_ms: int = 1000, show: bool = False, store: Backend | None = None,
                     **server_kwargs: Any) -> Dashboard:
-    """Serve the dashboard of ``experiment`` (read only).
+    """Serve the dashboard of ``experiment`` (read only), or of every experiment in ``store``.
 
     Parameters
     ----------
-    experiment : Experiment
-        What to show; read through its public query methods only.
+    experiment : Experiment or None
+        What to show at ``/``; read through its public query methods only. The
+        page ``/?view=experiments`` lists every experiment of its store, each
+        opening its board (``/?experiment=ID``). ``None``: that list is at ``/``.
     port : int
         TCP port; 0 picks a free one (see ``Dashboard.port``).
     blocking : bool, optional
@@ -177,6 +255,8 @@ def start_dashboard(experiment: Experiment, port: int = 5000, blocking: bool | N
     **server_kwargs
         Passed to ``bokeh.server.server.Server`` (e.g. ``allow_websocket_origin``
         when the page is reached through another host name).
+    store : Backend, optional
+        The store whose experiments are listed when ``experiment`` is None.
 
     Returns
     -------
@@ -190,9 +270,11 @@ def start_dashboard(experiment: Experiment, port: int = 5000, blocking: bool | N
         raise ValueError(f"refresh_ms must be an int of at least 100, got {refresh_ms!r}")
     if port == 0:
         port = free_port(address)
+    if experiment is None and store is None:
+        raise ValueError("start_dashboard needs an experiment, or a store for the overview")
     dashboard = Dashboard(experiment, port=port, address=address, refresh_ms=refresh_ms,
-                          server_kwargs=server_kwargs)._start()
-    logger.info("Dashboard of experiment %s at %s", experiment.id, dashboard.url)
+                          server_kwargs=server_kwargs, store=store)._start()
+    logger.info("Dashboard of %s at %s", dashboard._what, dashboard.url)
     if show:
         import webbrowser
 
@@ -200,10 +282,57 @@ def start_dashboard(experiment: Experiment, port: int = 5000, blocking: bool | N
     if blocking is None:
         blocking = not is_interactive()
     if blocking:
-        print(f"experigraph dashboard of {experiment.id!r} at {dashboard.url} "
+        print(f"experigraph dashboard of {dashboard._what} at {dashboard.url} "
               "(Ctrl-C to stop)", flush=True)
         dashboard.wait()
     return dashboard
+
+
+#: BokehJS bundles the board never uses (no TeX labels, no WebGL): 2 MB less to parse
+UNUSED_BUNDLES = ("bokeh-mathjax", "bokeh-gl")
+
+
+def _trim_bundles(server: Any) -> None:
+    """Serve pages without the BokehJS bundles the board does not use.
+
+    Bokeh's server loads every bundle because it cannot know in advance what a
+    document will use; the board does (see UNUSED_BUNDLES).
+    """
+    app = getattr(server, "_tornado", None)
+    resources = getattr(app, "resources", None)
+    if app is None or resources is None:  # another Bokeh: keep its defaults
+        return
+
+    def trimmed(*args: Any, **kwargs: Any) -> Any:
+        res = resources(*args, **kwargs)
+        return res.clone(components=[c for c in res.components if c not in UNUSED_BUNDLES])
+
+    app.resources = trimmed
+
+
+def _argument(args: Any, name: str) -> str | None:
+    """The first value of a page's query argument (Bokeh gives lists of bytes)."""
+    values = args.get(name) or []
+    if not values:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _sibling(store: Backend, experiment_id: str) -> Experiment:
+    """Another experiment of the same store, opened quietly (it runs no trial here)."""
+    from ..experiment import Experiment, validate_experiment_id
+
+    validate_experiment_id(experiment_id)
+    cls, args = store.__reduce__()[:2]  # (backend class, (location, experiment id))
+    backend = cls(*args[:-1], experiment_id)
+    log = logging.getLogger("experigraph")
+    level = log.level
+    log.setLevel(logging.ERROR)  # opening logs this process's environment drift: not news
+    try:
+        return Experiment(experiment_id, backend=backend)
+    finally:
+        log.setLevel(level)
 
 
 def is_interactive() -> bool:

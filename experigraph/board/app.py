@@ -5,31 +5,30 @@ Every session reads the experiment through the server's shared
 open tabs cost one refresh. A session keeps its own ColumnDataSources and, on
 each periodic callback, streams the rows it has not seen and patches the rows
 that changed. Everything here goes through ``Experiment``'s public query
-methods: ``trial_id``, ``get_trial``, ``load_metric``, ``compare``,
-``get_provenance`` and ``get_metric_keys``.
+methods: ``latest_trial_id``, ``get_trial``, ``load_metric``, ``compare``,
+``get_provenance`` and ``get_metric_keys``. The figures themselves are built by
+:mod:`experigraph.board.plots`, which the HTML report shares.
 """
 from __future__ import annotations
 
 import html
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.models import (
-    AllIndices, BasicTicker, CDSView, ColumnDataSource, FixedTicker, HoverTool, IndexFilter,
-    InlineStyleSheet, LinearColorMapper, Range1d, TabPanel, Tabs)
-from bokeh.models.annotations.arrows import Arrow, VeeHead
+    AllIndices, CDSView, ColumnDataSource, IndexFilter, InlineStyleSheet, TabPanel, Tabs)
 from bokeh.models.widgets import (
-    DataTable, Div, NumberFormatter, Select, StringFormatter, TableColumn, TextInput)
-from bokeh.palettes import Category10_10, Viridis256
-from bokeh.plotting import figure
+    DataTable, Div, NumberFormatter, RadioButtonGroup, Select, TableColumn, TextInput)
 
 from ..errors import ExperigraphError
-from .table import NAN, TrialTable, as_text
+from . import plots
+from .plots import drift_html
+from .table import TrialTable, as_text
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -38,17 +37,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-NUMBER = "0.[000000]"
 #: how many selected trials the metric view overlays; without a selection, the latest ones
 MAX_CURVES = 10
 DEFAULT_CURVES = 5
-KIND_COLORS = {"parameter": "#fdd835", "step": "#64b5f6", "file": "#a5d6a7", "trial": "#ce93d8"}
-PLOT_TOOLS = "pan,wheel_zoom,box_select,tap,reset"
 HELP = ("Click a row to see its metrics and step graph; Ctrl/Shift-click a second row to "
         "compare two trials.")
-POINT_COLOR = "#2e7d32"
 SELECTED_ROWS_CSS = ".slick-cell.selected { background-color: #bbdefb !important; }"
 NOT_AVAILABLE = "<i>{what} is not available in this version of experigraph.</i>"
+#: rows a new page gets in its first message; the rest follow at once in a stream, so the
+#: table is on screen before a long history has crossed the websocket
+FIRST_ROWS = 200
+#: records the server reads before it serves, then per chunk while it serves
+FIRST_READ = 400
+READ_CHUNK = 100
+OVERVIEW_QUERY = "?view=experiments"
 
 
 class BoardState:
@@ -60,23 +62,31 @@ class BoardState:
         The experiment shown (read only).
     refresh_ms : int
         Period of each session's refresh callback.
+    overview_url : str, optional
+        Where the header's link to the store's experiments goes ('' for none).
     """
 
-    def __init__(self, experiment: Experiment, refresh_ms: int = 1000) -> None:
+    def __init__(self, experiment: Experiment, refresh_ms: int = 1000,
+                 overview_url: str = OVERVIEW_QUERY) -> None:
         self.experiment = experiment
         self.refresh_ms = refresh_ms
+        self.overview_url = overview_url
         self.table = TrialTable(experiment)
         self.error: str | None = None
+        self.loading = False  # a long history is being read in chunks
         self._last_refresh = -math.inf
 
-    def refresh(self, force: bool = False) -> bool:
-        """Refresh the shared table, at most about once per period however many sessions ask."""
+    def refresh(self, force: bool = False, limit: int | None = None) -> bool:
+        """Refresh the shared table, at most about once per period however many sessions ask.
+
+        ``limit`` caps how many new trials are read (the rest: by later refreshes).
+        """
         now = time.monotonic()
-        if not force and now - self._last_refresh < self.refresh_ms / 2000:
+        if not force and (self.loading or now - self._last_refresh < self.refresh_ms / 2000):
             return False
         self._last_refresh = now
         try:
-            changed = self.table.refresh()
+            changed = self.table.refresh(limit=limit)
         except (ExperigraphError, OSError) as exc:
             if self.error is None:
                 logger.warning("Dashboard cannot refresh experiment %s: %s",
@@ -85,6 +95,18 @@ class BoardState:
             return False
         self.error = None
         return changed
+
+    def load_in_chunks(self) -> bool:
+        """Read the next chunk of a long history; return whether more is left to read.
+
+        Meanwhile (``loading``) the sessions' own refreshes do not read: one of them
+        would read the whole rest at once and hold every page up.
+        """
+        self.loading = True
+        self.refresh(force=True, limit=READ_CHUNK)
+        self.table.matching("")  # index the new rows for the filter before anybody types
+        self.loading = self.table.is_behind
+        return self.loading
 
     def make_document(self, doc: Document) -> None:
         """The Bokeh application function: build one session's document."""
@@ -99,29 +121,37 @@ class BoardSession:
         self.table: TrialTable = state.table
         self.ex = state.experiment
         self.doc = doc
-        state.refresh(force=True)
+        if not self.table.is_behind:
+            state.refresh(force=True)
         self.revision = self.table.revision
         self.schema_revision = self.table.schema_revision
-        self.n_rows = len(self.table)
+        self.n_rows = min(len(self.table), FIRST_ROWS)
         self.drift_revision = -1
         self.selected: list[int] = []
         self.provenance_trial: int | None = None
         self._shown_error: str | None = None
-        self.pc_axes: list[tuple[str, float, float]] = []
+        self.pc_axes: list[tuple[str, str, str, float, float]] = []
+        self.kinds: dict[str, str] = {}
+        self._metric_shown: Any = None
+        self._filter_scheduled = False
+        self._pending_filter: Any = None
 
-        self.source = ColumnDataSource(self.table.data(), name="trials")
+        self.source = ColumnDataSource(self.table.data(0, self.n_rows), name="trials")
         self.filter_input = TextInput(name="filter", placeholder="Filter: words or name=value, "
                                       "e.g. failed, a=1", width=380, css_classes=["eg-filter"])
         self.header = Div(name="header", sizing_mode="stretch_width", css_classes=["eg-header"])
         self.data_table = DataTable(
             name="trial_table", source=self.source, view=CDSView(filter=AllIndices()),
             columns=self._table_columns(), sortable=True, selectable=True,
+            reorderable=False,  # reordering needs jquery-ui, which Bokeh does not ship
             index_position=None, height=table_height(len(self.table)),
             sizing_mode="stretch_width", autosize_mode="none",
             css_classes=["eg-trials"], stylesheets=[InlineStyleSheet(css=SELECTED_ROWS_CSS)])
         self.views: list[CDSView] = [self.data_table.view]
 
-        # Tabs are built when first opened: a page with many trials comes up sooner.
+        # A tab is built when first opened, the first one once the page shows the table
+        # (DocumentReady): the table comes first. (Every figure has explicit ranges: one added while
+        # others are hidden in their tabs then leaves no "could not set initial ranges".)
         self.panels: list[tuple[str, str, Callable[[], Any], Callable[[], None]]] = [
             ("results", "Results", self._results_view, lambda: None),
             ("parallel", "Parameters \u2192 result", self._parallel_view,
@@ -132,7 +162,7 @@ class BoardSession:
              lambda: self._show_provenance(self._provenance_target())),
             ("drift", "Drift", self._drift_view, self._update_drift),
         ]
-        self.built: set[str] = set()
+        self.built: set[str] = set()  # the tabs opened: their views are kept up to date
         self.tab_bodies = [column(Div(text="<i>Loading\u2026</i>"), sizing_mode="stretch_width")
                            for _ in self.panels]  # Bokeh re-renders a column's new children
         self.tabs = Tabs(name="tabs", sizing_mode="stretch_width", tabs=[
@@ -147,8 +177,18 @@ class BoardSession:
         self.source.selected.on_change("indices", lambda attr, old, new: self._on_select())
         self.tabs.on_change("active", lambda attr, old, new: self._open_tab(new))
         self._update_header()
-        self._open_tab(0)
+        doc.on_event(DocumentReady, lambda event: self._on_ready())
+        self._ready = False
         doc.add_periodic_callback(self.tick, state.refresh_ms)
+
+    def _on_ready(self) -> None:
+        """The page shows the table: now the first tab, and the rows not sent yet."""
+        if self._ready:
+            return
+        self._ready = True
+        self._open_tab(self.tabs.active)
+        if self.n_rows < len(self.table) or self.table.is_behind:
+            self.sync()
 
     def _open_tab(self, index: int) -> None:
         """Build a tab's models the first time it is shown."""
@@ -165,9 +205,13 @@ class BoardSession:
     # -- refresh ------------------------------------------------------------------
     def tick(self) -> None:
         """The periodic callback: read what changed, then update this session's models."""
+        if not self._ready:  # no DocumentReady (an old BokehJS?): do not wait for it
+            self._on_ready()
         self.state.refresh()
         changed = self.sync()
         running = [t for t in self.metric_trials if t in self.table.unfinished]
+        if running and "metrics" in self.built:
+            self._safely("metrics", self._show_metrics)  # curves grow while trials run
         if changed and (running or self.provenance_trial in self.table.unfinished
                         or not self.selected):
             self._show_selection()
@@ -175,14 +219,16 @@ class BoardSession:
     def sync(self) -> bool:
         """Bring this session's sources up to the shared table; return whether they changed."""
         t = self.table
-        if t.revision == self.revision:
+        if t.revision == self.revision and self.n_rows == len(t):
             if self.state.error or self._shown_error:
                 self._update_header()  # say that refreshing fails, or that it works again
             return False
+        patched = False
         if t.schema_revision > self.schema_revision:
             self.source.data = t.data()
             self.source.selected.indices = []
             self.data_table.columns = self._table_columns()
+            self.n_rows = len(t)
             if "results" in self.built:
                 self._update_x_options()
             if "parallel" in self.built:
@@ -194,20 +240,26 @@ class BoardSession:
                 patches = {field: [(p, fresh[p][field][0]) for p in changed]
                            for field in self.source.data}
                 self.source.patch(patches)
+                patched = True
+            old_rows = self.n_rows
             new = t.rows_since(self.n_rows)
             if new is not None:
                 self.source.stream(new)  # type: ignore[arg-type]
-            if "parallel" in self.built:
-                self._update_parallel(changed, self.n_rows)
+            self.n_rows = len(t)
+            if old_rows < 50 <= self.n_rows or old_rows <= FIRST_ROWS < self.n_rows:
+                self.data_table.columns = self._table_columns()  # widths from more values
             if "results" in self.built:
-                self._set_x()  # a text parameter may have new values to label
+                self._update_x_options()  # a parameter may start varying, or get new values
+            if "parallel" in self.built:
+                self._update_parallel(changed, old_rows)
         if "drift" in self.built and t.drift_revision != self.drift_revision:
             self._update_drift()
+        if "results" in self.built:
+            self._fit_results()
         self.revision, self.schema_revision = t.revision, t.schema_revision
-        self.n_rows = len(t)
         self.data_table.height = table_height(self.n_rows)
-        if self.filter_input.value_input:
-            self._apply_filter()
+        if self.filter_input.value_input or patched:
+            self._apply_filter()  # a new filter: the table redraws patched rows only then
         self._update_header()
         return True
 
@@ -218,178 +270,136 @@ class BoardSession:
         error = (f" \u00b7 <span style='color:#c62828'>cannot refresh: "
                  f"{html.escape(self.state.error)}</span>") if self.state.error else ""
         self._shown_error = self.state.error
+        loading = (f" \u00b7 reading trials\u2026 ({self.table.last_seen} of "
+                   f"{self.table.latest})") if self.table.is_behind else ""
+        link = (f" \u00b7 <a class='eg-overview-link' href='{self.state.overview_url}'>"
+                "all experiments in this store</a>") if self.state.overview_url else ""
         self.header.text = (
             f"<h2 style='margin:4px 0'>experigraph \u00b7 {html.escape(self.ex.id)}</h2>"
             f"<span name='summary'>{len(rows)} trials \u00b7 {failed} failed \u00b7 "
-            f"{running} running</span> \u00b7 <small>{html.escape(self.ex.backend.uri)}"
-            f" \u00b7 updated {time.strftime('%H:%M:%S')}</small>{error}")
+            f"{running} running{loading}</span> \u00b7 <small>"
+            f"{html.escape(self.ex.backend.uri)} \u00b7 updated {time.strftime('%H:%M:%S')}"
+            f"{link}</small>{error}")
+
+    def _safely(self, name: str, show: Callable[[], None]) -> None:
+        try:
+            show()
+        except Exception:  # a view that fails must not take the dashboard down
+            logger.warning("Dashboard view %s failed", name, exc_info=True)
 
     # -- the trial table ----------------------------------------------------------
     def _table_columns(self) -> list[TableColumn]:
-        out = []
-        status = StringFormatter(text_color="_color", font_style="bold")  # failed in red
-        number = NumberFormatter(format=NUMBER, nan_format="", text_align="right")
-        text = StringFormatter()
-        for col in self.table.columns:
-            if col.field in ("trial_id", "status"):
-                formatter: Any = status
-            elif col.numeric and col.field != "seed":
-                formatter = number
-            else:
-                formatter = text
-            width = {"trial_id": 60, "description": 260, "finished": 150, "seed": 100,
-                     "status": 85, "success": 65}.get(col.field, 90)
-            out.append(TableColumn(field=col.field, title=col.title, formatter=formatter,
-                                   width=width))
-        return out
+        return plots.table_columns(self.table.columns, self.source.data)
 
     def _apply_filter(self) -> None:
+        """Show the rows matching the filter: in the table at once, in the plots next."""
         query = self.filter_input.value_input.strip()
         new_filter: Any = IndexFilter(indices=self.table.matching(query)) if query \
             else AllIndices()
-        for view in self.views:
-            view.filter = new_filter
+        self.views[0].filter = new_filter
+        self._pending_filter = new_filter
+        if not self._filter_scheduled:  # the plots follow in the next message, so the
+            self._filter_scheduled = True  # browser draws the table before repainting them
+            self.doc.add_next_tick_callback(self._filter_plots)
+
+    def _filter_plots(self) -> None:
+        self._filter_scheduled = False
+        for view in self.views[1:]:
+            view.filter = self._pending_filter
 
     # -- results across trials and against a parameter ---------------------------
     def _results_view(self) -> Any:
-        hover = HoverTool(tooltips=[("trial", "@trial_id"), ("result", "@result"),
-                                    ("status", "@status"), ("process time", "@process_time s")])
-        result_plot = figure(name="result_plot", title="Result by trial", height=250,
-                             sizing_mode="stretch_width", tools=PLOT_TOOLS,
-                             x_axis_label="Trial ID", y_axis_label="Result")
-        result_plot.add_tools(hover)
-        # one colour, no outline: cheaper to repaint with 10,000 trials (failed and running
-        # trials have no result to draw anyway)
-        result_plot.scatter("trial_id", "result_value", source=self.source, size=6,
-                            fill_color=POINT_COLOR, line_color=None, view=self._view(),
-                            name="result_points")
-        time_plot = figure(name="time_plot", title="Process time by trial", height=200,
-                           sizing_mode="stretch_width", tools=PLOT_TOOLS,
-                           x_range=result_plot.x_range, x_axis_label="Trial ID",
-                           y_axis_label="seconds")
-        time_plot.add_tools(HoverTool(tooltips=[("trial", "@trial_id"),
-                                                ("process time", "@process_time s")]))
-        time_plot.scatter("trial_id", "process_time", source=self.source, size=5,
-                          fill_color="#607d8b", line_color=None, view=self._view(),
-                          name="time_points")  # bars would cost ~0.2 s per repaint at 10,000
-
+        result_plot, time_plot = plots.results_figures(self.source, self._view)
+        self.result_plots = [(result_plot, "trial_id", "result_value", False),
+                             (time_plot, "trial_id", "process_time", False)]
         self.x_select = Select(name="x_select", title="Result against", width=220,
                                css_classes=["eg-x-select"])
-        self.scatter = figure(name="scatter_plot", title="Result against a parameter",
-                              height=450, width=520, tools=PLOT_TOOLS, y_axis_label="Result")
-        self.scatter_hover = HoverTool(tooltips=[("trial", "@trial_id"), ("result", "@result")])
-        self.scatter.add_tools(self.scatter_hover)
-        self.scatter_renderer = self.scatter.scatter(
-            "trial_id", "result_value", source=self.source, size=8, fill_color=POINT_COLOR,
-            line_color=None, alpha=0.8,
-            view=self._view(), name="scatter_points")
-        self.x_select.on_change("value", lambda attr, old, new: self._set_x())
+        self.x_scale = RadioButtonGroup(name="x_scale", labels=["linear", "log"], active=0,
+                                        css_classes=["eg-x-scale"])
+        self.fixed_div = Div(name="fixed_params", css_classes=["eg-fixed"], width=520)
+        self.scatter, self.scatter_renderer = plots.scatter_figure(
+            self.source, self._view(), x_field="trial_id", title="Trial ID", kind="linear")
+        self.scatter_key: tuple[Any, ...] | None = None
+        self.scatter_fit = (self.scatter, "trial_id", "result_value", False)
+        self.x_select.on_change("value", lambda attr, old, new: self._set_x(auto=True))
+        self.x_scale.on_change("active", lambda attr, old, new: self._set_x())
         self._update_x_options()
         return row(column(result_plot, time_plot, sizing_mode="stretch_width"),
-                   column(self.x_select, self.scatter), sizing_mode="stretch_width")
+                   column(row(self.x_select, column(Div(text="x axis"), self.x_scale)),
+                          self.fixed_div, self.scatter), sizing_mode="stretch_width")
 
     def _view(self) -> CDSView:
         """A view of the trials that follows the table's filter."""
-        view = CDSView(filter=self.views[0].filter)
+        view = CDSView(filter=self._pending_filter or self.views[0].filter)
         self.views.append(view)
         return view
 
-    def _update_x_options(self) -> None:
-        options = [(c.field, c.title) for c in self.table.parameter_columns]
-        self.x_select.options = options or [("", "(no parameters)")]  # type: ignore[assignment]
-        if self.x_select.value not in {f for f, _ in options}:
-            self.x_select.value = options[0][0] if options else ""
-        self._set_x()
+    def _axis_kinds(self) -> dict[str, str]:
+        self.kinds = plots.axis_kinds(self.table.parameter_columns, self.source.data)
+        return self.kinds
 
-    def _set_x(self) -> None:
+    def _update_x_options(self) -> None:
+        kinds = self._axis_kinds()
+        varying = [c for c in self.table.parameter_columns if kinds[c.field] != "constant"]
+        options = [(c.field, c.title) for c in varying]
+        self.fixed_div.text = html.escape(plots.fixed_text(
+            self.table.parameter_columns, kinds, self.table.raw[0] if self.table.raw else None))
+        if list(self.x_select.options) != options:
+            self.x_select.options = options or [("", "(no varying parameter)")]  # type: ignore
+        if self.x_select.value not in {f for f, _ in options}:
+            self.x_select.value = options[0][0] if options else ""  # calls _set_x
+        self._set_x(auto=self.scatter_key is None or self.scatter_key[0] != self.x_select.value)
+
+    def _set_x(self, auto: bool = False) -> None:
+        """Draw the result against the chosen parameter; ``auto`` picks the axis scale."""
         field = self.x_select.value
         col = next((c for c in self.table.parameter_columns if c.field == field), None)
-        axis = self.scatter.xaxis[0]
-        if col is None:
-            self.scatter_renderer.glyph.x = "trial_id"
-            axis.axis_label = "Trial ID"
+        kind = self.kinds.get(field, "linear") if col is not None else "linear"
+        if kind in ("linear", "log") and col is not None:
+            if auto:
+                if self.x_scale.active != (kind == "log"):
+                    self.x_scale.active = int(kind == "log")  # calls back: drawn there
+                    return
+            kind = "log" if self.x_scale.active == 1 else "linear"
+        self.x_scale.disabled = kind not in ("linear", "log") or col is None
+        cats = dict(self.table.categories.get(field, {})) if kind == "categorical" else None
+        key = (field, kind, tuple(sorted(cats.items())) if cats else None)
+        if key == self.scatter_key:
             return
-        self.scatter_renderer.glyph.x = f"x:{field}"
-        axis.axis_label = col.title
-        _title(self.scatter).text = f"Result against {col.title}"
-        self.scatter_hover.tooltips = [("trial", "@trial_id"), ("result", "@result"),
-                                       (col.title, f"@{{{field}}}")]
-        cats = self.table.categories.get(field) if not col.numeric else None
-        if cats:  # a text parameter: its values are coded 0, 1, ... in order of appearance
-            ticks = sorted(cats.values())
-            if not isinstance(axis.ticker, FixedTicker) or axis.ticker.ticks != ticks:
-                axis.ticker = FixedTicker(ticks=ticks)
-            axis.major_label_overrides = {code: text or "(none)" for text, code in cats.items()}
+        self.scatter_key = key
+        if col is None:
+            x_field, title = "trial_id", "Trial ID"
         else:
-            if not isinstance(axis.ticker, BasicTicker):
-                axis.ticker = BasicTicker()
-            axis.major_label_overrides = {}
+            x_field, title = (f"x:{field}" if kind == "categorical" else field), col.title
+        plots.set_x(self.scatter, self.scatter_renderer, x_field=x_field, title=title,
+                    kind=kind, categories=cats)
+        self.scatter_fit = (self.scatter, x_field, "result_value", kind == "log")
+        self._fit_results()
+
+    def _fit_results(self) -> None:
+        """Fit the Results tab's axes to every trial (they do not follow the filter)."""
+        plots.fit_results(self.result_plots + [self.scatter_fit], self.source.data)
 
     # -- parallel coordinates -----------------------------------------------------
     def _parallel_view(self) -> Any:
-        self.pc_source = ColumnDataSource({"xs": [], "ys": [], "trial_id": [],
-                                           "result_value": []}, name="parallel_source")
-        self.pc_labels = ColumnDataSource({"x": [], "y": [], "text": []})
-        self.pc_mapper = LinearColorMapper(palette=Viridis256, nan_color="#e57373")
-        self.pc_plot = figure(name="parallel_plot", height=420, sizing_mode="stretch_width",
-                              tools="pan,wheel_zoom,tap,reset,save",
-                              y_range=Range1d(start=-0.1, end=1.1),
-                              title="Each line is a trial: its parameters (scaled to their "
-                                    "range) and its result (colour; failed in red)")
-        self.pc_plot.multi_line("xs", "ys", source=self.pc_source, line_width=1.5, alpha=0.5,
-                                color={"field": "result_value", "transform": self.pc_mapper},
-                                nonselection_alpha=0.08, selection_alpha=1,
-                                name="parallel_lines")
-        self.pc_plot.text("x", "y", text="text", source=self.pc_labels, text_font_size="9pt",
-                          text_align="center", text_baseline="middle")
-        self.pc_plot.add_tools(HoverTool(tooltips=[("trial", "@trial_id"),
-                                                   ("result", "@result_value")]))
-        self.pc_plot.yaxis.visible = False
-        self.pc_plot.ygrid.visible = False
+        self.pc_source, self.pc_labels, self.pc_mapper = plots.new_parallel_sources()
+        self.pc_plot = plots.parallel_figure(self.pc_source, self.pc_labels, self.pc_mapper)
+        self.pc_fixed = Div(name="parallel_fixed", css_classes=["eg-parallel-fixed"])
         self.pc_source.selected.on_change(
             "indices", lambda attr, old, new: self._select_from_parallel(new))
-        return self.pc_plot
-
-    def _pc_fields(self) -> list[tuple[str, str]]:
-        return [(f"x:{c.field}", c.title) for c in self.table.parameter_columns] + \
-            [("result_value", "Result")]
+        return column(self.pc_fixed, self.pc_plot, sizing_mode="stretch_width")
 
     def _rebuild_parallel(self) -> None:
         data = self.source.data
-        axes = []
-        for field, title in self._pc_fields():
-            values = [v for v in data.get(field, []) if not _is_nan(v)]
-            axes.append((field, min(values, default=0.0), max(values, default=1.0)))
-        self.pc_axes = axes
-        self.pc_source.data = self._pc_lines(0, len(data["trial_id"]))
-        n = len(axes)
-        self.pc_plot.xaxis.ticker = list(range(n))
-        self.pc_plot.xaxis.major_label_overrides = {i: t for i, (_, t) in
-                                                    enumerate(self._pc_fields())}
-        self.pc_plot.x_range = Range1d(start=-0.3, end=max(n - 1, 1) + 0.3)
-        labels: dict[str, list[Any]] = {"x": [], "y": [], "text": []}
-        for i, (field, lo, hi) in enumerate(axes):
-            cats = self.table.categories.get(field[2:])
-            top = _short(max(cats, key=cats.__getitem__)) if cats else _fmt(hi)
-            bottom = _short(min(cats, key=cats.__getitem__)) if cats else _fmt(lo)
-            labels["x"] += [i, i]
-            labels["y"] += [1.06, -0.06]
-            labels["text"] += [top, bottom]
-        self.pc_labels.data = labels
-        results = [v for v in data.get("result_value", []) if not _is_nan(v)]
-        self.pc_mapper.low = min(results, default=0.0)
-        self.pc_mapper.high = max(results, default=1.0)
-
-    def _pc_lines(self, start: int, stop: int, positions: Sequence[int] | None = None
-                  ) -> dict[str, list[Any]]:
-        data = self.source.data
-        rows = positions if positions is not None else range(start, stop)
-        xs, ys = [], []
-        for p in rows:
-            ys.append([_scale(data[field][p], lo, hi) for field, lo, hi in self.pc_axes])
-            xs.append(list(range(len(self.pc_axes))))
-        return {"xs": xs, "ys": ys, "trial_id": [data["trial_id"][p] for p in rows],
-                "result_value": [data["result_value"][p] for p in rows]}
+        kinds = self._axis_kinds()
+        self.pc_axes = plots.parallel_axes(self.table.parameter_columns, data, kinds)
+        self.pc_fixed.text = html.escape(plots.fixed_text(
+            self.table.parameter_columns, kinds, self.table.raw[0] if self.table.raw else None))
+        self.pc_source.data = plots.parallel_lines(data, self.pc_axes,
+                                                   range(len(data["trial_id"])))
+        plots.set_parallel_axes(self.pc_plot, self.pc_axes)
+        self.pc_labels.data = plots.parallel_labels(self.pc_axes, self.table.categories)
+        plots.color_range(self.pc_mapper, data["result_value"])
 
     def _update_parallel(self, changed: Sequence[int], old_rows: int) -> None:
         data = self.source.data
@@ -397,18 +407,20 @@ class BoardSession:
         touched = list(changed) + list(range(old_rows, n))
         if not touched:
             return
-        fields = [f for f, _ in self._pc_fields()]
-        if fields != [f for f, _, _ in self.pc_axes] or any(
-                not _is_nan(data[f][p]) and not lo <= data[f][p] <= hi
-                for f, lo, hi in self.pc_axes for p in touched):
-            self._rebuild_parallel()  # the range of an axis grew: rescale every line
+        kinds = plots.axis_kinds(self.table.parameter_columns, data)
+        axes = plots.parallel_axes(self.table.parameter_columns, data, kinds)
+        if [a[:3] for a in axes] != [a[:3] for a in self.pc_axes] or any(
+                not math.isclose(a[3], b[3]) or not math.isclose(a[4], b[4])
+                for a, b in zip(axes, self.pc_axes)):
+            self._rebuild_parallel()  # an axis came, went or grew: rescale every line
             return
         if changed:
-            lines = self._pc_lines(0, 0, changed)
+            lines = plots.parallel_lines(data, self.pc_axes, changed)
             self.pc_source.patch({key: list(zip(changed, values))
                                   for key, values in lines.items()})
         if n > old_rows:
-            self.pc_source.stream(self._pc_lines(old_rows, n))  # type: ignore[arg-type]
+            self.pc_source.stream(plots.parallel_lines(  # type: ignore[arg-type]
+                data, self.pc_axes, range(old_rows, n)))
 
     def _select_from_parallel(self, indices: Sequence[int]) -> None:
         if sorted(indices) != sorted(self.source.selected.indices):
@@ -421,15 +433,7 @@ class BoardSession:
         self.metric_note = Div(name="metric_note", sizing_mode="stretch_width")
         self.metric_source = ColumnDataSource({"xs": [], "ys": [], "trial_id": [],
                                                "color": [], "label": []}, name="metric_source")
-        self.metric_plot = figure(name="metric_plot", height=420, sizing_mode="stretch_width",
-                                  css_classes=["eg-metric-plot"],
-                                  tools="pan,wheel_zoom,box_zoom,reset,save",
-                                  x_axis_label="Epoch", title="Metric curves")
-        self.metric_plot.multi_line("xs", "ys", source=self.metric_source, color="color",
-                                    line_width=2, legend_field="label", name="metric_curves")
-        self.metric_plot.add_tools(HoverTool(tooltips=[("trial", "@trial_id"),
-                                                       ("epoch", "$x"), ("value", "$y")]))
-        self.metric_plot.legend.location = "top_right"
+        self.metric_plot = plots.metric_figure(self.metric_source)
         self.metric_select.on_change("value", lambda attr, old, new: self._show_metrics())
         return column(row(self.metric_select, self.metric_note),
                       self.metric_plot, sizing_mode="stretch_width")
@@ -453,36 +457,33 @@ class BoardSession:
         empty: dict[str, list[Any]] = {k: [] for k in ("xs", "ys", "trial_id", "color",
                                                         "label")}
         if not ids or not key:
-            self.metric_source.data = empty
+            self._set_metric_data(empty)
             self.metric_note.text = ("<i>No metric curves saved (ex.save_metric) in trial(s) "
                                      f"{_ids_text(ids)}.</i>" if ids and keys == [] else "")
             return
         try:
             frame = self.ex.load_metric(key, ids)
         except KeyError:
-            self.metric_source.data = empty
+            self._set_metric_data(empty)
             self.metric_note.text = (f"<i>No metric {html.escape(key)!s} in trial(s) "
                                      f"{_ids_text(ids)}.</i>")
             return
-        data: dict[str, list[Any]] = {k: [] for k in empty}
-        epochs = list(frame.index)
-        numeric_epochs = all(isinstance(e, (int, float)) for e in epochs)
-        for i, trial_id in enumerate(frame.columns):
-            series = frame[trial_id]
-            points = [(e if numeric_epochs else n, float(v)) for n, (e, v) in
-                      enumerate(zip(epochs, series)) if _is_real(v)]
-            if not points:
-                continue
-            data["xs"].append([p[0] for p in points])
-            data["ys"].append([p[1] for p in points])
-            data["trial_id"].append(int(trial_id))
-            data["color"].append(Category10_10[i % 10])
-            data["label"].append(f"trial {trial_id}")
-        self.metric_source.data = data
+        data = plots.metric_data(frame)
+        self._set_metric_data(data)
         self.metric_plot.yaxis.axis_label = key
-        _title(self.metric_plot).text = f"{key} of trial(s) {_ids_text(data['trial_id'])}"
+        running = [t for t in data["trial_id"] if t in self.table.unfinished]
+        _title(self.metric_plot).text = (
+            f"{key} of trial(s) {_ids_text(data['trial_id'])}"
+            + (f" (running: {_ids_text(running)})" if running else ""))
         self.metric_note.text = "" if self.selected else \
-            f"<i>Latest trials shown; select trials in the table to choose.</i>"
+            "<i>Latest trials shown; select trials in the table to choose.</i>"
+
+    def _set_metric_data(self, data: dict[str, list[Any]]) -> None:
+        """Send the curves only when they changed (they are re-read while trials run)."""
+        if data != self._metric_shown:
+            self._metric_shown = data
+            self.metric_source.data = data
+            plots.fit_metric_ranges(self.metric_plot, data)
 
     # -- comparison ---------------------------------------------------------------
     def _compare_view(self) -> Any:
@@ -497,52 +498,31 @@ class BoardSession:
             self.compare_div.text = ("<i>Select two trials in the table (Ctrl/Shift-click) to "
                                      "compare them.</i>")
             return
-        compare = getattr(self.ex, "compare", None)
-        if compare is None:
-            self.compare_div.text = NOT_AVAILABLE.format(what="Comparing trials")
-            return
         first, second = ids
         try:
-            diff = compare(first, second)
+            diff = self.ex.compare(first, second)
         except (ExperigraphError, KeyError, ValueError, OSError) as exc:
             self.compare_div.text = (f"<i>Cannot compare trials {first} and {second}: "
                                      f"{html.escape(str(exc))}</i>")
             return
-        if hasattr(diff, "_repr_html_"):
-            self.compare_div.text = diff._repr_html_()
-        else:
-            self.compare_div.text = (f"<b>Trial {first} vs trial {second}</b>"
-                                     f"<pre>{html.escape(str(diff))}</pre>")
+        self.compare_div.text = plots.compare_html(diff)
 
     # -- provenance ---------------------------------------------------------------
     def _provenance_view(self) -> Any:
-        self.nodes = ColumnDataSource({k: [] for k in ("x", "y", "label", "kind", "color",
-                                                        "hash", "time", "detail")},
-                                      name="provenance_nodes")
-        self.edges = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": []},
-                                      name="provenance_edges")
-        self.graph_plot = figure(name="provenance_plot", height=380, width=760,
-                                 tools="pan,wheel_zoom,reset,save", title="Trial graph",
-                                 x_range=Range1d(start=-0.6, end=3.6),
-                                 y_range=Range1d(start=-1, end=1))
-        self.graph_plot.add_layout(Arrow(end=VeeHead(size=9, fill_color="#607d8b",
-                                                     line_color="#607d8b"),
-                                         x_start="x0", y_start="y0", x_end="x1", y_end="y1",
-                                         source=self.edges,
-                                         line_color="#90a4ae"))  # type: ignore[call-arg]
-        nodes = self.graph_plot.scatter("x", "y", source=self.nodes, size=26, color="color",
-                                        line_color="#37474f", name="provenance_points")
-        self.graph_plot.text("x", "y", text="label", source=self.nodes, y_offset=-18,
-                             text_align="center", text_font_size="9pt")
-        self.graph_plot.add_tools(HoverTool(renderers=[nodes], tooltips=[
-            ("", "@kind @label"), ("hash", "@hash"), ("time", "@time"), ("", "@detail")]))
-        self.graph_plot.axis.visible = False
-        self.graph_plot.grid.visible = False
+        self.nodes = ColumnDataSource(name="provenance_nodes")
+        self.edge_lines = ColumnDataSource({"xs": [], "ys": []}, name="provenance_edges")
+        self.edge_heads = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": []},
+                                           name="provenance_heads")
+        self.nodes.data, _, _ = plots.graph_data({}, [])
+        self.step_detail = Div(name="step_detail", css_classes=["eg-step-detail"],
+                               text=plots.STEP_HINT, width=420)
+        self.graph_plot = plots.graph_figure(self.nodes, self.edge_lines, self.edge_heads,
+                                             self.step_detail)
         self.steps_source = ColumnDataSource({k: [] for k in (
             "step", "duration", "code_hash", "input_hash", "output_hash", "succeeded",
             "cached", "error")}, name="steps_source")
         self.steps_table = DataTable(name="steps_table", source=self.steps_source, height=200,
-                                     css_classes=["eg-steps"],
+                                     css_classes=["eg-steps"], reorderable=False,
                                      sizing_mode="stretch_width", index_position=None,
                                      columns=[
             TableColumn(field="step", title="Step"),
@@ -554,16 +534,17 @@ class BoardSession:
             TableColumn(field="succeeded", title="Succeeded"),
             TableColumn(field="cached", title="Cached"),
             TableColumn(field="error", title="Error", width=250)])
-        self.trial_div = Div(name="trial_div", sizing_mode="stretch_width")
-        return column(self.trial_div, row(self.graph_plot, sizing_mode="stretch_width"),
+        self.trial_div = Div(name="trial_div", sizing_mode="stretch_width",
+                             css_classes=["eg-trial-summary"])
+        return column(self.trial_div, row(self.graph_plot, self.step_detail),
                       self.steps_table, sizing_mode="stretch_width")
 
     def _show_provenance(self, trial_id: int | None) -> None:
         self.provenance_trial = trial_id
         if trial_id is None:
             self.trial_div.text = "<i>No trial yet.</i>"
-            self.nodes.data = {k: [] for k in self.nodes.data}
-            self.edges.data = {k: [] for k in self.edges.data}
+            self.nodes.data, self.edge_lines.data, self.edge_heads.data = \
+                plots.graph_data({}, [])
             self.steps_source.data = {k: [] for k in self.steps_source.data}
             return
         try:
@@ -573,45 +554,19 @@ class BoardSession:
             return
         note = ""
         nodes, edges = graph_from_record(record)
-        get_provenance = getattr(self.ex, "get_provenance", None)
-        if get_provenance is not None:
-            try:
-                nodes, edges = graph_parts(get_provenance(trial_id))
-            except (ExperigraphError, KeyError, ValueError, OSError) as exc:
-                note = f" (provenance graph unavailable: {html.escape(str(exc))}; from steps)"
-        layout = layered_layout(list(nodes), edges)
-        data: dict[str, list[Any]] = {k: [] for k in self.nodes.data}
-        for node, attrs in nodes.items():
-            x, y = layout[node]
-            kind = attrs.get("kind", "step")
-            data["x"].append(x)
-            data["y"].append(y)
-            label = str(attrs.get("label", node))
-            duration = attrs.get("duration")
-            shown = _short(os.path.basename(label) if kind == "file" else label, 28)
-            if kind == "step" and _is_real(duration):
-                shown += f" \u00b7 {_seconds(float(duration))}"  # type: ignore[arg-type]
-            data["label"].append(shown)
-            data["kind"].append(kind)
-            data["color"].append(KIND_COLORS.get(kind, "#eeeeee"))
-            data["hash"].append(_short(str(attrs.get("output_hash") or attrs.get("hash") or ""),
-                                       16))
-            data["time"].append(f"{duration:.6f} s" if _is_real(duration) else "")
-            detail = []
-            if kind == "file":
-                detail.append(label)
-            if "value" in attrs:
-                detail.append(f"value={as_text(attrs['value'])}")
-            if attrs.get("error"):
-                detail.append(f"error: {attrs['error']}")
-            data["detail"].append(_short("; ".join(detail), 120))
-        self.nodes.data = data
-        self.edges.data = edge_segments(layout, edges)
-        xs = [p[0] for p in layout.values()] or [0]
-        ys = [p[1] for p in layout.values()] or [0]
-        self.graph_plot.x_range.update(start=min(xs) - 0.6, end=max(xs) + 0.6)
-        self.graph_plot.y_range.update(start=min(ys) - 0.8, end=max(ys) + 0.8)
-        _title(self.graph_plot).text = f"Trial {trial_id}: parameters, steps and data files"
+        try:
+            nodes, edges = graph_parts(self.ex.get_provenance(trial_id))
+        except (ExperigraphError, KeyError, ValueError, OSError) as exc:
+            note = f" (provenance graph unavailable: {html.escape(str(exc))}; from steps)"
+        _add_cached(nodes, record)
+        data, lines, heads = plots.graph_data(nodes, edges)
+        if data != dict(self.nodes.data):
+            self.nodes.selected.indices = []
+            self.nodes.data, self.edge_lines.data, self.edge_heads.data = data, lines, heads
+            plots.fit_graph(self.graph_plot, data)
+        _title(self.graph_plot).text = (f"Trial {trial_id}: parameters \u2192 steps \u2192 "
+                                        "data, left to right (steps coloured by status, "
+                                        "sized by time)")
         steps = record.steps
         self.steps_source.data = {
             "step": [s.step for s in steps], "duration": [s.duration for s in steps],
@@ -630,7 +585,8 @@ class BoardSession:
             "trial_id", "kind", "subject", "message")}, name="drift_source")
         self.drift_table = DataTable(
             name="drift_table", source=self.drift_source, height=260, css_classes=["eg-drift"],
-            sizing_mode="stretch_width", index_position=None, sortable=True, columns=[
+            sizing_mode="stretch_width", index_position=None, sortable=True,
+            reorderable=False, columns=[
                 TableColumn(field="trial_id", title="Trial ID", width=60),
                 TableColumn(field="kind", title="Kind", width=90),
                 TableColumn(field="subject", title="Subject", width=180),
@@ -708,13 +664,15 @@ def graph_parts(graph: Any) -> tuple[dict[str, dict[str, Any]], list[tuple[str, 
 
 
 def graph_from_record(record: Any) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
-    """The step graph of a trial from its StepRecords (when ``get_provenance`` is missing)."""
+    """The step graph of a trial from its StepRecords (when ``get_provenance`` fails)."""
     nodes: dict[str, dict[str, Any]] = {}
     edges: list[tuple[str, str]] = []
     keys = {s.key for s in record.steps}
     for step in record.steps:
         nodes[step.key] = {"kind": "step", "label": step.step, "duration": step.duration,
-                           "output_hash": step.output_hash, "error": step.error}
+                           "output_hash": step.output_hash, "input_hash": step.input_hash,
+                           "code_hash": step.code_hash, "succeeded": step.succeeded,
+                           "error": step.error}
         for name in step.parameters:
             node = f"parameter:{name}"
             nodes.setdefault(node, {"kind": "parameter", "label": name,
@@ -734,51 +692,22 @@ def graph_from_record(record: Any) -> tuple[dict[str, dict[str, Any]], list[tupl
     return nodes, edges
 
 
+def _add_cached(nodes: dict[str, dict[str, Any]], record: Any) -> None:
+    """Mark the steps whose output came from the cache (the graph does not say)."""
+    for step in record.steps:
+        if step.cached and step.key in nodes:
+            nodes[step.key]["cached"] = True
+
+
 def layered_layout(nodes: Sequence[str], edges: Sequence[tuple[str, str]]
                    ) -> dict[str, tuple[float, float]]:
-    """Left-to-right positions: x is the longest path from a source, y spreads a layer."""
-    preds: dict[str, list[str]] = {n: [] for n in nodes}
-    for a, b in edges:
-        if a in preds and b in preds:
-            preds[b].append(a)
-    depth: dict[str, int] = {}
-
-    def layer(n: str, seen: frozenset[str] = frozenset()) -> int:
-        if n not in depth:
-            depth[n] = 1 + max((layer(p, seen | {n}) for p in preds[n] if p not in seen),
-                               default=-1)
-        return depth[n]
-
-    for n in nodes:
-        layer(n)
-    layers: dict[int, list[str]] = {}
-    for n in nodes:
-        layers.setdefault(depth[n], []).append(n)
-    out = {}
-    for x, members in layers.items():
-        for i, n in enumerate(members):
-            out[n] = (float(x), (len(members) - 1) / 2 - i)
-    return out
+    """Left-to-right node positions (see :func:`experigraph.board.plots.graph_layout`)."""
+    return plots.graph_layout(nodes, edges)[0]
 
 
 def table_height(n_rows: int) -> int:
     """Pixels for the trial table: its rows, up to a dozen (then it scrolls)."""
     return 32 + 25 * min(max(n_rows, 4), 12)
-
-
-def edge_segments(layout: Mapping[str, tuple[float, float]], edges: Sequence[tuple[str, str]],
-                  gap: float = 0.12) -> dict[str, list[float]]:
-    """Edge start and end points, stopped ``gap`` short of the nodes so arrow heads show."""
-    out: dict[str, list[float]] = {"x0": [], "y0": [], "x1": [], "y1": []}
-    for a, b in edges:
-        (x0, y0), (x1, y1) = layout[a], layout[b]
-        length = math.hypot(x1 - x0, y1 - y0) or 1.0
-        dx, dy = (x1 - x0) / length * gap, (y1 - y0) / length * gap
-        out["x0"].append(x0 + dx)
-        out["y0"].append(y0 + dy)
-        out["x1"].append(x1 - dx)
-        out["y1"].append(y1 - dy)
-    return out
 
 
 def trial_summary_html(record: Any) -> str:
@@ -795,54 +724,13 @@ def trial_summary_html(record: Any) -> str:
     return text
 
 
-def drift_html(trial_id: int, event: Any) -> str:
-    """One drift event with its diff lines."""
-    diff = "\n".join(event.diff)
-    return (f"<div><b>Trial {trial_id}: {html.escape(event.kind)}</b> \u2014 "
-            f"{html.escape(event.message)}"
-            + (f"<pre style='background:#f5f5f5;padding:4px'>{html.escape(diff)}</pre>"
-               if diff else "") + "</div>")
-
-
 def _ids_text(ids: Sequence[int]) -> str:
     return ", ".join(map(str, ids))
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
-
-
-def _scale(value: Any, lo: float, hi: float) -> float:
-    if _is_nan(value):
-        return NAN
-    return 0.5 if hi == lo else (value - lo) / (hi - lo)
 
 
 def _title(plot: Any) -> Any:
     """A figure's Title model (typed loosely: Bokeh types it as ``Title | str | None``)."""
     return plot.title
-
-
-def _seconds(value: float) -> str:
-    """``8.6 ms``, ``1.25 s``: a duration for a label."""
-    if value < 1e-3:
-        return f"{value * 1e6:.0f} \u00b5s"
-    if value < 1:
-        return f"{value * 1e3:.1f} ms"
-    return f"{value:.2f} s"
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def _short(text: str, limit: int = 20) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 __all__ = ["BoardState", "BoardSession", "graph_from_record", "layered_layout"]

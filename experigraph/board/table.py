@@ -138,6 +138,7 @@ class TrialTable:
         self.categories: dict[str, dict[str, int]] = {}  # field -> category -> code
         self.drift_events: list[tuple[int, DriftEvent]] = []
         self.last_seen = 0
+        self.latest = 0  # the store's newest trial id at the last refresh
         self.unfinished: set[int] = set()
         self.unreadable: dict[int, float] = {}  # trial id -> when first found unreadable
         self._retry_at = 0.0
@@ -148,9 +149,15 @@ class TrialTable:
         self.drift_revision = 0  # grows when drift_events change
 
     # -- reading ------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Read what changed since the last refresh; return whether anything did."""
-        last = self.experiment.latest_trial_id
+    def refresh(self, limit: int | None = None) -> bool:
+        """Read what changed since the last refresh; return whether anything did.
+
+        ``limit`` caps how many new trial ids are read (oldest first); the rest are
+        read by the next refreshes, and :attr:`is_behind` says so meanwhile.
+        """
+        last = self.latest = self.experiment.latest_trial_id
+        if limit is not None and last - self.last_seen > limit:
+            last = self.last_seen + limit
         now = time.monotonic()
         # reserved ids without a readable record: at every refresh while they are new
         # (the record is on its way), then now and then (its process may have died)
@@ -284,6 +291,11 @@ class TrialTable:
         return len(self.trial_ids)
 
     @property
+    def is_behind(self) -> bool:
+        """Whether trials known at the last refresh are still to be read (a ``limit``)."""
+        return self.last_seen < self.latest
+
+    @property
     def parameter_columns(self) -> list[Column]:
         return [c for c in self.columns if c.group == "parameter"]
 
@@ -319,8 +331,10 @@ class TrialTable:
     def matching(self, query: str) -> list[int]:
         """Positions of the rows whose text contains every word of ``query`` (any case)."""
         words = [f" {w} " if "=" in w else w for w in query.lower().split()]
-        if len(self._search) != len(self.raw):
-            self._search = [self.search_text(r) for r in self.raw]
+        if len(self._search) > len(self.raw):
+            self._search = []
+        if len(self._search) < len(self.raw):  # rows are appended: index only the new ones
+            self._search.extend(self.search_text(r) for r in self.raw[len(self._search):])
         return [i for i, text in enumerate(self._search) if all(w in text for w in words)]
 
     def search_text(self, row: Mapping[str, Any]) -> str:

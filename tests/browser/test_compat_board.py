@@ -14,7 +14,7 @@ import pytest
 
 import experigraph as xg
 from fixtures_backends import free_port
-from test_dashboard import header_titles, poll, table_rows
+from pagetools import header_titles, poll, table_rows
 from xg_testing import python_env
 
 pytestmark = pytest.mark.browser

@@ -14,68 +14,11 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
+from conftest import watch_console
+from pagetools import (
+    click_row, div_text, header_titles, open_tab, poll, source_data, table_rows)
+
 pytestmark = pytest.mark.browser
-
-SOURCE_DATA_JS = """name => {
-    const model = Bokeh.documents[0].get_model_by_name(name);
-    if (model === null) return {};  // not built yet: a tab's models come when it opens
-    const source = model.data_source !== undefined ? model.data_source : model;
-    const data = source.data;
-    const entries = data instanceof Map ? [...data.entries()] : Object.entries(data);
-    return Object.fromEntries(entries.map(([k, v]) => [k, Array.from(v, x =>
-        (x !== null && typeof x === "object" && x.length !== undefined) ? Array.from(x) : x)]));
-}"""
-
-
-def poll(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    """``check()`` once it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout} s waiting for {what}; last value {value!r}")
-        time.sleep(0.1)
-
-
-def div_text(page, css_class: str) -> str:
-    """The text a Bokeh Div shows (its content lives in the element's shadow root)."""
-    return page.locator(f".{css_class}").first.evaluate("""e => [...(e.shadowRoot || e).children]
-        .filter(c => c.tagName !== "STYLE" && c.tagName !== "LINK")
-        .map(c => c.innerText).join("\\n")""")
-
-
-def source_data(page, name: str) -> dict[str, list[Any]]:
-    """The columns of a ColumnDataSource (or of a renderer's), ``{}`` if not there yet."""
-    return page.evaluate(SOURCE_DATA_JS, name)
-
-
-def table_rows(page) -> dict[int, list[str]]:
-    """The trial table as shown: trial id -> the texts of its cells."""
-    rows = {}
-    for row in page.locator(".eg-trials .slick-row").all():
-        cells = row.locator(".slick-cell").all_inner_texts()
-        if not cells or not cells[0].strip():  # a row being re-rendered: read it next poll
-            continue
-        rows[int(cells[0])] = [c.strip() for c in cells]
-    return rows
-
-
-def header_titles(page) -> list[str]:
-    return [t.strip() for t in
-            page.locator(".eg-trials .slick-header-column").all_inner_texts()]
-
-
-def click_row(page, trial_id: int, modifiers: list[str] | None = None) -> None:
-    row = page.locator(".eg-trials .slick-row", has=page.locator(
-        ".slick-cell.l0", has_text=str(trial_id))).first
-    row.locator(".slick-cell").nth(2).click(modifiers=modifiers or [])
-
-
-def open_tab(page, title: str) -> None:
-    page.locator(".bk-tab", has_text=title).first.click()
-
 
 def test_table_shows_one_row_per_trial_with_its_values(page, board_experiment):
     ex, _ = board_experiment
@@ -185,10 +128,11 @@ def test_new_trial_appears_without_reloading(page, board_experiment):
     _, compute = board_experiment
     page.evaluate("window.__not_reloaded = true")
     compute(5)
-    rows = poll(lambda: (r := table_rows(page)) and 5 in r and r, "trial 5 in the table")
     titles = header_titles(page)
+    # a refresh may have caught it running: the row is then updated in place
+    rows = poll(lambda: (r := table_rows(page)) and 5 in r and
+                r[5][titles.index("Status")] == "succeeded" and r, "trial 5, succeeded")
     assert rows[5][titles.index("a")] == "5"
-    assert rows[5][titles.index("Status")] == "succeeded"
     assert float(rows[5][titles.index("Result")]) == pytest.approx(20 / 7, abs=1e-6)
     poll(lambda: "5 trials" in div_text(page, "eg-header"), "the header count")
     assert page.evaluate("window.__not_reloaded === true")
@@ -215,7 +159,7 @@ def test_trial_graph_shows_steps_with_time_and_hashes(page, board_experiment):
     assert kinds["prepare_data"] == kinds["calculate_score"] == "step"
     assert kinds["a"] == kinds["b"] == "parameter"
     assert "file" in kinds.values()
-    assert len(source_data(page, "provenance_edges")["x0"]) >= 4
+    assert len(source_data(page, "provenance_edges")["xs"]) >= 4
 
 
 def test_drift_events_are_listed_per_trial(page, board_experiment):
@@ -236,10 +180,13 @@ def test_drift_events_are_listed_per_trial(page, board_experiment):
          "the diff of the clicked event")
 
 
-def test_result_against_a_parameter_follows_the_select(page):
-    page.locator(".eg-x-select select").select_option(label="b")
+def test_result_against_a_parameter_offers_the_varying_ones(page):
+    # b is 2 in every trial: no axis for it, but said once
+    select = page.locator(".eg-x-select select")
+    poll(lambda: select.locator("option").all_inner_texts() == ["a"], "only a to choose")
     poll(lambda: page.evaluate("""() => Bokeh.documents[0].get_model_by_name(
-        'scatter_points').glyph.x.field""") == "x:p:b", "the scatter's x to be b")
+        'scatter_points').glyph.x.field""") == "p:a", "the scatter's x to be a")
+    assert div_text(page, "eg-fixed") == "fixed: b=2"
     tooltip = page.evaluate("""() => Bokeh.documents[0].get_model_by_name('scatter_plot')
         .toolbar.tools.filter(t => t.type === 'HoverTool' || t.tooltips)[0].tooltips""")
     assert ["trial", "@trial_id"] in tooltip
@@ -396,6 +343,7 @@ def test_the_dashboard_only_reads(browser, board_experiment, backend_root):
     board = ex.start_dashboard(port=0, blocking=False, refresh_ms=200)
     try:
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        problems = watch_console(pg)
         pg.goto(board.url)
         pg.wait_for_selector(".eg-trials .slick-row")
         click_row(pg, 1)
@@ -408,6 +356,7 @@ def test_the_dashboard_only_reads(browser, board_experiment, backend_root):
     finally:
         board.stop()
     assert _files(backend_root) == before
+    assert problems == []
 
 
 def test_table_columns_follow_the_values(board_experiment):
