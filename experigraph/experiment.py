@@ -317,7 +317,7 @@ class Experiment:
         The names ``seed``, ``result``, ``client``, ``scheduler`` and ``progress``
         are options: sweep parameters with those names through the list-of-dicts form.
         """
-        result = result or self._result
+        result = result if result is not None else self._result
         if result is None:
             raise StepDefinitionError("There is no result to sweep: call an @ex.result step "
                                       "first.")

@@ -173,7 +173,7 @@ class ParamNode:
         if kind is None or value is None or (isinstance(value, kind)
                                              and not (kind is int and isinstance(value, bool))):
             return value
-        if isinstance(value, bool) and kind is not bool and isinstance(kind, type) \
+        if _is_bool(value) and kind is not bool and isinstance(kind, type) \
                 and issubclass(kind, numbers.Number):
             return self._refuse(value, "a bool is not a number; give a number such as 1 or 0")
         if kind is bool:
@@ -202,6 +202,12 @@ class ParamNode:
     def _refuse(self, value: Any, why: str) -> Any:
         raise InvalidParameterValueError(self.name, getattr(self.type, "__name__", self.type),
                                          value, why)
+
+
+def _is_bool(value: Any) -> bool:
+    """A Python or NumPy bool (NumPy's is not an int subclass, so checked by type name)."""
+    return isinstance(value, bool) or (type(value).__name__ in ("bool", "bool_")
+                                       and type(value).__module__ == "numpy")
 
 
 _TRUE = frozenset({"true", "yes", "on", "1"})

@@ -56,7 +56,7 @@ def is_content_tokenized(value: Any) -> bool:
     kind = type(value)
     if kind in _CONTENT_TYPES:
         return True
-    if kind in (list, tuple, set, frozenset):
+    if kind in (list, tuple, set):  # dask sorts a set's items; a frozenset it pickles
         return all(is_content_tokenized(v) for v in itertools.islice(value, _CHECKED_ITEMS))
     if kind is dict:
         return all(is_content_tokenized(k) and is_content_tokenized(v)
@@ -73,7 +73,40 @@ def is_content_tokenized(value: Any) -> bool:
     dtype = getattr(value, "dtype", None)  # NumPy scalars: pickled by value
     if kind.__module__ == "numpy" and getattr(dtype, "kind", "O") != "O":
         return True
-    return normalize_token.dispatch(kind) is not _GENERIC
+    if normalize_token.dispatch(kind) is _GENERIC:
+        return False
+    if kind.__module__.partition(".")[0] in ("numpy", "pandas"):
+        return _object_items_tokenized(value, dtype)
+    return True
+
+
+def _pickles_stably(value: Any) -> bool:
+    """Whether ``value``'s pickle is the same in every process (a set's is not: its order
+    follows the process's string hash seed)."""
+    kind = type(value)
+    if kind in _CONTENT_TYPES:
+        return True
+    if kind in (list, tuple):
+        return all(_pickles_stably(v) for v in itertools.islice(value, _CHECKED_ITEMS))
+    if kind is dict:
+        return all(_pickles_stably(k) and _pickles_stably(v)
+                   for k, v in itertools.islice(value.items(), _CHECKED_ITEMS))
+    return False
+
+
+def _object_items_tokenized(value: Any, dtype: Any) -> bool:
+    """NumPy arrays and pandas objects of object dtype: dask pickles their items, so each
+    (up to ``_CHECKED_ITEMS``) must be content-tokenized; other dtypes are by content."""
+    if getattr(dtype, "kind", None) == "O":
+        items = value.flat if hasattr(value, "flat") else value
+        return all(_pickles_stably(v) for v in itertools.islice(items, _CHECKED_ITEMS))
+    dtypes = getattr(value, "dtypes", None)  # a DataFrame: its object columns
+    if dtypes is not None and hasattr(value, "columns") and hasattr(dtypes, "items"):
+        for name, column_dtype in dtypes.items():
+            if getattr(column_dtype, "kind", None) == "O" and not _object_items_tokenized(
+                    value[name], column_dtype):
+                return False
+    return True
 
 
 def value_hash(*values: Any) -> str | None:

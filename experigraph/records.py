@@ -141,10 +141,35 @@ def _encode_pandas(value: Any) -> Any:
     if value is pd.NaT:
         return {"$pandas": "NaT"}
     if type(value) is pd.Timestamp:
-        return {"$timestamp": value.isoformat(), "tz": None if value.tz is None else str(value.tz),
-                "unit": value.unit}
+        return {"$timestamp": value.isoformat(), "tz": _zone_name(value), "unit": value.unit}
     if type(value) is pd.Timedelta:
         return {"$pd_timedelta": int(value.value), "unit": value.unit}
+    return None
+
+
+def _zone_name(value: Any) -> str | None:
+    """A name of a Timestamp's time zone that reads back as the same zone, else None.
+
+    With None the ISO text still carries the UTC offset, so the instant is kept
+    (as a fixed-offset time). zoneinfo and pytz zones have a key; a dateutil zone
+    reads back as ``dateutil/<name>``.
+    """
+    tz = value.tz
+    if tz is None:
+        return None
+    names = [getattr(tz, "key", None), getattr(tz, "zone", None), str(tz)]
+    filename = getattr(tz, "_filename", None)
+    if isinstance(filename, str):
+        names.append("dateutil/" + filename.split("zoneinfo/")[-1].lstrip("/"))
+    for name in names:
+        if not isinstance(name, str) or not name:
+            continue
+        try:
+            again = value.tz_convert(name)
+        except Exception:  # not a name pandas can read back
+            continue
+        if again == value and again.utcoffset() == value.utcoffset():
+            return name
     return None
 
 
@@ -213,7 +238,11 @@ def decode_value(obj: Any) -> Any:
                 import pandas as pd
 
                 return pd.NaT
-        tagged = _decode_tagged(obj)
+        try:
+            tagged = _decode_tagged(obj)
+        except Exception as exc:  # one value this interpreter cannot rebuild: keep the rest
+            return Unrepresentable(json.dumps(obj, sort_keys=True)[:200],
+                                   f"undecodable ({type(exc).__name__}: {exc})")
         if tagged is not _UNTAGGED:
             return tagged
         if "$repr" in obj and set(obj) == {"$repr", "$type"}:

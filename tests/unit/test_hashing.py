@@ -97,3 +97,47 @@ def test_impurity_is_not_reported_across_hash_seeds(tmp_path):
         assert proc.returncode == 0, proc.stderr
         outputs.append(proc.stderr)
     assert "changed with the same input" not in outputs[1]
+
+
+HASHES_OF_CONTAINERS = """
+import json
+import numpy as np, pandas as pd
+from experigraph.hashing import value_hash
+class C:
+    pass
+values = {
+    "frozenset": frozenset(f"w{i}" for i in range(20)),
+    "dict_of_frozenset": {"k": frozenset(f"w{i}" for i in range(20))},
+    "set": {f"w{i}" for i in range(20)},
+    "series_of_sets": pd.Series([{"q", "r", "s", "t"}]),
+    "series_of_objects": pd.Series([C()]),
+    "object_array": np.array([C()], dtype=object),
+    "frame_of_frozensets": pd.DataFrame({"x": [frozenset("ab")]}),
+    "series_of_str": pd.Series(["a", "b"]),
+    "frame": pd.DataFrame({"x": ["a"], "y": [1.0]}),
+    "object_array_of_str": np.array(["a", "b"], dtype=object),
+}
+print(json.dumps({k: value_hash(v) for k, v in values.items()}))
+"""
+
+
+def test_container_hashes_are_the_same_in_every_process_or_not_made():
+    """A value whose token depends on the process's hash seed gets no hash at all."""
+    import json
+    import subprocess
+    import sys
+
+    from xg_testing import python_env
+
+    runs = []
+    for hash_seed in ("1", "2", "3"):
+        proc = subprocess.run([sys.executable, "-c", HASHES_OF_CONTAINERS],
+                              env=dict(python_env(), PYTHONHASHSEED=hash_seed),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout))
+    for name in runs[0]:
+        assert runs[0][name] == runs[1][name] == runs[2][name], name
+    unhashed = {name for name, h in runs[0].items() if h is None}
+    assert unhashed == {"frozenset", "dict_of_frozenset", "series_of_sets",
+                        "series_of_objects", "object_array", "frame_of_frozensets"}

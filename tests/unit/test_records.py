@@ -68,3 +68,29 @@ def test_trial_record_round_trip():
 def test_newer_schema_is_refused_with_advice():
     with pytest.raises(ValueError, match="upgrade experigraph"):
         TrialRecord.from_json({"schema": 99})
+
+
+def test_timestamps_keep_their_zone_whatever_library_made_it():
+    import datetime as dt
+    import zoneinfo
+
+    import dateutil.tz
+    import pandas as pd
+
+    from experigraph.records import decode_value, encode_value
+
+    for tz in (dateutil.tz.gettz("Europe/London"), "Europe/Paris",
+               zoneinfo.ZoneInfo("Asia/Tokyo"), dt.timezone(dt.timedelta(hours=3)), "UTC",
+               None):
+        value = pd.Timestamp("2020-06-01 10:00", tz=tz)
+        back = decode_value(json.loads(json.dumps(encode_value(value))))
+        assert back == value and back.utcoffset() == value.utcoffset(), tz
+
+
+def test_a_value_this_interpreter_cannot_rebuild_keeps_the_rest_of_the_record():
+    from experigraph.records import Unrepresentable, decode_value
+
+    back = decode_value({"a": 1, "when": {"$timestamp": "2020-01-01T00:00:00",
+                                          "tz": "No/Such_Zone", "unit": "s"}})
+    assert back["a"] == 1
+    assert isinstance(back["when"], Unrepresentable) and "undecodable" in back["when"].type_name
