@@ -41,7 +41,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import signing
 from .hashing import path_hash, value_hash
@@ -203,13 +203,16 @@ def step_seed(trial_seed: int, seed_name: str) -> int:
 # ``getstate()``/``.state`` once per process; if it does not match (another Python
 # or NumPy), the full state is compared instead: slower, as exact.
 #
-# Steps in parallel threads share the global generators. A seeding counter is kept:
-# when another step re-seeded the generators while this one ran, or another
-# thread drew from them, this step is taken to have used the randomness. Both
-# errors go one way only: a step wrongly taken to have used the randomness keeps
-# the seed in its impurity key, which can hide an impurity (the output differs
-# under another seed) but never report one; nothing can make a step that drew
-# look as if it had not.
+# Steps in parallel threads share the global generators. The process keeps a
+# *checkpoint* of their state and the set of steps running between a seeding and
+# their end. Whenever a step is seeded or ends, the state is compared with the
+# checkpoint (under a lock): if it moved, some running step drew, and every step
+# running at that moment is taken to have used the randomness; the checkpoint then
+# moves on. A step that runs beside others that draw nothing (two loaders side by
+# side) is not marked: re-seeding is not drawing. The errors go one way only: a
+# step running beside one that drew is taken to have used the randomness too,
+# which keeps the seed in its impurity key and can hide an impurity, but never
+# reports one.
 class _StateView:
     """Reads a few words of a Mersenne Twister's state without copying it."""
 
@@ -275,14 +278,26 @@ def _numpy_view(bit_generator: Any) -> _StateView:
     return _StateView(bit_generator, view, (624, 0, 1), full)
 
 
+class _Watch:
+    """A step between its seeding and its end: whether a draw may have been its."""
+
+    __slots__ = ("drew", "numpy_seeded")
+
+    def __init__(self, numpy_seeded: bool) -> None:
+        self.drew = False
+        self.numpy_seeded = numpy_seeded
+
+
 class _GlobalGenerators:
-    """Per process: how to read the global generators' state, and a seeding counter."""
+    """Per process: how to read the global generators' state, its last checkpoint, and
+    the steps running since their seeding."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.seedings = 0
         self.random: _StateView | None = None
         self.numpy: _StateView | None = None
+        self.checkpoint: tuple[Any, Any] | None = None
+        self.running: set[_Watch] = set()
 
     def numpy_view(self, np: Any) -> _StateView:
         bit_generator = np.random.mtrand._rand._bit_generator
@@ -297,40 +312,59 @@ class _GlobalGenerators:
             view = self.random = _random_view()
         return view
 
+    def state(self) -> tuple[Any, Any]:
+        np = sys.modules.get("numpy")
+        return (self.random_view().read(),
+                None if np is None else self.numpy_view(np).read())
+
+    def settle(self) -> None:
+        """With the lock held: a move since the checkpoint is a draw by a running step."""
+        current = self.state()
+        if current != self.checkpoint:
+            for watch in self.running:
+                watch.drew = True
+        self.checkpoint = current
+
 
 _GLOBALS = _GlobalGenerators()  # the process's global generators (module-level by nature)
 
 
-def seed_globals(seed: int) -> tuple[Any, ...]:
+@overload
+def seed_globals(seed: int) -> None: ...
+@overload
+def seed_globals(seed: int, *, watch: Literal[True]) -> _Watch: ...
+def seed_globals(seed: int, *, watch: bool = False) -> _Watch | None:
     """Seed ``random`` and, when NumPy is loaded, NumPy's global generator.
 
-    Returns a mark for :func:`drew_since`: the seeding count and the generators'
-    state right after seeding.
+    With ``watch``, the caller is a step about to run: the returned watch goes to
+    :func:`drew_since` when the step ends.
     """
     g = _GLOBALS
+    np = sys.modules.get("numpy")
     with g.lock:
-        g.seedings += 1
-        count = g.seedings
-    random.seed(seed)
-    np = sys.modules.get("numpy")
-    if np is not None:
-        np.random.seed(seed)
-        return (count, g.random_view().read(), g.numpy_view(np).read())
-    return (count, g.random_view().read(), None)
+        if g.running:
+            g.settle()  # draws of the running steps, before this seeding resets the state
+        random.seed(seed)
+        if np is not None:
+            np.random.seed(seed)
+        g.checkpoint = g.state()
+        if not watch:
+            return None
+        mark = _Watch(numpy_seeded=np is not None)
+        g.running.add(mark)
+        return mark
 
 
-def drew_since(mark: tuple[Any, ...]) -> bool:
-    """Whether the global generators may have been drawn from (or re-seeded) since
-    :func:`seed_globals` returned ``mark``; errs only towards True."""
+def drew_since(mark: _Watch) -> bool:
+    """Whether the global generators may have been drawn from while the step that got
+    ``mark`` from :func:`seed_globals` ran (ends its watch); errs only towards True."""
     g = _GLOBALS
-    if g.seedings != mark[0] or g.random_view().read() != mark[1]:
-        return True
-    np = sys.modules.get("numpy")
-    if np is None:
-        return False
-    if mark[2] is None:  # NumPy was imported by the step: its generator was not seeded
-        return True
-    return g.numpy_view(np).read() != mark[2]
+    with g.lock:
+        g.settle()
+        g.running.discard(mark)
+    if not mark.numpy_seeded and "numpy" in sys.modules:
+        return True  # NumPy was imported by the step: its generator was not seeded
+    return mark.drew
 
 
 def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> Any:
@@ -371,7 +405,7 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
                                      output_type=type_name(value), cached=True,
                                      used_seed=used))
                 return value
-    mark = seed_globals(seed)
+    mark = seed_globals(seed, watch=True)
     token = _current.set(scope)
     started = now()
     t0 = time.perf_counter()
@@ -380,6 +414,7 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     except BaseException as exc:
         duration = time.perf_counter() - t0
         _current.reset(token)
+        drew_since(mark)  # ends the watch
         try:
             ctx.sink.add(_record(call, ctx, info, scope, input_hash, None, started, duration,
                                  error=f"{type(exc).__name__}: {exc}"))

@@ -636,3 +636,46 @@ def test_impurity_and_seed_dependence_across_script_runs(tmp_path):
     assert [[(d.kind, d.subject) for d in ex.get_trial(t).drift] for t in (1, 2, 3)] == [
         [], [("seed", "noisy")], [("impurity", "load")]]
     assert [s.used_seed for s in ex.get_trial(3).steps] == [False, True, False]
+
+
+def test_parallel_steps_that_draw_nothing_are_impure_not_seed_dependent(make_experiment,
+                                                                          tmp_path, caplog):
+    """Two loaders side by side on the threaded scheduler, no seed given: a changed file
+    read without ex.input makes each impure; neither is taken to depend on the seed."""
+    import threading
+
+    ex = make_experiment()
+    a = ex.parameter("a")
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    barrier = threading.Barrier(2, timeout=30)
+
+    @ex
+    def load_train(a):
+        barrier.wait()  # both loaders run at the same time
+        return a + int(train.read_text())
+
+    @ex
+    def load_test(a):
+        barrier.wait()
+        return a + int(test.read_text())
+
+    @ex.result
+    def score(x, y):
+        return x + y
+
+    r = score(load_train(a), load_test(a))
+    ex.set_parameters(a=1)
+    train.write_text("1")
+    test.write_text("2")
+    r.compute(scheduler="threads")
+    train.write_text("10")
+    test.write_text("20")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="experigraph"):
+        r.compute(scheduler="threads")
+    events = sorted((d.kind, d.subject) for d in ex.get_trial(2).drift
+                    if d.kind in ("impurity", "seed"))
+    assert events == [("impurity", "load_test"), ("impurity", "load_train")]
+    assert not any("depends on the seed" in r.getMessage() for r in caplog.records)
+    steps = {s.step: s.used_seed for s in ex.get_trial(2).steps}
+    assert steps == {"load_train": False, "load_test": False, "score": False}

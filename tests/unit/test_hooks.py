@@ -1,7 +1,7 @@
 """The step wrapper's randomness check: did a step draw from the seeded generators?
 
-``seed_globals`` seeds ``random`` and NumPy's global generator and returns a mark;
-``drew_since(mark)`` must say True after any draw (never a false "did not draw", which
+``seed_globals(seed, watch=True)`` seeds ``random`` and NumPy's global generator and
+returns a watch; ``drew_since(mark)`` must say True after any draw (never a false "did not draw", which
 could turn a seed-dependent step into a reported impurity) and False when nothing drew.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from experigraph import hooks
 
 
 def test_no_draw_is_seen_as_no_draw():
-    mark = hooks.seed_globals(7)
+    mark = hooks.seed_globals(7, watch=True)
     sum(range(100))
     assert hooks.drew_since(mark) is False
 
@@ -35,7 +35,7 @@ def test_no_draw_is_seen_as_no_draw():
 ], ids=["random", "randrange", "random-624-words", "shuffle", "np-rand", "np-normal",
         "np-624-words-64", "np-624-words-32", "np-permutation"])
 def test_any_draw_from_the_seeded_generators_is_seen(draw):
-    mark = hooks.seed_globals(7)
+    mark = hooks.seed_globals(7, watch=True)
     draw()
     assert hooks.drew_since(mark) is True
 
@@ -46,22 +46,66 @@ def test_any_draw_from_the_seeded_generators_is_seen(draw):
     lambda: np.random.RandomState().rand(),
 ], ids=["default_rng", "Random()", "RandomState()"])
 def test_own_unseeded_generators_are_not_the_trials_randomness(draw):
-    mark = hooks.seed_globals(7)
+    mark = hooks.seed_globals(7, watch=True)
     draw()
     assert hooks.drew_since(mark) is False
 
 
-def test_a_reseeding_by_another_step_counts_as_a_draw():
-    mark = hooks.seed_globals(7)
-    thread = threading.Thread(target=hooks.seed_globals, args=(7,))  # same seed, same state
+def test_a_reseeding_by_another_step_is_not_a_draw():
+    """Two steps side by side that draw nothing: neither is taken to have drawn."""
+    mark = hooks.seed_globals(7, watch=True)
+    other = []
+    thread = threading.Thread(target=lambda: other.append(hooks.seed_globals(8, watch=True)))
     thread.start()
     thread.join()
-    assert hooks._GLOBALS.random_view().read() == mark[1]  # the state alone looks unused
+    sum(range(100))
+    assert hooks.drew_since(other[0]) is False
+    assert hooks.drew_since(mark) is False
+
+
+def test_a_draw_by_a_step_running_beside_marks_every_running_step():
+    """Which running step drew cannot be told: each is taken to have (errs towards True)."""
+    mark = hooks.seed_globals(7, watch=True)
+    drawer = []
+
+    def draw():
+        drawer.append(hooks.seed_globals(8, watch=True))
+        random.random()
+        drawer.append(hooks.drew_since(drawer[0]))
+
+    thread = threading.Thread(target=draw)
+    thread.start()
+    thread.join()
+    assert drawer[1] is True
+    assert hooks.drew_since(mark) is True
+    after = hooks.seed_globals(9, watch=True)  # a step after both: the draw is not its
+    assert hooks.drew_since(after) is False
+
+
+def test_a_draw_before_another_step_reseeds_is_still_seen():
+    mark = hooks.seed_globals(7, watch=True)
+    random.random()
+    other = hooks.seed_globals(8, watch=True)  # resets the state the draw moved
+    assert hooks.drew_since(other) is False
     assert hooks.drew_since(mark) is True
 
 
+def test_a_failed_step_ends_its_watch(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.result
+    def boom(a):
+        raise ValueError("no")
+
+    boom(a)
+    with pytest.raises(ValueError):
+        ex.set_parameters(a=1).compute()
+    assert hooks._GLOBALS.running == set()
+
+
 def test_state_is_read_in_place_and_agrees_with_the_full_state():
-    mark = hooks.seed_globals(11)
+    mark = hooks.seed_globals(11, watch=True)
     random_view = hooks._GLOBALS.random_view()
     numpy_view = hooks._GLOBALS.numpy_view(np)
     # CPython and NumPy >= 1.17 on this machine: the cheap path is in use
