@@ -21,12 +21,14 @@ code uses and then from the names its helpers use:
 Their sources follow the step's in the recorded text (named ``module.name`` when
 they come from another module), and a change in one is a change of the step's
 code; a cosmetic edit there is cosmetic as anywhere. What was followed is watched
-per trial by identity and by the ``os.stat`` of its file, so a module is read
-again only when it was re-imported, reloaded or its file changed.
+per trial by identity (the helper and its code object), so a module is read again
+only when it was re-imported or reloaded, or code was replaced in place; a file
+edited without a reload changes nothing that runs, and keeps its recorded source.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -37,7 +39,9 @@ import site
 import sys
 import sysconfig
 import textwrap
+import threading
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -219,9 +223,45 @@ def _bytecode_parts(code: types.CodeType) -> list[Any]:
     return parts
 
 
+class _HelperSources:
+    """Per process: the source first read for each live helper and its code object.
+
+    A helper whose code object is unchanged keeps that source, although its file may
+    have been edited since without being reloaded: the code that runs is the loaded
+    one. Entries go with the helper (weak keys).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: weakref.WeakKeyDictionary[Any, tuple[Any, str]] = \
+            weakref.WeakKeyDictionary()
+
+    def get(self, helper: Any) -> str:
+        code = getattr(helper, "__code__", None)
+        try:
+            with self._lock:
+                entry = self._sources.get(helper)
+        except TypeError:  # not weak-referenceable: read it each time
+            entry = None
+        if entry is not None and entry[0] is code:
+            return entry[1]
+        text = textwrap.dedent(inspect.getsource(helper))
+        with contextlib.suppress(TypeError), self._lock:
+            self._sources[helper] = (code, text)
+        return text
+
+
+_HELPER_SOURCES = _HelperSources()  # per-process cache (see its docstring)
+
+
 def capture(func: Callable[..., Any], name: str | None = None,
             followed: list[Followed] | None = None) -> StepCode:
-    """Capture the source and hashes of ``func`` (never raises)."""
+    """Capture the source and hashes of ``func`` (never raises).
+
+    A helper's source is the one read when it (with its code object) was first
+    captured in this process: editing its file without reloading the module changes
+    nothing that runs, so nothing that is recorded.
+    """
     step_name: str = name or getattr(func, "__name__", None) or repr(func)
     filename = None
     try:
@@ -235,7 +275,7 @@ def capture(func: Callable[..., Any], name: str | None = None,
             followed = follow(func)
         for helper_name, helper in [(f.name, f.obj) for f in followed]:
             try:
-                helpers.append((helper_name, textwrap.dedent(inspect.getsource(helper))))
+                helpers.append((helper_name, _HELPER_SOURCES.get(helper)))
             except (OSError, TypeError):
                 helpers.append((helper_name, f"# source of {helper_name} is not available\n"))
         own = normalized_hash(source)

@@ -66,14 +66,6 @@ _D = TypeVar("_D", bound="StepDelayed")
 _STATIC_KEY = re.compile(r"-xg[0-9a-f]{32}$")
 
 
-def _stat(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
-
-
 def _static_key(name: str) -> str:
     return f"{name}-xg{uuid.uuid4().hex}"
 
@@ -231,12 +223,12 @@ class StepSpec:
     def _capture(self) -> None:
         followed = follow(self.func)
         self.code: StepCode = capture(self.func, self.name, followed)
-        # what to watch: each helper's binding and code object, and the files of helpers
-        # from other modules (a module is read again only when one of these changed)
-        self._watch = (
-            tuple((f.namespace, f.attr, f.obj, getattr(f.obj, "__code__", None))
-                  for f in followed),
-            tuple((path, _stat(path)) for path in self.code.helper_files))
+        # what to watch: each helper's binding and code object. A helper's file is not
+        # watched: editing it changes nothing that runs until the module is reloaded
+        # (which rebinds the helper) or its code is replaced in place (IPython's
+        # autoreload), and both of those are seen here.
+        self._watch = tuple((f.namespace, f.attr, f.obj, getattr(f.obj, "__code__", None))
+                            for f in followed)
         self.token = loose_hash(self.name, self.code.code_hash, self.kind)
 
     def __getstate__(self) -> dict[str, Any]:  # tasks carry the spec; not what it watches
@@ -245,15 +237,13 @@ class StepSpec:
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
-        self._watch = ((), ())
+        self._watch = ()
 
     def refresh_code(self) -> None:
-        """Capture the code again if a helper was redefined (a re-run cell, a reload) or
-        the file of a helper from another module changed."""
-        bindings, files = self._watch
-        if (any(ns.get(attr) is not obj or getattr(obj, "__code__", None) is not code
-                for ns, attr, obj, code in bindings)
-                or any(_stat(path) != st for path, st in files)):
+        """Capture the code again if a helper was redefined (a re-run cell, a reload, code
+        replaced in place)."""
+        if any(ns.get(attr) is not obj or getattr(obj, "__code__", None) is not code
+               for ns, attr, obj, code in self._watch):
             self._capture()
 
     def __repr__(self) -> str:

@@ -360,6 +360,50 @@ r = shifted(a)
         sys.modules.pop("xg_local_helpers", None)
 
 
+def test_a_local_module_edited_but_not_reloaded_is_not_a_change(tmp_path, make_experiment,
+                                                                  monkeypatch, caplog):
+    """What runs is the loaded code: a file edited on disk and never reloaded is not drift,
+    and the trial records the source that ran, even when another helper is redefined."""
+    import sys
+
+    (tmp_path / "xg_unreloaded.py").write_text("def shift(x):\n    return x + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # the project's own modules: under the current directory
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    import xg_unreloaded
+
+    ns = {"ex": make_experiment(), "helpers": xg_unreloaded}
+    cell = """
+a = ex.parameter("a")
+
+def bump(x):
+    return x{bump}
+
+@ex.result
+def shifted(a):
+    return bump(helpers.shift(a))
+
+r = shifted(a)
+"""
+    run_cell(cell.format(bump=""), ns)
+    try:
+        assert ns["ex"].set_parameters(a=1).compute(seed=1) == 2
+        (tmp_path / "xg_unreloaded.py").write_text("def shift(x):\n    return x + 100\n")
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            assert ns["ex"].compute(seed=1) == 2  # the loaded code still adds 1
+        assert warnings_of(caplog) == []
+        assert "x + 1" in ns["ex"].get_code(2) and "x + 100" not in ns["ex"].get_code(2)
+        run_cell(cell.format(bump=" * 10"), ns)  # another helper redefined: captured again
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            assert ns["ex"].compute(seed=1) == 20
+        lines = warnings_of(caplog)
+        assert "+    return x * 10" in lines and "+    return x + 100" not in lines
+        assert "x + 100" not in ns["ex"].get_code(3)
+    finally:
+        sys.modules.pop("xg_unreloaded", None)
+
+
 GIT_SCRIPT = """
 import logging, os, pathlib
 import experigraph as xg
