@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import numbers
 import operator
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
