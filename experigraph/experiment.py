@@ -364,6 +364,9 @@ class Experiment:
             yield
         except BackendError as exc:
             self._pending.extend(exc.pending)
+            for pending in exc.pending:  # computed here: ex.trial_id names it
+                self._last_ran.trial_id = self._last_ran_any = pending.record.trial_id
+                script_mode.note_trial(self, pending.record.trial_id)
             raise
 
     @property

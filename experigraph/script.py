@@ -438,7 +438,7 @@ def finish(session: ScriptSession) -> int:
         print(usage(session))
         return 0
     if session.computed:  # the script computed by itself and handled what happened
-        if session.args.parameters or session.args.seed is not None or session.usage_error:
+        if session.args.parameters or session.args.seed is not None:
             ids = ", ".join(str(i) for _, i in session.ran) or "none recorded"
             logger.warning("The script computed by itself (trials: %s), so the command-line "
                            "parameters and seed were not applied.", ids)

@@ -380,8 +380,10 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
     trial_id = record.trial_id
     try:
         remote = backend.read_step_records(trial_id)
-    except Exception:  # the trial's own outcome matters more than late step records
-        logger.exception("Could not read step records of trial %d from %s", trial_id, backend.uri)
+    except Exception as exc:  # the trial's own outcome matters more than late step records
+        logger.warning("Could not read the step records of trial %d from %s (%s: %s); it is "
+                       "recorded with the steps this process ran", trial_id, backend.uri,
+                       type(exc).__name__, exc)
         remote = []
     steps = merge_steps(local, remote)
     drift = list(record.drift)

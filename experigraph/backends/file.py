@@ -16,9 +16,10 @@ On disk, under ``<root>/<experiment_id>/``::
 
 Invariants:
 
-* Trial ids are claimed by creating ``trials/<id>.json`` with ``O_EXCL``: two
-  processes can never get the same id, and a killed process leaves a gap, never
-  a duplicate.
+* Trial ids are claimed by creating ``trials/<id>.json`` exclusively: the record
+  is written to a temporary file and hard-linked into place (``os.link`` fails if
+  the name exists), so two processes can never get the same id, a claim never
+  replaces a record, and a killed process leaves a gap, never a duplicate.
 * Every record is written to a temporary file in the same directory and moved
   into place with ``os.replace``: readers see the old record or the new one.
   A record that cannot be read anyway (empty or cut short by a power cut or a

@@ -37,12 +37,14 @@ def test_result_survives_an_outage_and_is_saved_later(backend_root, experiment_i
     assert info.value.result == {"value": 42}
     assert info.value.has_result
     assert ex.pending_trial_ids == [2]
+    assert ex.trial_id == 2  # the trial this compute ran, recorded or not yet
     with pytest.raises(BackendError):
         ex.save_pending()  # still down: kept
     assert ex.pending_trial_ids == [2]
     backend.down = False
     assert ex.save_pending() == [2]
     assert ex.pending_trial_ids == []
+    assert ex.trial_id == 2 and ex.get_trial(ex.trial_id).result == {"value": 42}
     fresh = xg.Experiment(id=experiment_id, backend=backend_root)
     history = fresh.get_history(verbose=True)
     assert history["Status"].tolist() == ["succeeded", "succeeded"]
