@@ -13,11 +13,18 @@ pytest_plugins = ["fixtures_backends"]
 _counter = itertools.count()
 
 
+@pytest.fixture(scope="session")
+def _user_cache(tmp_path_factory):
+    """One user cache for the session (the CPU summary is gathered once, not per process)."""
+    return tmp_path_factory.mktemp("user-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path_factory, monkeypatch):
+def _isolated_environment(tmp_path_factory, monkeypatch, _user_cache):
     """Each test gets its own key file location and no inherited backend choice."""
     config = tmp_path_factory.mktemp("config")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_user_cache))
     monkeypatch.delenv("EXPERIGRAPH_SECRET_KEY", raising=False)
     monkeypatch.delenv("EXPERIGRAPH_BACKEND", raising=False)
     yield

@@ -1,19 +1,31 @@
-"""The ``cpu`` category: py-cpuinfo, gathered once per process in a daemon thread.
+"""The ``cpu`` category: py-cpuinfo, gathered once per machine in a daemon thread.
 
 py-cpuinfo needs about a second (it runs a helper interpreter), which is far too
 slow for a trial. :func:`start_background_collection` starts a daemon thread
 that gathers it once; :func:`cpu_info` returns the result, or ``None`` while the
 thread is still working, and never waits for it. A process forked before the
 result was ready starts its own thread on the next call.
+
+The result is also kept in a per-user cache file
+(``$XDG_CACHE_HOME/experigraph/cpuinfo-<key>.json``, default ``~/.cache``) whose
+key is a hash of what the machine says of its processor in an instant
+(``/proc/cpuinfo``'s model and flags, the host name and architecture). A later
+process on the same hardware reads it at once, so its first trial, and every
+trial of a short script, records the CPU too; other hardware has another key.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import platform
 import threading
+import uuid
+from pathlib import Path
 from typing import Any
 
 from .._compat import import_optional
+from ..hashing import json_hash
 from ._common import failure, jsonable
 
 logger = logging.getLogger(__name__)
@@ -65,6 +77,44 @@ def summarize(info: dict[str, Any]) -> dict[str, Any]:
     return jsonable(summary)
 
 
+def _cache_file() -> Path:
+    """Where this hardware's CPU summary is kept between processes."""
+    fingerprint = [platform.node(), platform.machine(), platform.processor()]
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read(1 << 16).splitlines()
+        fingerprint += sorted({line for line in lines
+                               if line.split(":")[0].strip() in _PROC_FIELDS})
+    except OSError:  # not Linux: the host name and architecture only
+        pass
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "experigraph" / f"cpuinfo-{json_hash(fingerprint)[:16]}.json"
+
+
+#: the lines of /proc/cpuinfo that say which processor this is (not its current state)
+_PROC_FIELDS = {"vendor_id", "cpu family", "model", "model name", "stepping", "flags",
+                "cache size", "siblings", "cpu cores"}
+
+
+def _read_cache() -> dict[str, Any] | None:
+    try:
+        data = json.loads(_cache_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "brand_raw" in data else None
+
+
+def _write_cache(result: dict[str, Any]) -> None:
+    path = _cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(result, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # a cache only: the next process gathers it again
+        logger.debug("Could not keep the CPU summary in %s: %s", path, exc)
+
+
 def _gather() -> None:
     try:
         cpuinfo = import_optional("cpuinfo", needed_for="Recording the CPU of a trial")
@@ -74,6 +124,7 @@ def _gather() -> None:
         result = failure(exc)
     else:
         logger.debug("Gathered CPU information: %s", result.get("brand_raw"))
+        _write_cache(result)
     _state["result"] = result
 
 
@@ -89,6 +140,10 @@ def start_background_collection() -> None:
         if _state["result"] is not None or _state["pid"] == os.getpid():
             return
         _state["pid"] = os.getpid()
+        cached = _read_cache()
+        if cached is not None:
+            _state["result"] = cached
+            return
         thread = threading.Thread(target=_gather, name="experigraph-cpuinfo", daemon=True)
         thread.start()
 

@@ -449,3 +449,32 @@ def test_a_field_added_by_a_newer_experigraph_is_not_drift():
     assert "platform" in diff_snapshots(new, changed)
     moved = {"platform": {"system": "Linux", "machine": "aarch64", "cpu_count": 2}}
     assert any("aarch64" in line for line in diff_snapshots(old, moved)["platform"])
+
+
+def test_the_first_trial_of_a_later_process_records_the_cpu(tmp_path, monkeypatch) -> None:
+    """py-cpuinfo runs once per machine: its summary is kept in the user's cache, so a
+    short script's only trial records the CPU as well."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first = run_python(
+        "import json, time\n"
+        "import experigraph.environment as env\n"
+        "env.start_background_collection()\n"
+        "deadline = time.monotonic() + 60\n"
+        "while env.snapshot().get('cpu') is None and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "print(json.dumps(env.snapshot().get('cpu')))\n")
+    assert first is not None and "error" not in first
+    (kept,) = (tmp_path / "cache" / "experigraph").glob("cpuinfo-*.json")
+    assert json.loads(kept.read_text()) == first
+    second = run_python(
+        "import json, pathlib, sys, time\n"
+        "import experigraph as xg\n"
+        f"ex = xg.Experiment('cpu', backend=pathlib.Path({str(tmp_path / 'store')!r}))\n"
+        "a = ex.parameter('a', default=1)\n"
+        "@ex.result\n"
+        "def one(a):\n"
+        "    return a\n"
+        "one(a)\n"
+        "ex.compute()\n"
+        "print(json.dumps({'cpu': ex.get_environment_snapshot(1).get('cpu')}))\n")
+    assert second["cpu"] == first
