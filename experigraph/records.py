@@ -409,6 +409,8 @@ class TrialRecord:
             "trial_id": self.trial_id,
             "status": self.status.value,
             "parameters": encode_value(dict(self.parameters)),
+            # JSON objects are written with sorted keys: keep the declaration order
+            "parameter_order": list(self.parameters),
             "seed": self.seed,
             "started": _time_to_json(self.started),
             "finished": _time_to_json(self.finished),
@@ -443,7 +445,8 @@ class TrialRecord:
             experiment_id=obj["experiment_id"],
             trial_id=int(obj["trial_id"]),
             status=Status(obj["status"]),
-            parameters=decode_value(obj.get("parameters", {})),
+            parameters=_in_order(decode_value(obj.get("parameters", {})),
+                                 obj.get("parameter_order")),
             seed=int(obj["seed"]),
             started=_time_from_json(obj["started"]),  # type: ignore[arg-type]
             finished=_time_from_json(obj.get("finished")),
@@ -468,6 +471,15 @@ class TrialRecord:
             claim=obj.get("claim", ""),
             schema=SCHEMA,
         )
+
+
+def _in_order(values: Any, order: Any) -> Any:
+    """``values`` (a dict) in the recorded ``order``; names not in it follow, as stored."""
+    if not isinstance(values, dict) or not isinstance(order, list):
+        return values
+    ordered = {name: values[name] for name in order if name in values}
+    ordered.update((k, v) for k, v in values.items() if k not in ordered)
+    return ordered
 
 
 def merge_steps(local: Sequence[StepRecord], remote: Sequence[StepRecord]) -> tuple[StepRecord, ...]:

@@ -433,3 +433,20 @@ def test_a_plain_string_path_is_a_file_backend(tmp_path, monkeypatch, experiment
     assert ex.backend.uri == again.backend.uri
     with pytest.raises(ValueError, match="did you mean 'redis://...'"):
         xg.Experiment(id=experiment_id, backend="redis:localhost")
+
+
+def test_history_columns_keep_the_declaration_order_in_a_new_process(tmp_path, run_python):
+    run_python(
+        "import pathlib\n"
+        "import experigraph as xg\n"
+        f"ex = xg.Experiment('order', backend=pathlib.Path({str(tmp_path / 'store')!r}))\n"
+        "zeta = ex.parameter('zeta'); alpha = ex.parameter('alpha')\n"
+        "user_name = ex.parameter('user_name', default='ana')\n"
+        "@ex.result\n"
+        "def f(alpha, zeta):\n"
+        "    return alpha + zeta\n"
+        "f(alpha, zeta)\n"
+        "ex.set_parameters(zeta=1, alpha=2).compute()\n")
+    fresh = xg.Experiment("order", backend=tmp_path / "store")
+    assert list(fresh.get_history().columns[:3]) == ["zeta", "alpha", "user_name"]
+    assert list(fresh.get_parameters(1)) == ["zeta", "alpha", "user_name"]
