@@ -426,7 +426,8 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     duration = time.perf_counter() - t0
     _current.reset(token)
     # -- post
-    used_seed = scope.rng is not None or drew_since(mark)
+    drew = drew_since(mark)  # always: it also ends the watch
+    used_seed = scope.rng is not None or drew
     for out in scope.outputs:
         try:
             out.update(path_hash(out["path"]))

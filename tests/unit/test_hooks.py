@@ -99,9 +99,24 @@ def test_a_failed_step_ends_its_watch(make_experiment):
         raise ValueError("no")
 
     boom(a)
+    before = set(hooks._GLOBALS.running)
     with pytest.raises(ValueError):
         ex.set_parameters(a=1).compute()
-    assert hooks._GLOBALS.running == set()
+    assert hooks._GLOBALS.running == before
+
+
+def test_a_step_using_ex_rng_ends_its_watch(make_experiment):
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.result
+    def draw(a):
+        return float(ex.rng().random())
+
+    draw(a)
+    before = set(hooks._GLOBALS.running)
+    ex.set_parameters(a=1).compute()
+    assert hooks._GLOBALS.running == before
 
 
 def test_state_is_read_in_place_and_agrees_with_the_full_state():
