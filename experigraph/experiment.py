@@ -293,8 +293,8 @@ class Experiment:
         others = [n for n, p in self._space.declared.items() if n not in values and (
             n in overrides or n in self._space.values or p._node.default is not NOTHING)]
         values.update(self._space.resolve(others, overrides))
-        order = {name: i for i, name in enumerate(self._space.declared)}  # as declared
-        return dict(sorted(values.items(), key=lambda item: order.get(item[0], len(order))))
+        rank = {name: i for i, name in enumerate(self._space.declared)}  # as declared
+        return dict(sorted(values.items(), key=lambda item: rank.get(item[0], len(rank))))
 
     def _check_seed(self, seed: int | None) -> int:
         if seed is None:
