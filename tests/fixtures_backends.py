@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -296,6 +297,32 @@ def make_mongodb_backend(request):
     for backend in made:
         backend.delete_experiment()
         backend.close()
+
+
+@pytest.fixture
+def make_examplefs_backend(tmp_path, monkeypatch):
+    """``make(experiment_id=...)`` -> the example third-party backend of ``tests/plugins/``,
+    installed as a distribution on a temporary ``sys.path`` entry (also for subprocesses)
+    and resolved from an ``examplefs://`` URI through its entry point."""
+    from experigraph.backends import resolve_backend
+    from xg_testing import install_example_plugin as install
+
+    site = install(tmp_path / "plugin-site")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p))
+    root = tmp_path / "examplefs-backend"
+    made: list[Any] = []
+
+    def make(experiment_id: str = "test") -> Any:
+        backend = resolve_backend(f"examplefs://{root}", experiment_id)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+    sys.modules.pop("xg_example_backend", None)
 
 
 def backend_to_arg(backend: Any) -> str:

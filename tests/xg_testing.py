@@ -23,3 +23,23 @@ class Marker:
 
     def __reduce__(self) -> tuple[object, ...]:
         return (open, (self.path, "w"))
+
+
+PLUGIN = ROOT / "tests" / "plugins" / "xg_example_backend"
+
+
+def install_example_plugin(site: Path, entry_points: str | None = None) -> Path:
+    """Lay out the example backend plugin of ``tests/plugins/`` as an installed
+    distribution under ``site`` (what pip would leave), with its entry points or
+    ``entry_points`` (the text of an ``entry_points.txt``)."""
+    import shutil
+
+    site.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PLUGIN / "xg_example_backend.py", site)
+    info = site / "xg_example_backend-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xg-example-backend\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        entry_points or (PLUGIN / "entry_points.txt").read_text())
+    return site

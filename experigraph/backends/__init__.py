@@ -2,6 +2,12 @@
 
 Laziness lives in one place: the registry maps URI schemes to import strings,
 and a backend module (with its client library) is imported only when chosen.
+
+Other packages add backends by URI scheme through the entry-point group
+``experigraph.backends`` (as MLflow's store registry does): an entry point named
+after the scheme, whose value is ``"module:Class"``, a :class:`Backend` subclass
+with a ``from_uri(uri, experiment_id)`` class method. Entry points are read only
+when a URI's scheme is not a built-in one; a built-in scheme cannot be replaced.
 """
 from __future__ import annotations
 
@@ -32,17 +38,63 @@ ACCEPTED = (
 )
 
 
+ENTRY_POINT_GROUP = "experigraph.backends"
+
+
+def plugin_schemes() -> dict[str, Any]:
+    """URI schemes that installed packages register (entry points of
+    ``experigraph.backends``), each with its entry point; built-in schemes excluded."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, Any] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        scheme = entry.name.lower()
+        if scheme not in REGISTRY:
+            found.setdefault(scheme, entry)
+    return found
+
+
 def load_backend_class(scheme: str) -> Any:
-    """The Backend class registered for ``scheme`` (its module imported now)."""
-    module_name, _, attr = REGISTRY[scheme].partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    """The Backend class registered for ``scheme`` (its module imported now).
+
+    Raises
+    ------
+    ValueError
+        A package registers ``scheme`` but its entry point cannot be loaded, or is
+        not a Backend subclass (the message names the entry point).
+    KeyError
+        No backend is registered for ``scheme``.
+    """
+    if scheme in REGISTRY:
+        module_name, _, attr = REGISTRY[scheme].partition(":")
+        return getattr(importlib.import_module(module_name), attr)
+    entry = plugin_schemes()[scheme]
+    try:
+        cls = entry.load()
+    except Exception as exc:
+        raise ValueError(f"The backend for {scheme}:// URIs registered by entry point "
+                         f"{entry.name} = {entry.value} (group {ENTRY_POINT_GROUP!r}) cannot "
+                         f"be loaded: {type(exc).__name__}: {exc}. Reinstall the package "
+                         "that provides it.") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ValueError(f"Entry point {entry.name} = {entry.value} (group "
+                         f"{ENTRY_POINT_GROUP!r}) is not a subclass of "
+                         "experigraph.backends.base.Backend.")
+    return cls
 
 
 def _from_uri(uri: str, experiment_id: str) -> Backend:
     scheme = urlsplit(uri).scheme.lower()
     if scheme in REGISTRY:
         return load_backend_class(scheme).from_uri(uri, experiment_id)
-    raise ValueError(f"Unknown backend {uri!r}: accepted are {ACCEPTED}.")
+    plugins = plugin_schemes()
+    if scheme in plugins:
+        return load_backend_class(scheme).from_uri(uri, experiment_id)
+    extra = (f"; installed packages add {', '.join(f'{s}://' for s in sorted(plugins))}"
+             if plugins else "")
+    raise ValueError(f"Unknown backend {uri!r}: accepted are {ACCEPTED}{extra}. A backend "
+                     f"for another scheme is added by a package's {ENTRY_POINT_GROUP!r} "
+                     "entry point.")
 
 
 def resolve_backend(backend: Any, experiment_id: str) -> Backend:
@@ -90,4 +142,5 @@ _OBJECT_HOOKS: list[tuple[str, Any]] = [
     ("mongodb", _type_is("mongomock", "Database")),
 ]
 
-__all__ = ["Backend", "REGISTRY", "resolve_backend", "ACCEPTED"]
+__all__ = ["Backend", "REGISTRY", "ENTRY_POINT_GROUP", "ACCEPTED", "plugin_schemes",
+           "resolve_backend"]

@@ -182,6 +182,15 @@ class Backend(abc.ABC):
     def experiment_ids(self) -> list[str]:
         """Ids of every experiment stored where this backend stores (for ``list``)."""
 
+    @classmethod
+    def from_uri(cls, uri: str, experiment_id: str) -> Backend:
+        """The backend that ``uri`` names (its scheme selected this class).
+
+        Every backend registered by URI scheme implements it; the default refuses.
+        """
+        raise ValueError(f"{cls.__name__} cannot be created from a URI ({uri!r}); pass a "
+                         f"{cls.__name__} instance as backend= instead.")
+
     def close(self) -> None:
         """Release connections; the backend reconnects on next use."""
 

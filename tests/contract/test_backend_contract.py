@@ -18,11 +18,13 @@ import pytest
 import experigraph as xg
 from xg_testing import Marker, python_env
 from experigraph.backends import REGISTRY
+from experigraph.backends.file import FileBackend
 from experigraph.errors import CorruptRecordError, TrialIDNotFoundError
 from experigraph.records import DriftEvent, Status, StepRecord, TrialRecord, Unrepresentable
 from fixtures_backends import SUBPROCESS_PRELUDE, backend_to_arg
 
-BACKENDS = ["file", "redis", "mongomock", pytest.param("mongodb", marks=pytest.mark.mongodb)]
+BACKENDS = ["file", "redis", "mongomock", pytest.param("mongodb", marks=pytest.mark.mongodb),
+            "examplefs"]  # the example third-party backend of tests/plugins/, by entry point
 #: what each registered scheme is tested as
 SCHEME_TESTED_AS = {"file": "file", "redis": "redis", "rediss": "redis", "unix": "redis",
                     "mongodb": "mongodb"}
@@ -74,7 +76,7 @@ def step(name: str, trial_id: int, n: int = 0) -> StepRecord:
 def corrupt(backend, trial_id: int, how: str = "torn") -> str:
     """Tear the stored record of ``trial_id`` as a crash or a hand edit would (``how``:
     torn, empty or garbage); return how its location is named."""
-    name = type(backend).__name__
+    name = "FileBackend" if isinstance(backend, FileBackend) else type(backend).__name__
     if name == "FileBackend":
         path = backend.path / "trials" / f"{trial_id}.json"
         path.write_bytes({"torn": path.read_bytes()[:40], "empty": b"",
@@ -93,7 +95,7 @@ def corrupt(backend, trial_id: int, how: str = "torn") -> str:
 
 def count_blobs(backend, kind: str) -> int:
     """How many blobs of ``kind`` the backend holds (to see that one is stored once)."""
-    name = type(backend).__name__
+    name = "FileBackend" if isinstance(backend, FileBackend) else type(backend).__name__
     if name == "FileBackend":
         return sum(1 for p in (backend.path / "blobs" / kind).rglob("*") if p.is_file())
     if name == "RedisBackend":
@@ -547,7 +549,7 @@ def lose_counter(backend, value: int | None = None) -> None:
     The file backend has no stored counter: its per-object hint of the highest id is the
     nearest thing, and is set back the same way.
     """
-    name = type(backend).__name__
+    name = "FileBackend" if isinstance(backend, FileBackend) else type(backend).__name__
     if name == "FileBackend":
         backend._id_hint = value or 0
     elif name == "RedisBackend":
@@ -567,7 +569,7 @@ def lose_counter(backend, value: int | None = None) -> None:
 
 def forget_record(backend, trial_id: int) -> None:
     """Remove a stored record, as a store that lost its data would."""
-    name = type(backend).__name__
+    name = "FileBackend" if isinstance(backend, FileBackend) else type(backend).__name__
     if name == "FileBackend":
         (backend.path / "trials" / f"{trial_id}.json").unlink()
     elif name == "RedisBackend":
