@@ -24,12 +24,13 @@ from .errors import (
 if TYPE_CHECKING:
     from .experiment import Experiment
     from .graph import NOTHING, Parameter, Result
+    from .hooks import StepHook
     from .trial import Outcome
 
 #: public names imported on first use, so that ``import experigraph`` (and the
 #: ``experigraph --help`` command) does not load dask and pandas
 _LAZY = {"Experiment": "experiment", "Parameter": "graph", "Result": "graph",
-         "NOTHING": "graph", "Outcome": "trial"}
+         "NOTHING": "graph", "Outcome": "trial", "StepHook": "hooks"}
 
 
 def __getattr__(name: str) -> Any:
@@ -43,7 +44,7 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
-    "Experiment", "Parameter", "Result", "Outcome", "NOTHING", "errors", "ExperigraphError",
+    "Experiment", "Parameter", "Result", "Outcome", "StepHook", "NOTHING", "errors", "ExperigraphError",
     "ParameterUndeclaredError", "ParameterUndefinedError", "TrialIDNotFoundError",
     "BackendError", "SignatureError", "__version__",
 ]

@@ -41,7 +41,7 @@ from .graph import (
     NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, parameters_read, walk)
 from .compare import Reproduction, TrialDiff, compare_records
 from .hashing import path_hash
-from .hooks import current_scope
+from .hooks import StepHook, current_scope
 from .records import DriftEvent, Status, TrialRecord, Unrepresentable
 from .trial import Outcome, PendingTrial, derive_status, new_seed, read_source, run_trials
 
@@ -93,6 +93,9 @@ class Experiment:
     seed : int, optional
         The default seed of every trial; without it each trial gets a generated
         seed, which is recorded.
+    hooks : sequence of StepHook, optional
+        Hooks called around every trial and step (see :class:`StepHook` and
+        :meth:`add_hook`).
 
     Examples
     --------
@@ -100,11 +103,16 @@ class Experiment:
     >>> a = ex.parameter("a")                              # doctest: +SKIP
     """
 
-    def __init__(self, id: str, backend: Any = None, seed: int | None = None) -> None:
+    def __init__(self, id: str, backend: Any = None, seed: int | None = None,
+                 hooks: Sequence[StepHook] = ()) -> None:
         self.id = validate_experiment_id(id)
-        self._backend: Backend = resolve_backend(backend, self.id)
         if seed is not None and not _is_seed(seed):
             raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
+        self._hooks: tuple[StepHook, ...] = ()
+        for hook in hooks:
+            self._check_hook(hook)
+        self._backend: Backend = resolve_backend(backend, self.id)
+        self._hooks = tuple(hooks)
         self.seed = seed
         self._space = ParameterSpace()
         self._steps: dict[str, Step] = {}
@@ -133,6 +141,29 @@ class Experiment:
     @property
     def backend(self) -> Backend:
         return self._backend
+
+    @property
+    def hooks(self) -> tuple[StepHook, ...]:
+        """The hooks called around every trial and step, in the order they were added."""
+        return self._hooks
+
+    def add_hook(self, hook: StepHook) -> StepHook:
+        """Call ``hook`` (a :class:`~experigraph.StepHook`) around every later trial and step.
+
+        Returns the hook. A hook's own exception is logged and never changes a step's
+        or trial's outcome; hooks travel with the tasks, so they must pickle.
+        """
+        self._check_hook(hook)
+        self._hooks = (*self._hooks, hook)
+        return hook
+
+    @staticmethod
+    def _check_hook(hook: Any) -> None:
+        if not isinstance(hook, StepHook):
+            raise InvalidArgumentError(
+                f"A hook is an instance of a subclass of experigraph.StepHook, got {hook!r}. "
+                "Subclass StepHook and override before_step/after_step (or before_trial/"
+                "after_trial).")
 
     @property
     def parameters(self) -> Mapping[str, Parameter]:
@@ -266,6 +297,7 @@ class Experiment:
                 parameter_sets=[resolved], seeds=[trial_seed],
                 dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
                 previous=previous, rerun_of=rerun_of, script=script, raise_errors=False,
+                hooks=self._hooks,
                 environment=self._environment(previous, _source_files(order)))
         self._ran(outcome.trial_id, outcome.record)
         if raise_errors and outcome.exception is not None:
@@ -349,7 +381,7 @@ class Experiment:
                 parameter_sets=resolved, seeds=seeds, dask_kwargs=dask_kwargs,
                 stored_sources=self._stored_sources, isolate=True,
                 sweep_id=uuid.uuid4().hex[:12], previous=previous,
-                show_progress=progress,
+                show_progress=progress, hooks=self._hooks,
                 environment=self._environment(previous, _source_files(order)))
         for o in outcomes:
             self._ran(o.trial_id, o.record)
@@ -973,6 +1005,7 @@ def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None) 
     ex._steps, ex._result, ex._stored_sources, ex._finished = {}, None, set(), {}
     ex._pending, ex._environment_blobs, ex._environment_warned = [], {}, set()
     ex._last_ran, ex._last_ran_any = threading.local(), None
+    ex._hooks = ()
     return ex
 
 

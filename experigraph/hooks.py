@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -89,15 +89,77 @@ class RemoteSink:
         return (RemoteSink, (self.backend,))
 
 
+class StepHook:
+    """Base class of the hooks a user adds to an experiment: override what you need.
+
+    Every method is a no-op that takes keyword-only arguments and ``**kwargs``, so
+    a hook written today keeps working when experigraph passes more. A hook is
+    registered with ``Experiment(..., hooks=[...])`` or ``ex.add_hook(hook)``.
+
+    * ``before_trial`` / ``after_trial`` run in the process that computes, once per
+      trial (after its id is claimed; after its record is written);
+    * ``before_step`` / ``after_step`` run around every call of a tracked step,
+      wherever the step runs (threads, processes, ``dask.distributed`` workers: the
+      hooks travel with the task, so they must pickle), inside the step's scope:
+      ``ex.metric()``, ``ex.label()`` and ``ex.current_trial_id`` work in them.
+      ``before_step`` runs before the step's seeding, so a hook's draws never
+      change the step's numbers. A call served from the cache
+      (``@ex.step(cache=True)``) gets both with ``cached=True``.
+
+    A hook's own exception is logged and never changes the step's or the trial's
+    outcome.
+
+    Examples
+    --------
+    >>> class Timings(StepHook):
+    ...     def __init__(self):
+    ...         self.seen = []
+    ...     def after_step(self, *, step, duration, **kwargs):
+    ...         self.seen.append((step, round(duration, 1)))
+    """
+
+    def before_trial(self, *, experiment_id: str, trial_id: int,
+                     parameters: Mapping[str, Any], seed: int, **kwargs: Any) -> None:
+        """A trial is about to run (its running record is written)."""
+
+    def after_trial(self, *, experiment_id: str, trial_id: int, status: str, value: Any,
+                    error: BaseException | None, duration: float | None,
+                    **kwargs: Any) -> None:
+        """A trial has finished and its record is written (``status``: succeeded, failed,
+        interrupted)."""
+
+    def before_step(self, *, experiment_id: str, step: str, trial: int,
+                    trial_ids: tuple[int, ...], inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                    **kwargs: Any) -> None:
+        """A step call is about to run; ``inputs`` is ``(args, kwargs)``; ``trial`` is its
+        trial's id (the first of ``trial_ids`` for a call a sweep's trials share)."""
+
+    def after_step(self, *, experiment_id: str, step: str, trial: int,
+                   trial_ids: tuple[int, ...], value: Any, error: BaseException | None,
+                   duration: float, **kwargs: Any) -> None:
+        """A step call has ended, with ``value`` or ``error``, after ``duration`` seconds."""
+
+
+def call_hooks(hooks: Sequence[StepHook], method: str, **kwargs: Any) -> None:
+    """Call ``method`` of every hook; a hook's failure is logged and goes no further."""
+    for hook in hooks:
+        try:
+            getattr(hook, method)(**kwargs)
+        except Exception:
+            logger.exception("Hook %s.%s failed (ignored: the step and trial go on as if it "
+                             "had not been called)", type(hook).__name__, method)
+
+
 class TrialContext:
     """What a task knows of the trial(s) it runs for. Travels inside the task."""
 
     __slots__ = ("experiment_id", "trial_ids", "seed", "backend", "sink", "isolate",
-                 "environment")
+                 "environment", "hooks")
 
     def __init__(self, experiment_id: str, trial_ids: tuple[int, ...], seed: int,
                  backend: Backend, sink: RecordSink | RemoteSink, isolate: bool = False,
-                 environment: str | None = None) -> None:
+                 environment: str | None = None, hooks: tuple[StepHook, ...] = ()) -> None:
+        self.hooks = hooks  # the user's step hooks (pickled with the task)
         self.experiment_id = experiment_id
         self.trial_ids = trial_ids
         self.seed = seed
@@ -400,21 +462,32 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
             else:
                 blob, value, inputs, used = hit
                 scope.inputs = inputs
+                if ctx.hooks:  # in the step's scope, as for a call that runs
+                    token = _current.set(scope)
+                    _step_hooks(ctx, spec, "before_step", cached=True, inputs=(args, kwargs))
+                    _step_hooks(ctx, spec, "after_step", cached=True, value=value,
+                                error=None, duration=0.0)
+                    _current.reset(token)
                 ctx.sink.add(_record(call, ctx, info, scope, input_hash, value_hash(value),
                                      started, 0.0, persisted=blob,
                                      output_type=type_name(value), cached=True,
                                      used_seed=used))
                 return value
-    mark = seed_globals(seed, watch=True)
     token = _current.set(scope)
+    if ctx.hooks:  # before seeding: a hook's draws never change the step's numbers
+        _step_hooks(ctx, spec, "before_step", cached=False, inputs=(args, kwargs))
+    mark = seed_globals(seed, watch=True)
     started = now()
     t0 = time.perf_counter()
     try:
         value = spec.func(*args, **kwargs)
     except BaseException as exc:
         duration = time.perf_counter() - t0
-        _current.reset(token)
         drew_since(mark)  # ends the watch
+        if ctx.hooks:
+            _step_hooks(ctx, spec, "after_step", cached=False, value=None, error=exc,
+                        duration=duration)
+        _current.reset(token)
         try:
             ctx.sink.add(_record(call, ctx, info, scope, input_hash, None, started, duration,
                                  error=f"{type(exc).__name__}: {exc}"))
@@ -424,9 +497,12 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
             return StepFailure(exc, traceback.format_exc(), spec.name)
         raise
     duration = time.perf_counter() - t0
+    drew = drew_since(mark)  # always: it also ends the watch
+    if ctx.hooks:  # inside the step's scope: ex.metric() and ex.label() work in a hook
+        _step_hooks(ctx, spec, "after_step", cached=False, value=value, error=None,
+                    duration=duration)
     _current.reset(token)
     # -- post
-    drew = drew_since(mark)  # always: it also ends the watch
     used_seed = scope.rng is not None or drew
     for out in scope.outputs:
         try:
@@ -462,6 +538,11 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
                          persisted=persisted, output_type=type_name(value),
                          used_seed=used_seed, cache_miss=cache_miss))
     return value
+
+
+def _step_hooks(ctx: TrialContext, spec: Any, method: str, **kwargs: Any) -> None:
+    call_hooks(ctx.hooks, method, experiment_id=ctx.experiment_id, step=spec.name,
+               trial=ctx.trial_id, trial_ids=ctx.trial_ids, **kwargs)
 
 
 def _cached(ctx: TrialContext, cache_key: str, spec: Any

@@ -43,7 +43,8 @@ from .backends.base import Backend
 from .errors import BackendError, InvalidArgumentError
 from .graph import CallNode, StepSpec, TrialPlan, build_trial_graph
 from .hashing import value_hash
-from .hooks import HOST, RecordSink, StepFailure, TrialContext, seed_globals
+from .hooks import (HOST, RecordSink, StepFailure, StepHook, TrialContext, call_hooks,
+                    seed_globals)
 from .sweep import progress
 from .records import (DriftEvent, Status, StepRecord, TrialRecord, is_json_exact, merge_steps,
                       now, type_name)
@@ -232,6 +233,7 @@ def run_trials(
     show_progress: bool = False,
     script: Mapping[str, Any] | None = None,
     raise_errors: bool = True,
+    hooks: Sequence[StepHook] = (),
 ) -> list[Outcome]:
     """Start, compute and finish one trial per parameter set (see the module docstring).
 
@@ -260,6 +262,9 @@ def run_trials(
         records.append(record)
         logger.info("Started trial %d (seed=%d): %s", record.trial_id, seed,
                     _format_parameters(parameters))
+        if hooks:
+            call_hooks(hooks, "before_trial", experiment_id=experiment_id,
+                       trial_id=record.trial_id, parameters=record.parameters, seed=seed)
 
     plans = [TrialPlan(r.trial_id, r.parameters, r.seed) for r in records]
     cache_environment = _cache_environment(order)
@@ -267,7 +272,7 @@ def run_trials(
 
     def make_context(group: tuple[int, ...], plan: TrialPlan) -> TrialContext:
         return TrialContext(experiment_id, group, plan.seed, backend, sink, isolate,
-                            cache_environment)
+                            cache_environment, tuple(hooks))
 
     if len(plans) == 1:
         seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps
@@ -290,6 +295,7 @@ def run_trials(
                 logger.exception("Could not record the failure of trial %d in %s",
                                  record.trial_id, backend.uri)
             failed_outcomes.append(Outcome(record.trial_id, None, exc, final))
+        _after_trials(hooks, failed_outcomes)
         if raise_errors or not isinstance(exc, Exception):
             raise
         return failed_outcomes
@@ -312,6 +318,7 @@ def run_trials(
                          record.trial_id, backend.uri, exc)
         outcomes.append(Outcome(final.trial_id, None if failed else value,
                                 value.exception if failed else None, final))
+    _after_trials(hooks, outcomes)
     if pending:
         ids = ", ".join(str(p.record.trial_id) for p in pending)
         error = BackendError(
@@ -342,6 +349,14 @@ def _times(record: TrialRecord, steps: Sequence[StepRecord], elapsed: float,
         return {"started": first, "finished": last,
                 "process_time": (last - first).total_seconds()}
     return {"finished": now(), "process_time": elapsed}
+
+
+def _after_trials(hooks: Sequence[StepHook], outcomes: Sequence[Outcome]) -> None:
+    for outcome in outcomes if hooks else ():
+        record = outcome.record
+        call_hooks(hooks, "after_trial", experiment_id=record.experiment_id,
+                   trial_id=outcome.trial_id, status=record.status.value, value=outcome.value,
+                   error=outcome.exception, duration=record.process_time)
 
 
 def _unrecorded(record: TrialRecord, local: Sequence[StepRecord], *, status: Status,
