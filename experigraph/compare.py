@@ -9,10 +9,13 @@ import dataclasses
 import html
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .code import unified_diff
 from .records import DriftEvent, StepRecord, TrialRecord, encode_value
+
+if TYPE_CHECKING:
+    from .environment.collector import Collector
 
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = 80
@@ -144,7 +147,8 @@ def same_value(a: Any, b: Any) -> bool:
 
 def compare_records(first: TrialRecord, second: TrialRecord, *,
                     read_source: Callable[[str], str | None],
-                    read_environment: Callable[[str], Mapping[str, Any] | None]) -> TrialDiff:
+                    read_environment: Callable[[str], Mapping[str, Any] | None],
+                    collectors: Sequence[Collector] = ()) -> TrialDiff:
     """Build the :class:`TrialDiff` of two records."""
     from . import environment
 
@@ -164,7 +168,7 @@ def compare_records(first: TrialRecord, second: TrialRecord, *,
         old = read_environment(first.environment_hash)
         new = read_environment(second.environment_hash)
         if old is not None and new is not None:
-            env = environment.diff_snapshots(old, new)
+            env = environment.diff_snapshots(old, new, collectors=collectors)
     in1, in2 = _inputs(first), _inputs(second)
     inputs = {p: (in1.get(p), in2.get(p)) for p in dict.fromkeys([*in1, *in2])
               if in1.get(p) != in2.get(p)}

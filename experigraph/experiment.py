@@ -40,6 +40,15 @@ from .errors import (
 from .graph import (
     NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, parameters_read, walk)
 from .compare import Reproduction, TrialDiff, compare_records
+from .environment._common import is_failure
+from .environment.collector import (
+    Collector,
+    drift_message,
+    extra_collectors,
+    find_collector,
+    text_lines,
+    validate_collectors,
+)
 from .hashing import path_hash
 from .hooks import StepHook, current_scope
 from .records import DriftEvent, Status, TrialRecord, Unrepresentable
@@ -96,6 +105,13 @@ class Experiment:
     hooks : sequence of StepHook, optional
         Hooks called around every trial and step (see :class:`StepHook` and
         :meth:`add_hook`).
+    collectors : sequence of Collector, optional
+        Extra environment collectors for this experiment's trials (instances of
+        :class:`experigraph.environment.collector.Collector` subclasses), besides
+        the built-in categories and those registered in the
+        ``experigraph.collectors`` entry-point group (see README, "Extending
+        experigraph"). Their categories are recorded and checked for drift
+        like the built-in ones.
 
     Examples
     --------
@@ -104,8 +120,10 @@ class Experiment:
     """
 
     def __init__(self, id: str, backend: Any = None, seed: int | None = None,
-                 hooks: Sequence[StepHook] = ()) -> None:
+                 hooks: Sequence[StepHook] = (),
+                 collectors: Sequence[Collector] | None = None) -> None:
         self.id = validate_experiment_id(id)
+        self._collectors = validate_collectors(collectors)
         if seed is not None and not _is_seed(seed):
             raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
         self._hooks: tuple[StepHook, ...] = ()
@@ -447,7 +465,7 @@ class Experiment:
         ``store=False`` (when an experiment is opened) writes nothing; ``skip`` leaves
         categories out of the comparison (git, before the steps' files are known).
         """
-        snap = environment.snapshot(source_files)
+        snap = environment.snapshot(source_files, collectors=self._collectors)
         blob = None
         if store:
             fingerprint = environment.fingerprint(snap)
@@ -463,10 +481,11 @@ class Experiment:
         if old is None:
             return blob, []
         events = []
-        for category, lines in environment.diff_snapshots(old, snap).items():
+        for category, lines in environment.diff_snapshots(
+                old, snap, collectors=self._collectors).items():
             if category in skip:
                 continue
-            message = environment.MESSAGES.get(category, f"Environment ({category}) has changed")
+            message = drift_message(category, self._collectors)
             seen = (previous.environment_hash, category, hash(tuple(lines)))
             if seen not in self._environment_warned:
                 self._environment_warned.add(seen)
@@ -777,7 +796,7 @@ class Experiment:
         return compare_records(
             self._read(first), self._read(second),
             read_source=lambda h: read_source(self._backend, h),
-            read_environment=self._read_environment)
+            read_environment=self._read_environment, collectors=self._collectors)
 
     def reproduce(self, trial_id: int, **dask_kwargs: Any) -> Reproduction:
         """Run a new trial with the parameters and seed of ``trial_id`` and check the result.
@@ -815,7 +834,9 @@ class Experiment:
                    and "result" not in diff.not_compared)
         explain = [DriftEvent("code", step, f"Code context has been changed: {step}",
                               tuple(lines)) for step, lines in diff.code.items()]
-        explain += [DriftEvent("environment", cat, environment.MESSAGES.get(cat, cat),
+        explain += [DriftEvent("environment", cat,
+                               drift_message(cat, self._collectors)
+                               if find_collector(cat, self._collectors) is not None else cat,
                                tuple(lines)) for cat, lines in diff.environment.items()]
         explain += [DriftEvent("data", path, f"Input data has been changed: {path}", (),
                                {"old_hash": a, "new_hash": b})
@@ -852,8 +873,10 @@ class Experiment:
         git lines (``Platform Information: ...``, ``Python Version: ...``,
         ``Git HEAD Commit: ...``); with one of ``platform``, ``cpu``, ``python``,
         ``numpy``, ``scipy``, ``pandas``, ``conda``, ``git``, ``requirements``, that
-        category's text. The structured data behind it is
-        :meth:`get_environment_snapshot`.
+        category's text. The category of an extra collector (``collectors=`` or
+        an entry point), or any other category a trial recorded, is rendered by
+        its collector's ``text`` (``key: value`` lines when no collector knows it
+        any more). The structured data behind it is :meth:`get_environment_snapshot`.
 
         Raises
         ------
@@ -862,12 +885,22 @@ class Experiment:
         """
         from .environment.text import SOURCES, TEXT_CATEGORIES, category_text, summary_text
 
-        if category is not None:
-            category = str(category).lower()
-            if category not in TEXT_CATEGORIES:
+        if category is not None and str(category).lower() not in TEXT_CATEGORIES:
+            name = str(category)
+            snap = self._environment_snapshot(trial_id)
+            extra = self._collector_names()
+            if name in environment.CATEGORIES or (name not in extra and name not in snap):
                 raise InvalidArgumentError(
                     f"Unknown environment category {category!r}; choose one of "
-                    f"{', '.join(TEXT_CATEGORIES)} (or none, for the summary).")
+                    f"{', '.join([*TEXT_CATEGORIES, *extra])} (or none, for the summary).")
+            if name not in snap:
+                self._not_recorded(trial_id, name)
+            value = snap[name]
+            if is_failure(value):
+                return f"Unable to collect {name} information: {value['error']}"
+            return "\n".join(text_lines(name, value, self._collectors))
+        if category is not None:
+            category = str(category).lower()
         snap = self._environment_snapshot(trial_id, wait_cpu=category == "cpu")
         if category is None:
             return summary_text(snap)
@@ -881,16 +914,19 @@ class Experiment:
         """The environment of a trial (or, without an id, of this process now) as data.
 
         A dict of the categories ``platform``, ``cpu``, ``python``, ``packages``,
-        ``numeric`` and ``git`` (see :mod:`experigraph.environment`), or with
-        ``category`` that category's value. ``compare``, the drift checks and the
-        dashboard read this form; :meth:`get_environment` renders it as text.
+        ``numeric`` and ``git`` (see :mod:`experigraph.environment`) and those of
+        extra collectors, or with ``category`` that category's value. ``compare``,
+        the drift checks and the dashboard read this form; :meth:`get_environment`
+        renders it as text.
         """
         snap = self._environment_snapshot(trial_id, wait_cpu=category == "cpu")
         if category is None:
             return snap
-        if category not in environment.CATEGORIES:
+        extra = self._collector_names()
+        if category not in environment.CATEGORIES and category not in extra \
+                and category not in snap:
             raise InvalidArgumentError(f"Unknown environment category {category!r}; choose one of "
-                             f"{', '.join(environment.CATEGORIES)}.")
+                             f"{', '.join([*environment.CATEGORIES, *extra])}.")
         if category not in snap:
             self._not_recorded(trial_id, category)
         return snap[category]
@@ -903,13 +939,18 @@ class Experiment:
                 while environment.cpu_info() is None and time.monotonic() < deadline:
                     time.sleep(0.05)
             return dict(environment.snapshot(
-                _source_files(walk(self._result._node)) if self._result is not None else ()))
+                _source_files(walk(self._result._node)) if self._result is not None else (),
+                collectors=self._collectors))
         record = self._read(trial_id)
         snap = self._read_environment(record.environment_hash) \
             if record.environment_hash else None
         if snap is None:
             raise NotRecordedError(f"Trial {trial_id} has no environment snapshot recorded.")
         return snap
+
+    def _collector_names(self) -> list[str]:
+        """The categories of this experiment's extra collectors (given and entry points)."""
+        return [c.name for c in extra_collectors(self._collectors)]
 
     @staticmethod
     def _not_recorded(trial_id: int | None, category: str) -> None:

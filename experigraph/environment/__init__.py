@@ -20,6 +20,10 @@ nothing changed:
     State of the git repositories holding the source files; re-read when
     ``HEAD``, the index, the current ref or a source file changes.
 
+Each category is filled by a collector (:mod:`experigraph.environment.collector`);
+more categories come from collectors registered in the ``experigraph.collectors``
+entry-point group or given to ``Experiment(collectors=...)``.
+
 Invariants
 ----------
 * No collector raises. An unexpected failure is logged as a WARNING and the
@@ -38,17 +42,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._common import failure, is_failure
-from .cpu import cpu_info
+from ._common import is_failure
+from .collector import BUILTIN_COLLECTORS, Collector, collect, extra_collectors, package_lines, \
+    text_lines
+from .cpu import cpu_info  # noqa: F401  (Experiment waits on it for get_environment("cpu"))
 from .cpu import start_background_collection as _start_cpu
-from .git import collect_git
-from .numeric import collect_numeric
-from .packages import collect_packages
-from .python import collect_python
-from .system import collect_platform
 
 xxhash: Any
 try:  # about ten times faster than sha256; either gives a stable content hash
@@ -69,18 +70,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: the categories of a snapshot, in display order
-CATEGORIES: tuple[str, ...] = ("platform", "cpu", "python", "packages", "numeric", "git")
+#: the categories of a snapshot, in display order (the built-in collectors'; those of
+#: plugins follow, sorted by name; see :mod:`experigraph.environment.collector`)
+CATEGORIES: tuple[str, ...] = tuple(c.name for c in BUILTIN_COLLECTORS)
 
 #: category -> the WARNING logged when it drifts between trials
-MESSAGES: dict[str, str] = {
-    "platform": "Platform information has been changed",
-    "cpu": "CPU information has been changed",
-    "python": "Python information has been changed",
-    "packages": "Installed Python packages have been changed",
-    "numeric": "NumPy/SciPy/pandas build information has been changed",
-    "git": "Git repository state has been changed",
-}
+MESSAGES: dict[str, str] = {c.name: c.message or "" for c in BUILTIN_COLLECTORS}
 
 #: how many recent category objects per category keep their memoised digest
 _MEMO_SIZE = 16
@@ -101,14 +96,6 @@ def start_background_collection() -> None:
     _start_cpu()
 
 
-def _collect(category: str, collect: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return collect(*args)
-    except Exception as exc:  # a collector never raises: record the failure instead
-        logger.warning("Could not collect %s environment information: %s", category, exc)
-        return failure(exc)
-
-
 def _remember(category: str, value: Any) -> None:
     with _memo_lock:
         entries = _memo.setdefault(category, [])
@@ -120,7 +107,8 @@ def _remember(category: str, value: Any) -> None:
             del entries[0]
 
 
-def snapshot(source_files: Sequence[str] = ()) -> dict[str, Any]:
+def snapshot(source_files: Sequence[str] = (), *,
+             collectors: Sequence[Collector] = ()) -> dict[str, Any]:
     """Take a snapshot of the environment.
 
     Also starts the background CPU collection if it was not started yet. The
@@ -133,11 +121,16 @@ def snapshot(source_files: Sequence[str] = ()) -> dict[str, Any]:
     source_files : sequence of str
         Paths of the experiment's source files, for the ``git`` category. Paths
         that are not files or not in a git repository are ignored.
+    collectors : sequence of Collector
+        Extra collectors (``Experiment(collectors=...)``), after those registered
+        in the ``experigraph.collectors`` entry-point group, which are always
+        included (see :mod:`experigraph.environment.collector`).
 
     Returns
     -------
     dict
-        Category -> JSON-serialisable data, in :data:`CATEGORIES` order;
+        Category -> JSON-serialisable data, in :data:`CATEGORIES` order, then
+        the extra collectors' categories;
         ``cpu`` is absent until the background thread has gathered it. The
         category values are shared per-process objects: do not modify them.
 
@@ -150,14 +143,16 @@ def snapshot(source_files: Sequence[str] = ()) -> dict[str, Any]:
     if isinstance(source_files, (str, os.PathLike)):
         source_files = (source_files,)
     start_background_collection()
-    snap: dict[str, Any] = {"platform": _collect("platform", collect_platform)}
-    cpu = cpu_info()
-    if cpu is not None:
-        snap["cpu"] = cpu
-    snap["python"] = _collect("python", collect_python)
-    snap["packages"] = _collect("packages", collect_packages)
-    snap["numeric"] = _collect("numeric", collect_numeric)
-    snap["git"] = _collect("git", collect_git, tuple(os.fspath(f) for f in source_files))
+    files = tuple(os.fspath(f) for f in source_files)
+    snap: dict[str, Any] = {}
+    for collector in BUILTIN_COLLECTORS:
+        value = collect(collector, source_files=files, convert=False)
+        if value is not None:
+            snap[collector.name] = value
+    for collector in extra_collectors(collectors):
+        value = collect(collector, source_files=files)
+        if value is not None:
+            snap[collector.name] = value
     for category, value in snap.items():
         _remember(category, value)
     return snap
@@ -206,59 +201,8 @@ def fingerprint(snap: Mapping[str, Any]) -> str:
     return _hexdigest("\n".join(parts).encode("utf-8"))
 
 
-def _flatten(prefix: str, value: Any, lines: list[str]) -> None:
-    if isinstance(value, Mapping):
-        if not value and prefix:
-            lines.append(f"{prefix}: {{}}")
-        for key in sorted(value, key=str):
-            _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], lines)
-    elif isinstance(value, (list, tuple)):
-        if not value:
-            lines.append(f"{prefix}: []")
-        for index, item in enumerate(value):
-            if isinstance(item, (Mapping, list, tuple)):
-                _flatten(f"{prefix}[{index}]", item, lines)
-            else:
-                _flatten(prefix, item, lines)
-    elif isinstance(value, str) and "\n" in value:
-        lines.extend(f"{prefix}: {line}" for line in value.splitlines())
-    else:
-        lines.append(f"{prefix}: {value}")
-
-
-def _package_lines(packages: Any) -> list[str]:
-    if not isinstance(packages, list):
-        return []
-    return sorted(
-        (f"{p.get('name')}=={p.get('version')}" for p in packages if isinstance(p, Mapping)),
-        key=str.lower,
-    )
-
-
-#: the order of a git repository record's fields in text form (others follow, sorted)
-_GIT_FIELDS = ("root", "branch", "commit", "is_dirty", "source_files", "untracked",
-               "untracked_truncated", "error")
-
-
-def _git_lines(value: Any) -> list[str]:
-    if not isinstance(value, Mapping):
-        lines: list[str] = []
-        _flatten("git", value, lines)
-        return lines
-    lines = []
-    _flatten("", {k: v for k, v in value.items() if k != "repositories"}, lines)
-    for repository in value.get("repositories") or ():
-        if not isinstance(repository, Mapping):
-            continue
-        fields = [f for f in _GIT_FIELDS if f in repository]
-        fields += sorted(k for k in repository if k not in _GIT_FIELDS and k != "diff")
-        for field in fields:
-            _flatten(field, repository[field], lines)
-        lines.extend((repository.get("diff") or "").splitlines())
-    return lines
-
-
-def category_lines(snap: Mapping[str, Any], category: str) -> list[str]:
+def category_lines(snap: Mapping[str, Any], category: str, *,
+                   collectors: Sequence[Collector] = ()) -> list[str]:
     """Render one category of a snapshot as text lines, in a stable order.
 
     Parameters
@@ -267,14 +211,17 @@ def category_lines(snap: Mapping[str, Any], category: str) -> list[str]:
         A snapshot.
     category : str
         One of :data:`CATEGORIES` (or any other key of ``snap``).
+    collectors : sequence of Collector
+        Extra collectors whose ``text`` renders their categories.
 
     Returns
     -------
     list of str
         ``packages``: ``name==version`` lines as pip freeze prints them;
         ``git``: per repository ``key: value`` lines, then its diff lines;
-        others: ``key: value`` lines (nested keys joined with ``.``, one line
-        per list item). Empty when the category is absent.
+        a plugin's category: its collector's ``text``; others: ``key: value``
+        lines (nested keys joined with ``.``, one line per list item). Empty
+        when the category is absent.
 
     Examples
     --------
@@ -283,14 +230,7 @@ def category_lines(snap: Mapping[str, Any], category: str) -> list[str]:
     """
     if category not in snap:
         return []
-    value = snap[category]
-    if category == "packages" and isinstance(value, list):
-        return _package_lines(value)
-    if category == "git":
-        return _git_lines(value)
-    lines: list[str] = []
-    _flatten("", value, lines)
-    return lines
+    return text_lines(category, snap[category], collectors)
 
 
 def _ordered(categories: set[str]) -> list[str]:
@@ -304,7 +244,8 @@ _NOT_DRIFT = frozenset({"shell"})
 _ADDED_FIELDS = {"platform": frozenset({"cpu_count"})}
 
 
-def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, list[str]]:
+def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any], *,
+                   collectors: Sequence[Collector] = ()) -> dict[str, list[str]]:
     """Say which categories drifted between two snapshots, as unified diffs.
 
     A category missing from either side (e.g. ``cpu`` not gathered yet) or
@@ -317,6 +258,9 @@ def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     ----------
     old, new : Mapping
         The previous and the current snapshot.
+    collectors : sequence of Collector
+        Extra collectors whose ``text`` renders their categories (a category no
+        collector knows is compared as ``key: value`` lines).
 
     Returns
     -------
@@ -354,8 +298,8 @@ def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
         if before == after:
             continue
         lines = list(difflib.unified_diff(
-            category_lines({category: before}, category),
-            category_lines({category: after}, category),
+            text_lines(category, before, collectors),
+            text_lines(category, after, collectors),
             fromfile=f"{category} (previous)",
             tofile=f"{category} (current)",
             lineterm="",
@@ -384,4 +328,4 @@ def python_packages(snap: Mapping[str, Any]) -> list[str]:
     ...                               {"name": "attrs", "version": "23.1"}]})
     ['attrs==23.1', 'Zope==5']
     """
-    return _package_lines(snap.get("packages"))
+    return package_lines(snap.get("packages"))
