@@ -22,6 +22,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .environment.collector import Collector
     from .experiment import Experiment
     from .graph import NOTHING, Parameter, Result
     from .hooks import StepHook
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 #: public names imported on first use, so that ``import experigraph`` (and the
 #: ``experigraph --help`` command) does not load dask and pandas
 _LAZY = {"Experiment": "experiment", "Parameter": "graph", "Result": "graph",
-         "NOTHING": "graph", "Outcome": "trial", "StepHook": "hooks"}
+         "NOTHING": "graph", "Outcome": "trial", "StepHook": "hooks",
+         "Collector": "environment.collector"}
 
 
 def __getattr__(name: str) -> Any:
@@ -44,7 +46,7 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
-    "Experiment", "Parameter", "Result", "Outcome", "StepHook", "NOTHING", "errors", "ExperigraphError",
+    "Experiment", "Parameter", "Result", "Outcome", "StepHook", "Collector", "NOTHING", "errors", "ExperigraphError",
     "ParameterUndeclaredError", "ParameterUndefinedError", "TrialIDNotFoundError",
     "BackendError", "SignatureError", "__version__",
 ]

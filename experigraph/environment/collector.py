@@ -31,6 +31,7 @@ Invariants
 """
 from __future__ import annotations
 
+import abc
 import logging
 import re
 import threading
@@ -79,11 +80,11 @@ def flatten(prefix: str, value: Any, lines: list[str]) -> None:
         lines.append(f"{prefix}: {value}")
 
 
-class Collector:
+class Collector(abc.ABC):
     """One category of the environment a trial records.
 
-    Subclass it, set :attr:`name` (and optionally :attr:`message`), and
-    implement :meth:`snapshot`; implement :meth:`fingerprint` when collecting is
+    Subclass it (``experigraph.Collector``), set :attr:`name` (and optionally
+    :attr:`message`), and implement :meth:`snapshot`; implement :meth:`fingerprint` when collecting is
     not cheap, and :meth:`text` when ``key: value`` lines are not the best view.
     Methods take keyword arguments only and must accept ``**kwargs`` (later
     versions may pass more).
@@ -122,15 +123,16 @@ class Collector:
         """
         return None
 
+    @abc.abstractmethod
     def snapshot(self, *, source_files: Sequence[str] = (), **kwargs: Any) -> Any:
         """Return this category's data: dicts, lists, str, int, float, bool, None.
 
         Other values are converted (tuples to lists, other objects to ``str``).
         Return ``None`` to leave the category out of this trial (e.g. not ready
         yet); raise to have ``{"error": ...}`` recorded. Runs once per trial at
-        most, in the process that runs the trial, never on workers.
+        most, in the process that runs the trial, never on workers. A subclass
+        must implement it (it cannot be instantiated otherwise).
         """
-        raise NotImplementedError(f"{type(self).__name__} does not implement snapshot()")
 
     def text(self, data: Any) -> list[str]:
         """Render recorded data as lines, in a stable order.
