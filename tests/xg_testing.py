@@ -43,3 +43,23 @@ def install_example_plugin(site: Path, entry_points: str | None = None) -> Path:
     (info / "entry_points.txt").write_text(
         entry_points or (PLUGIN / "entry_points.txt").read_text())
     return site
+
+
+COLLECTOR_PLUGIN = ROOT / "tests" / "plugins" / "xg_example_collector"
+
+
+def install_example_collector(site: Path, entry_points: str | None = None) -> Path:
+    """Lay out the example collector plugin of ``tests/plugins/`` as an installed
+    distribution under ``site`` (what pip would leave), with its entry points or
+    ``entry_points`` (the text of an ``entry_points.txt``)."""
+    import shutil
+
+    site.mkdir(parents=True, exist_ok=True)
+    shutil.copy(COLLECTOR_PLUGIN / "xg_example_collector.py", site)
+    info = site / "xg_example_collector-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xg-example-collector\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        entry_points or (COLLECTOR_PLUGIN / "entry_points.txt").read_text())
+    return site
