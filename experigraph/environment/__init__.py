@@ -45,7 +45,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._common import is_failure
+from ._common import failure, is_failure
 from .collector import BUILTIN_COLLECTORS, Collector, collect, extra_collectors, package_lines, \
     text_lines
 from .cpu import cpu_info  # noqa: F401  (Experiment waits on it for get_environment("cpu"))
@@ -145,8 +145,13 @@ def snapshot(source_files: Sequence[str] = (), *,
     start_background_collection()
     files = tuple(os.fspath(f) for f in source_files)
     snap: dict[str, Any] = {}
-    for collector in BUILTIN_COLLECTORS:
-        value = collect(collector, source_files=files, convert=False)
+    for collector in BUILTIN_COLLECTORS:  # no fingerprint: each module keeps its own cache
+        try:
+            value = collector.snapshot(source_files=files)
+        except Exception as exc:  # a collector never raises: record the failure instead
+            logger.warning("Could not collect %s environment information: %s",
+                           collector.name, exc)
+            value = failure(exc)
         if value is not None:
             snap[collector.name] = value
     for collector in extra_collectors(collectors):

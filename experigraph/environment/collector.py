@@ -151,14 +151,10 @@ class Collector(abc.ABC):
 
 
 # -- collecting ------------------------------------------------------------------------
-_ABSENT = object()
-
-
-def collect(collector: Collector, *, source_files: Sequence[str] = (),
-            convert: bool = True) -> Any:
+def collect(collector: Collector, *, source_files: Sequence[str] = ()) -> Any:
     """Run one collector: its cached value while its fingerprint holds, else a new
-    snapshot (converted to JSON types when ``convert``); ``None`` when it left its
-    category out; ``{"error": ...}`` (and a WARNING) when it raised."""
+    snapshot converted to JSON types; ``None`` when it left its category out;
+    ``{"error": ...}`` (and a WARNING) when it raised."""
     name = getattr(collector, "name", "?")
     try:
         key = collector.fingerprint(source_files=source_files)
@@ -173,8 +169,6 @@ def collect(collector: Collector, *, source_files: Sequence[str] = (),
         raw = collector.snapshot(source_files=source_files)
         if raw is None:
             value = None
-        elif not convert:
-            value = raw
         elif cache is not None and cache[1] is raw:  # the collector kept its own object
             value = cache[2]
         else:
