@@ -280,15 +280,17 @@ _plugins: dict[str, Any] = {"loaded": None}
 def _problem(collector: Any, taken: Iterable[str]) -> str | None:
     """Why ``collector`` cannot be used, or None."""
     if not isinstance(collector, Collector):
-        return (f"{collector!r} is not an instance of a "
-                f"experigraph.environment.collector.Collector subclass")
+        return (f"{collector!r} is not an instance of a Collector subclass (subclass "
+                f"experigraph.Collector and give an instance)")
     name = collector.name
     if not isinstance(name, str) or not _NAME.match(name):
-        return (f"its name {name!r} is not a category name (letters, digits, '_', '.', '-')")
+        return (f"its name {name!r} is not a category name (set the class attribute name "
+                f"to letters, digits, '_', '.' or '-')")
     if name in RESERVED:
-        return f"its name {name!r} is taken by experigraph's own environment categories"
+        return (f"its name {name!r} is taken by experigraph's own environment categories "
+                f"({', '.join(sorted(RESERVED))}); give it another name")
     if name in taken:
-        return f"its name {name!r} is taken by another collector"
+        return f"its name {name!r} is taken by another collector; give it another name"
     return None
 
 
