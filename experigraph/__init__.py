@@ -39,6 +39,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'experigraph' has no attribute {name!r}")
+    if module == "experiment":  # script mode watches the experiment's events
+        importlib.import_module(".script", __name__)
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

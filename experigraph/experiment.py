@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import drift as drift_checks
 from . import environment
-from . import script as script_mode
+from . import events
 from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
@@ -81,7 +81,7 @@ class Step:
             result = make_call(self.spec, args, kwargs, cls=Result)
             result._experiment = self._experiment
             self._experiment._result = result
-            script_mode.register(self._experiment, result)
+            events.result_built(self._experiment, result)
             return result
         return make_call(self.spec, args, kwargs)
 
@@ -304,7 +304,7 @@ class Experiment:
         for name in parameters or ():
             if name not in self._space.declared:
                 raise ParameterUndeclaredError(name, self._space.declared)
-        script_mode.note_compute()
+        events.computing()
         order = walk(result._node)
         resolved = self._trial_parameters(order, parameters)
         trial_seed = self._check_seed(seed)
@@ -327,7 +327,7 @@ class Experiment:
         if record.status is not Status.RUNNING:
             self._finished[trial_id] = _read_back(record)
         self._last_ran.trial_id = self._last_ran_any = trial_id
-        script_mode.note_trial(self, trial_id)
+        events.ran(self, trial_id)
 
     def _trial_parameters(self, order: Sequence[Any], overrides: Mapping[str, Any] | None
                           ) -> dict[str, Any]:
@@ -392,7 +392,7 @@ class Experiment:
         if scheduler is not None:
             dask_kwargs["scheduler"] = scheduler
         previous = self._previous_trial()
-        script_mode.note_compute()
+        events.computing()
         with self._keeping_pending():
             outcomes = run_trials(
                 backend=self._backend, experiment_id=self.id, order=order,
@@ -417,7 +417,7 @@ class Experiment:
             self._pending.extend(exc.pending)
             for pending in exc.pending:  # computed here: ex.trial_id names it
                 self._last_ran.trial_id = self._last_ran_any = pending.record.trial_id
-                script_mode.note_trial(self, pending.record.trial_id)
+                events.ran(self, pending.record.trial_id)
             raise
 
     @property

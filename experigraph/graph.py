@@ -28,7 +28,7 @@ import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import dask
 from dask.base import is_dask_collection
@@ -38,10 +38,6 @@ from .code import StepCode, file_of, capture, follow
 from .errors import InvalidParameterValueError, ParameterUndefinedError, StepDefinitionError
 from .hashing import loose_hash
 from .hooks import TaskInfo, TrialContext, run_step
-
-if TYPE_CHECKING:
-    from .experiment import Experiment
-
 
 class _Nothing:
     """Marks a parameter declared without a default."""
@@ -570,7 +566,7 @@ class Result(StepDelayed):
     """The output of the ``@ex.result`` step: ``compute()`` runs and records one trial."""
 
     __slots__ = ("_experiment",)
-    _experiment: Experiment
+    _experiment: Any  # the Experiment that runs it (graph.py sits below experiment.py)
 
     def compute(self, seed: int | None = None, **dask_kwargs: Any) -> Any:  # type: ignore[override]
         """Run one trial and return its result.

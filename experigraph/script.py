@@ -67,6 +67,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import events
 from .errors import ExperigraphError, ScriptError, ScriptUsageError
 
 if TYPE_CHECKING:
@@ -303,6 +304,19 @@ def note_trial(experiment: Experiment, trial_id: int) -> None:
     session = _session.get()
     if session is not None:
         session.ran.append((experiment, trial_id))
+
+
+class _Watcher:
+    """Script mode's view of the experiment's events (see :mod:`experigraph.events`)."""
+
+    def result_built(self, experiment: Experiment, result: Result) -> None:
+        register(experiment, result)
+
+    def computing(self) -> None:
+        note_compute()
+
+    def ran(self, experiment: Experiment, trial_id: int) -> None:
+        note_trial(experiment, trial_id)
 
 
 def register(experiment: Experiment, result: Result) -> None:
@@ -683,3 +697,7 @@ def rerun(experiment: Experiment, trial_id: int, overrides: Sequence[str], *,
     return run_script(record.script["path"], argv, env=env,  # type: ignore[index]
                       base_parameters=record.parameters, rerun_of=trial_id,
                       experiment_id=experiment.id)
+
+
+_WATCHER = _Watcher()
+events.watch(_WATCHER)  # script mode hears of every result built and compute run
