@@ -25,41 +25,32 @@ class Marker:
         return (open, (self.path, "w"))
 
 
-PLUGIN = ROOT / "tests" / "plugins" / "xg_example_backend"
+PLUGINS = ROOT / "tests" / "plugins"
+
+
+def install_plugin(name: str, site: Path, entry_points: str | None = None) -> Path:
+    """Lay out the example plugin ``tests/plugins/<name>/`` (one module, its
+    ``entry_points.txt``) as an installed distribution under ``site``, as pip would
+    leave it; ``entry_points`` replaces the text of its ``entry_points.txt``."""
+    import shutil
+
+    source = PLUGINS / name
+    site.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / f"{name}.py", site)
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        entry_points or (source / "entry_points.txt").read_text())
+    return site
 
 
 def install_example_plugin(site: Path, entry_points: str | None = None) -> Path:
-    """Lay out the example backend plugin of ``tests/plugins/`` as an installed
-    distribution under ``site`` (what pip would leave), with its entry points or
-    ``entry_points`` (the text of an ``entry_points.txt``)."""
-    import shutil
-
-    site.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PLUGIN / "xg_example_backend.py", site)
-    info = site / "xg_example_backend-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xg-example-backend\n"
-                                   "Version: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        entry_points or (PLUGIN / "entry_points.txt").read_text())
-    return site
-
-
-COLLECTOR_PLUGIN = ROOT / "tests" / "plugins" / "xg_example_collector"
+    """The example backend plugin (``examplefs://``), installed under ``site``."""
+    return install_plugin("xg_example_backend", site, entry_points)
 
 
 def install_example_collector(site: Path, entry_points: str | None = None) -> Path:
-    """Lay out the example collector plugin of ``tests/plugins/`` as an installed
-    distribution under ``site`` (what pip would leave), with its entry points or
-    ``entry_points`` (the text of an ``entry_points.txt``)."""
-    import shutil
-
-    site.mkdir(parents=True, exist_ok=True)
-    shutil.copy(COLLECTOR_PLUGIN / "xg_example_collector.py", site)
-    info = site / "xg_example_collector-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: xg-example-collector\n"
-                                   "Version: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        entry_points or (COLLECTOR_PLUGIN / "entry_points.txt").read_text())
-    return site
+    """The example environment collector plugin (category ``threads``), under ``site``."""
+    return install_plugin("xg_example_collector", site, entry_points)
