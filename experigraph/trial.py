@@ -56,7 +56,7 @@ _SHORT.maxstring = 60
 _SHORT.maxother = 60
 
 __all__ = ["TrialRecord", "StepRecord", "DriftEvent", "Status", "Outcome", "run_trials",
-           "new_seed"]
+           "new_seed", "trial_times", "derive_status"]
 
 
 def new_seed() -> int:
@@ -333,7 +333,7 @@ def run_trials(
     return outcomes
 
 
-def _times(record: TrialRecord, steps: Sequence[StepRecord], elapsed: float,
+def trial_times(record: TrialRecord, steps: Sequence[StepRecord], elapsed: float,
            own_span: bool) -> dict[str, Any]:
     """``started``, ``finished`` and ``process_time`` of a finishing trial.
 
@@ -365,7 +365,7 @@ def _unrecorded(record: TrialRecord, local: Sequence[StepRecord], *, status: Sta
     """The final record of a trial whose backend failed: built from what is in memory."""
     steps = merge_steps(local, [])
     changes: dict[str, Any] = dict(status=status, steps=steps,
-                                   **_times(record, steps, elapsed, own_span))
+                                   **trial_times(record, steps, elapsed, own_span))
     if exception is not None:
         changes.update(_error_fields(exception, tb))
     else:  # the result's pickle is stored by PendingTrial.save, once the backend is back
@@ -414,7 +414,7 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
             description = step.description
     changes: dict[str, Any] = dict(
         status=status, steps=steps, drift=tuple(drift), metrics=metrics, labels=labels,
-        description=description, **_times(record, steps, elapsed, own_span))
+        description=description, **trial_times(record, steps, elapsed, own_span))
     if exception is not None:
         changes.update(_error_fields(exception, tb))
     elif status is Status.SUCCEEDED:
