@@ -126,11 +126,10 @@ class Experiment:
         self._collectors = validate_collectors(collectors)
         if seed is not None and not _is_seed(seed):
             raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
-        self._hooks: tuple[StepHook, ...] = ()
-        for hook in hooks:
+        self._hooks: tuple[StepHook, ...] = tuple(hooks)
+        for hook in self._hooks:
             self._check_hook(hook)
         self._backend: Backend = resolve_backend(backend, self.id)
-        self._hooks = tuple(hooks)
         self.seed = seed
         self._space = ParameterSpace()
         self._steps: dict[str, Step] = {}
@@ -322,9 +321,13 @@ class Experiment:
             raise outcome.exception  # the step's own exception, unchanged
         return outcome
 
-    def _ran(self, trial_id: int, record: TrialRecord) -> None:
-        """Note a trial this process computed (its record is final unless still running)."""
-        if record.status is not Status.RUNNING:
+    def _ran(self, trial_id: int, record: TrialRecord | None = None) -> None:
+        """Note a trial this process computed: ``ex.trial_id`` names it from now on.
+
+        ``record``, when given, is its final record as written (kept for reads);
+        a trial whose recording failed is noted without one.
+        """
+        if record is not None and record.status is not Status.RUNNING:
             self._finished[trial_id] = _read_back(record)
         self._last_ran.trial_id = self._last_ran_any = trial_id
         events.ran(self, trial_id)
@@ -415,9 +418,8 @@ class Experiment:
             yield
         except BackendError as exc:
             self._pending.extend(exc.pending)
-            for pending in exc.pending:  # computed here: ex.trial_id names it
-                self._last_ran.trial_id = self._last_ran_any = pending.record.trial_id
-                events.ran(self, pending.record.trial_id)
+            for pending in exc.pending:  # computed here, not recorded yet
+                self._ran(pending.record.trial_id)
             raise
 
     @property
@@ -954,10 +956,11 @@ class Experiment:
 
     @staticmethod
     def _not_recorded(trial_id: int | None, category: str) -> None:
+        why = (" (the CPU is gathered in the background, once per machine, and was not "
+               "ready yet)" if category == "cpu" else "")
         raise NotRecordedError(f"Category {category!r} was not recorded"
                                + (f" for trial {trial_id}" if trial_id is not None else "")
-                               + " (the CPU is gathered in the background and may not be "
-                               "ready).")
+                               + f"{why}.")
 
     def get_python_packages(self, trial_id: int | None = None) -> str:
         """Installed packages as pip-freeze lines in one string (``pandas==2.2.3``),
