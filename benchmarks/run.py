@@ -359,7 +359,7 @@ class Runner:
                 "import run; run.worker_main(*sys.argv[1:4])")
         proc = subprocess.run([self.pythons[system], "-c", code, system, work,
                                json.dumps(args)], capture_output=True, text=True, env=env,
-                              timeout=1800)
+                              timeout=1800, cwd=self.tmp)  # what a library writes stays there
         wall = time.perf_counter() - t
         if proc.returncode != 0:
             raise RuntimeError(f"{system} {work} failed:\n{proc.stderr[-3000:]}")
