@@ -475,7 +475,8 @@ def _versions(pythons: dict[str, str]) -> dict[str, Any]:
 
 def _has_daskperiment(python: str) -> bool:
     code = "import pymongo.mongo_client, pymongo.database, daskperiment"
-    return subprocess.run([python, "-c", code], capture_output=True).returncode == 0
+    return subprocess.run([python, "-c", code], capture_output=True,
+                          cwd=tempfile.gettempdir()).returncode == 0  # it logs to ./
 
 
 def main() -> None:
