@@ -109,6 +109,16 @@ class StepHook:
     A hook's own exception is logged and never changes the step's or the trial's
     outcome.
 
+    experigraph's own work around a step is done by built-in hooks on this same
+    mechanism (:func:`hook_chain`): recording (outermost), caching, persisting, then
+    the user's hooks, then seeding (innermost). ``before_step`` runs outermost first
+    and ``after_step`` innermost first, as nested context managers would: a user's
+    ``after_step`` runs after the step's randomness is judged and before its output
+    is persisted and recorded; of two user hooks, the one registered first sees
+    ``before_step`` first and ``after_step`` last. Every method also gets ``scope=``,
+    the state the built-in hooks share (input hash, seed, saved output): read it,
+    don't change it.
+
     Examples
     --------
     >>> class Timings(StepHook):
@@ -151,15 +161,16 @@ def call_hooks(hooks: Sequence[StepHook], method: str, **kwargs: Any) -> None:
 
 
 class TrialContext:
-    """What a task knows of the trial(s) it runs for. Travels inside the task."""
+    """What a task knows of the trial(s) it runs for. Travels inside the task, with the
+    user's hooks; the chain of hooks around a step (built-in and user's) and the methods
+    of it that do something are worked out once per context, not per step."""
 
     __slots__ = ("experiment_id", "trial_ids", "seed", "backend", "sink", "isolate",
-                 "environment", "hooks")
+                 "environment", "hooks", "chains")
 
     def __init__(self, experiment_id: str, trial_ids: tuple[int, ...], seed: int,
                  backend: Backend, sink: RecordSink | RemoteSink, isolate: bool = False,
                  environment: str | None = None, hooks: tuple[StepHook, ...] = ()) -> None:
-        self.hooks = hooks  # the user's step hooks (pickled with the task)
         self.experiment_id = experiment_id
         self.trial_ids = trial_ids
         self.seed = seed
@@ -167,6 +178,24 @@ class TrialContext:
         self.sink = sink
         self.isolate = isolate  # sweeps: a failed step fails its trials, not the compute
         self.environment = environment  # what cache=True outputs depend on (python, packages)
+        self.hooks = hooks  # the user's step hooks (pickled with the task)
+        self._chain()
+
+    def _chain(self) -> None:
+        self.chains: dict[tuple[str, bool], tuple[Any, Any]] = {}
+
+    def methods(self, spec: Any) -> tuple[tuple[Callable[..., None], ...],
+                                          tuple[Callable[..., None], ...]]:
+        """The ``before_step`` and ``after_step`` methods that do something for a step
+        of ``spec``'s kind (worked out once per kind, not per call)."""
+        kind = (spec.kind, spec.cache)
+        found = self.chains.get(kind)
+        if found is None:
+            chain = [h for h in hook_chain(self.hooks)
+                     if not isinstance(h, _Builtin) or h.applies(spec)]
+            found = self.chains[kind] = (_overriding(chain, "before_step"),
+                                         _overriding(chain[::-1], "after_step"))
+        return found
 
     @property
     def trial_id(self) -> int:
@@ -176,11 +205,12 @@ class TrialContext:
         return ("experigraph-context", self.experiment_id, self.trial_ids, self.seed)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        return {k: getattr(self, k) for k in self.__slots__[:8]}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+        self._chain()
 
 
 class TaskInfo:
@@ -206,10 +236,13 @@ class TaskInfo:
 
 
 class StepScope:
-    """The step being run, as seen from ``ex.*`` calls inside it."""
+    """The step call being run, as seen from ``ex.*`` calls inside it and from the hooks
+    around it (the built-in hooks keep their state here, passed to every hook as
+    ``scope=``: read it, don't change it)."""
 
     __slots__ = ("ctx", "step", "step_seed", "rng", "metrics", "labels", "inputs", "outputs",
-                 "description")
+                 "description", "call", "info", "input_hash", "started", "duration", "served",
+                 "watch", "used_seed", "persisted", "failure", "cache_key", "cache_miss")
 
     def __init__(self, ctx: TrialContext, step: Any, step_seed: int) -> None:
         self.ctx, self.step, self.step_seed = ctx, step, step_seed
@@ -219,6 +252,18 @@ class StepScope:
         self.inputs: list[dict[str, Any]] = []
         self.outputs: list[dict[str, Any]] = []
         self.description: str | None = None
+        self.call: Any = None
+        self.info: Any = None
+        self.input_hash: str | None = None
+        self.started: Any = None
+        self.duration = 0.0
+        self.served: Served | None = None  # the saved output the caching hook serves
+        self.watch: _Watch | None = None  # the seeding hook's watch on the generators
+        self.used_seed = False
+        self.persisted: str | None = None  # the output's pickle (blob hash)
+        self.failure: BaseException | None = None  # a built-in hook fails the step
+        self.cache_key: str | None = None
+        self.cache_miss: str | None = None
 
 
 _current: ContextVar[StepScope | None] = ContextVar("experigraph_step", default=None)
@@ -430,7 +475,16 @@ def drew_since(mark: _Watch) -> bool:
 
 
 def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> Any:
-    """Run one step call of a trial inside the pre/post hooks (the task function)."""
+    """Run one step call of a trial inside its hooks (the task function).
+
+    The core fills the call's arguments, hashes them (the input hash: the call's
+    identity, which caching and the record share) and runs the function; all else
+    is done by the hooks of ``ctx.chain``: the built-in ones (recording, caching,
+    persisting, seeding) and the user's, on one mechanism. Every hook's failure is
+    logged and leaves the step's outcome as it was; a built-in hook that must fail
+    the step on purpose (a ``@ex.persist`` output that cannot be pickled) says so in
+    ``scope.failure``.
+    """
     spec = call.spec
     if ctx.isolate:
         for dep in deps:
@@ -444,111 +498,216 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
             if ctx.isolate:
                 return StepFailure(exc, traceback.format_exc(), spec.name)
             raise
-    # -- pre
-    input_hash = value_hash(args, kwargs)
-    seed = step_seed(ctx.seed, info.seed_name)
-    scope = StepScope(ctx, spec, seed)
-    cache_key = cache_miss = None
-    if spec.cache:
-        started = now()
-        if input_hash is None:
-            cache_miss = "its inputs have no deterministic hash"
-            logger.info("Cached output of step %s not used: %s", spec.name, cache_miss)
-        else:
-            cache_key = f"cache:{spec.name}:{spec.code.code_hash}:{input_hash}"
-            hit = _cached(ctx, cache_key, spec)
-            if isinstance(hit, str):
-                cache_miss = hit
-            else:
-                blob, value, inputs, used = hit
-                scope.inputs = inputs
-                if ctx.hooks:  # in the step's scope, as for a call that runs
-                    token = _current.set(scope)
-                    _step_hooks(ctx, spec, "before_step", cached=True, inputs=(args, kwargs))
-                    _step_hooks(ctx, spec, "after_step", cached=True, value=value,
-                                error=None, duration=0.0)
-                    _current.reset(token)
-                ctx.sink.add(_record(call, ctx, info, scope, input_hash, value_hash(value),
-                                     started, 0.0, persisted=blob,
-                                     output_type=type_name(value), cached=True,
-                                     used_seed=used))
-                return value
+    scope = StepScope(ctx, spec, step_seed(ctx.seed, info.seed_name))
+    scope.call, scope.info = call, info
+    scope.input_hash = value_hash(args, kwargs)
+    scope.started = now()
     token = _current.set(scope)
-    if ctx.hooks:  # before seeding: a hook's draws never change the step's numbers
-        _step_hooks(ctx, spec, "before_step", cached=False, inputs=(args, kwargs))
-    mark = seed_globals(seed, watch=True)
-    started = now()
-    t0 = time.perf_counter()
     try:
-        value = spec.func(*args, **kwargs)
-    except BaseException as exc:
-        duration = time.perf_counter() - t0
-        drew_since(mark)  # ends the watch
-        if ctx.hooks:
-            _step_hooks(ctx, spec, "after_step", cached=False, value=None, error=exc,
-                        duration=duration)
+        kw: dict[str, Any] = {
+            "experiment_id": ctx.experiment_id, "step": spec.name, "trial": ctx.trial_ids[0],
+            "trial_ids": ctx.trial_ids, "inputs": (args, kwargs), "cached": False,
+            "scope": scope}
+        befores, afters = ctx.methods(spec)
+        for before in befores:
+            try:
+                before(**kw)
+            except Exception:
+                _hook_failed(before)
+            if scope.served is not None:
+                kw["cached"] = True
+        del kw["inputs"]
+        error: BaseException | None = None
+        tb = ""
+        if scope.served is None:
+            t0 = time.perf_counter()
+            try:
+                value = spec.func(*args, **kwargs)
+            except BaseException as exc:
+                value, error = None, exc
+                if ctx.isolate:
+                    tb = traceback.format_exc()
+            scope.duration = time.perf_counter() - t0
+        else:
+            value = scope.served.value
+        kw.update(value=value, error=error, duration=scope.duration)
+        for after in afters:
+            try:
+                after(**kw)
+            except Exception:
+                _hook_failed(after)
+    finally:
         _current.reset(token)
-        try:
-            ctx.sink.add(_record(call, ctx, info, scope, input_hash, None, started, duration,
-                                 error=f"{type(exc).__name__}: {exc}"))
-        except Exception:  # the hook's own failure must not mask the step's exception
-            logger.exception("Could not record the failure of step %s", spec.name)
-        if ctx.isolate and isinstance(exc, Exception):
-            return StepFailure(exc, traceback.format_exc(), spec.name)
-        raise
-    duration = time.perf_counter() - t0
-    drew = drew_since(mark)  # always: it also ends the watch
-    if ctx.hooks:  # inside the step's scope: ex.metric() and ex.label() work in a hook
-        _step_hooks(ctx, spec, "after_step", cached=False, value=value, error=None,
-                    duration=duration)
-    _current.reset(token)
-    # -- post
-    used_seed = scope.rng is not None or drew
-    for out in scope.outputs:
-        try:
-            out.update(path_hash(out["path"]))
-            out.pop("files", None)
-        except OSError as exc:
-            out["error"] = f"{type(exc).__name__}: {exc}"
-    output_hash = value_hash(value)
-    persisted = None
-    if spec.kind == "persist" or cache_key is not None:
+    if error is None:
+        error = scope.failure
+        if error is None:
+            return value
+        tb = "".join(traceback.format_exception(error))
+    if ctx.isolate and isinstance(error, Exception):
+        return StepFailure(error, tb, spec.name)
+    raise error
+
+
+def _hook_failed(method: Any) -> None:
+    hook = getattr(method, "__self__", method)
+    logger.exception("Hook %s.%s failed (ignored: the step and trial go on as if it had not "
+                     "been called)", type(hook).__name__, getattr(method, "__name__", "?"))
+
+
+class Served:
+    """A saved output the caching hook serves instead of running the step."""
+
+    __slots__ = ("blob", "value", "inputs", "used_seed")
+
+    def __init__(self, blob: str, value: Any, inputs: list[dict[str, Any]],
+                 used_seed: bool) -> None:
+        self.blob, self.value, self.inputs, self.used_seed = blob, value, inputs, used_seed
+
+
+class _Builtin(StepHook):
+    def applies(self, spec: Any) -> bool:
+        """Whether this hook has anything to do for steps like ``spec``."""
+        return True
+
+
+class Recording(_Builtin):
+    """Built-in, outermost: hashes the files declared with ``ex.output`` and the output,
+    and hands the step's ``StepRecord`` to the trial's sink (failed steps too)."""
+
+    def after_step(  # type: ignore[override]
+            self, *, scope: StepScope, value: Any, error: BaseException | None,
+                   **kwargs: Any) -> None:
+        for out in scope.outputs:
+            try:
+                out.update(path_hash(out["path"]))
+                out.pop("files", None)
+            except OSError as exc:
+                out["error"] = f"{type(exc).__name__}: {exc}"
+        served = scope.served
+        if error is not None:
+            scope.ctx.sink.add(_record(scope, None, error=f"{type(error).__name__}: {error}"))
+            return
+        failure = scope.failure
+        scope.ctx.sink.add(_record(
+            scope, value_hash(value), persisted=scope.persisted, output_type=type_name(value),
+            cached=served is not None,
+            used_seed=served.used_seed if served is not None else scope.used_seed,
+            error=None if failure is None else f"{type(failure).__name__}: {failure}"))
+
+    def __reduce__(self) -> str:
+        return "RECORDING"
+
+
+class Caching(_Builtin):
+    """Built-in, for ``@ex.step(cache=True)``: serves a saved output when it may be
+    reused (see :func:`_cached`), and saves the output of a call that ran."""
+
+    def applies(self, spec: Any) -> bool:
+        return bool(spec.cache)
+
+    def before_step(self, *, scope: StepScope, **kwargs: Any) -> None:  # type: ignore[override]
+        spec = scope.step
+        if scope.input_hash is None:
+            scope.cache_miss = "its inputs have no deterministic hash"
+            logger.info("Cached output of step %s not used: %s", spec.name, scope.cache_miss)
+            return
+        scope.cache_key = f"cache:{spec.name}:{spec.code.code_hash}:{scope.input_hash}"
+        hit = _cached(scope.ctx, scope.cache_key, spec)
+        if isinstance(hit, str):
+            scope.cache_miss = hit
+        else:
+            scope.served = hit
+            scope.inputs = hit.inputs
+            scope.persisted = hit.blob
+
+    def after_step(  # type: ignore[override]
+            self, *, scope: StepScope, error: BaseException | None,
+                   **kwargs: Any) -> None:
+        if scope.cache_key is None or scope.served is not None or scope.persisted is None:
+            return
+        ctx, spec = scope.ctx, scope.step
+        entry = json.dumps({  # the entry names the output, the files it read, the seed (if
+            "output": scope.persisted, "inputs": scope.inputs,  # it drew from it) and
+            "environment": ctx.environment,  # the environment
+            "seed": ctx.seed if scope.used_seed else None}, sort_keys=True)
+        ctx.backend.swap_output_hashes({
+            scope.cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8")),
+            f"cache-code:{spec.name}:{scope.input_hash}": spec.code.code_hash,
+            f"cache-step:{spec.name}": spec.code.code_hash})
+
+    def __reduce__(self) -> str:
+        return "CACHING"
+
+
+class Persisting(_Builtin):
+    """Built-in: saves the output of an ``@ex.persist`` step (and of a ``cache=True``
+    step that ran) as a signed pickle. An output that cannot be pickled fails the step
+    on purpose (``PersistError``, naming the step); a store that cannot take the pickle
+    is logged, and the step keeps its outcome."""
+
+    def applies(self, spec: Any) -> bool:
+        return spec.kind == "persist" or bool(spec.cache)
+
+    def after_step(  # type: ignore[override]
+            self, *, scope: StepScope, value: Any, error: BaseException | None,
+                   **kwargs: Any) -> None:
+        spec = scope.step
+        if error is not None or scope.served is not None or not (
+                spec.kind == "persist" or scope.cache_key is not None):
+            return
         try:
             payload = signing.dumps(value)
         except Exception as exc:  # not picklable: the step fails, naming itself and why
             from .errors import PersistError
 
-            error = PersistError(spec.name, spec.kind, type_name(value), exc)
-            ctx.sink.add(_record(call, ctx, info, scope, input_hash, output_hash, started,
-                                 duration, error=f"PersistError: {error}",
-                                 used_seed=used_seed, cache_miss=cache_miss))
-            if ctx.isolate:
-                return StepFailure(error, traceback.format_exc(), spec.name)
-            raise error from exc
-        persisted = ctx.backend.put_blob("pickle", payload)
-        if cache_key is not None:  # the entry names the output, the files it read, the
-            entry = json.dumps({  # seed (if it drew from it) and the environment
-                "output": persisted, "inputs": scope.inputs, "environment": ctx.environment,
-                "seed": ctx.seed if used_seed else None}, sort_keys=True)
-            ctx.backend.swap_output_hashes({
-                cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8")),
-                f"cache-code:{spec.name}:{input_hash}": spec.code.code_hash,
-                f"cache-step:{spec.name}": spec.code.code_hash})
-    ctx.sink.add(_record(call, ctx, info, scope, input_hash, output_hash, started, duration,
-                         persisted=persisted, output_type=type_name(value),
-                         used_seed=used_seed, cache_miss=cache_miss))
-    return value
+            failure = PersistError(spec.name, spec.kind, type_name(value), exc)
+            failure.__cause__ = exc
+            scope.failure = failure
+            return
+        scope.persisted = scope.ctx.backend.put_blob("pickle", payload)
+
+    def __reduce__(self) -> str:
+        return "PERSISTING"
 
 
-def _step_hooks(ctx: TrialContext, spec: Any, method: str, **kwargs: Any) -> None:
-    call_hooks(ctx.hooks, method, experiment_id=ctx.experiment_id, step=spec.name,
-               trial=ctx.trial_id, trial_ids=ctx.trial_ids, **kwargs)
+class Seeding(_Builtin):
+    """Built-in, innermost: seeds ``random`` and NumPy's global generator for the step,
+    and when it ends says whether it used the trial's randomness (``ex.rng()``, or a
+    draw from the seeded global generators: see above). Runs after the user's
+    ``before_step`` and before their ``after_step``, so a hook's draws never change
+    the step's numbers nor count as the step's."""
+
+    def before_step(self, *, scope: StepScope, **kwargs: Any) -> None:  # type: ignore[override]
+        if scope.served is None:
+            scope.watch = seed_globals(scope.step_seed, watch=True)
+
+    def after_step(self, *, scope: StepScope, **kwargs: Any) -> None:  # type: ignore[override]
+        if scope.watch is not None:
+            drew = drew_since(scope.watch)  # always: it also ends the watch
+            scope.used_seed = scope.rng is not None or drew
+
+    def __reduce__(self) -> str:
+        return "SEEDING"
 
 
-def _cached(ctx: TrialContext, cache_key: str, spec: Any
-            ) -> tuple[str, Any, list[dict[str, Any]], bool] | str:
-    """The saved output of a ``cache=True`` step for these inputs, as (pickle hash, value,
-    files read with ``ex.input``, used the seed), or why there is none to use (logged).
+RECORDING, CACHING, PERSISTING, SEEDING = Recording(), Caching(), Persisting(), Seeding()
+
+
+def hook_chain(user_hooks: Sequence[StepHook]) -> tuple[StepHook, ...]:
+    """The hooks around every step, outermost first: ``before_step`` runs in this order,
+    ``after_step`` in the reverse one (as nested context managers would)."""
+    return (RECORDING, CACHING, PERSISTING, *user_hooks, SEEDING)
+
+
+def _overriding(chain: Sequence[StepHook], method: str) -> tuple[Callable[..., None], ...]:
+    base = getattr(StepHook, method)
+    return tuple(getattr(h, method) for h in chain
+                 if getattr(type(h), method, base) is not base)
+
+
+def _cached(ctx: TrialContext, cache_key: str, spec: Any) -> Served | str:
+    """The saved output of a ``cache=True`` step for these inputs, or why there is none
+    to use (logged).
 
     Not used: a step ever seen impure (same code); an output computed with the
     trial's randomness under another seed; a file it read changed; another
@@ -588,7 +747,7 @@ def _cached(ctx: TrialContext, cache_key: str, spec: Any
             else:
                 value = signing.loads(backend.get_blob("pickle", entry["output"]),
                                       what=f"cached output of step {step!r}")
-                return entry["output"], value, entry["inputs"], saved_seed is not None
+                return Served(entry["output"], value, entry["inputs"], saved_seed is not None)
         except (KeyError, OSError, ValueError) as exc:
             if isinstance(exc, SignatureError):
                 logger.warning("Not using the cached output of step %s: %s", step, exc)
@@ -597,18 +756,17 @@ def _cached(ctx: TrialContext, cache_key: str, spec: Any
     return why
 
 
-def _record(call: Any, ctx: TrialContext, info: TaskInfo, scope: StepScope,
-            input_hash: str | None, output_hash: str | None, started: Any, duration: float,
-            *, error: str | None = None, persisted: str | None = None,
-            output_type: str = "", cached: bool = False, used_seed: bool = False,
-            cache_miss: str | None = None) -> StepRecord:
-    spec = call.spec
+def _record(scope: StepScope, output_hash: str | None, *, error: str | None = None,
+            persisted: str | None = None, output_type: str = "", cached: bool = False,
+            used_seed: bool = False) -> StepRecord:
+    spec, ctx, info = scope.step, scope.ctx, scope.info
     return StepRecord(
         step=spec.name, key=info.key, trial_ids=ctx.trial_ids, code_hash=spec.code.code_hash,
-        input_hash=input_hash, output_hash=output_hash, started=started, duration=duration,
-        succeeded=error is None, error=error, dependencies=info.dependencies,
-        parameters=info.parameters, persisted=persisted, cached=cached,
-        host=HOST, pid=os.getpid(), output_type=output_type, metrics=scope.metrics,
-        labels=scope.labels, inputs=tuple(scope.inputs), outputs=tuple(scope.outputs),
-        description=scope.description, used_seed=used_seed, cache_miss=cache_miss,
+        input_hash=scope.input_hash, output_hash=output_hash, started=scope.started,
+        duration=scope.duration, succeeded=error is None, error=error,
+        dependencies=info.dependencies, parameters=info.parameters, persisted=persisted,
+        cached=cached, host=HOST, pid=os.getpid(), output_type=output_type,
+        metrics=scope.metrics, labels=scope.labels, inputs=tuple(scope.inputs),
+        outputs=tuple(scope.outputs), description=scope.description, used_seed=used_seed,
+        cache_miss=scope.cache_miss,
     )

@@ -316,3 +316,32 @@ def test_counter_deleted_again_and_again_under_four_writers(redis_server, experi
         assert history["Success"].all()
     finally:
         xg.Experiment(id=experiment_id, backend=uri).backend.delete_experiment()
+
+
+def test_a_store_lost_while_persisting_does_not_fail_the_step(redis_server_factory,
+                                                              experiment_id, caplog):
+    """The persisting hook runs after a step that succeeded: its failure is logged, the
+    step keeps its outcome, and the trial waits in the pending queue (not failed)."""
+    server = redis_server_factory(appendonly=True)
+    ex = xg.Experiment(id=experiment_id, backend=server.url())
+
+    @ex.persist
+    def train():
+        server.kill()  # the store goes away while the step runs
+        return {"weights": [1, 2, 3]}
+
+    @ex.result
+    def score(model):
+        return sum(model["weights"])
+
+    with caplog.at_level(logging.ERROR, logger="experigraph"):
+        with pytest.raises(BackendError) as info:
+            ex.run(score(train()))
+    assert info.value.result == 6  # computed, not failed
+    assert any("Hook Persisting.after_step failed" in r.getMessage() for r in caplog.records)
+    server.start()
+    assert ex.save_pending() == [1]
+    record = ex.get_trial(1)
+    assert record.status.value == "succeeded" and record.result == 6
+    (train_step,) = [s for s in record.steps if s.step == "train"]
+    assert train_step.succeeded and train_step.persisted is None

@@ -233,3 +233,43 @@ def test_only_step_hooks_are_accepted(make_experiment):
     with pytest.raises(InvalidArgumentError, match="subclass of experigraph.StepHook"):
         ex.add_hook(lambda **kw: None)
     assert ex.hooks == ()
+
+
+class Named(xg.StepHook):
+    def __init__(self, name, seen):
+        self.name, self.seen = name, seen
+
+    def before_step(self, *, step, scope, **kwargs):
+        # the built-in hooks outside this one have run: the input hash is known, the step
+        # is not seeded yet (seeding is innermost)
+        self.seen.append(("before", self.name, step, scope.input_hash is not None,
+                          scope.watch is None))
+
+    def after_step(self, *, step, scope, **kwargs):
+        # seeding (inside) has judged the randomness; persisting and recording (outside)
+        # have not run yet
+        self.seen.append(("after", self.name, step, scope.watch is not None,
+                          scope.persisted is None))
+
+
+def test_hooks_nest_around_the_built_in_ones(make_experiment):
+    """Built-in recording, caching, persisting and seeding are hooks on the same chain:
+    user hooks sit between them; after_step runs in the reverse order of before_step."""
+    from experigraph.hooks import CACHING, PERSISTING, RECORDING, SEEDING, hook_chain
+
+    seen = []
+    first, second = Named("first", seen), Named("second", seen)
+    assert hook_chain([first, second]) == (RECORDING, CACHING, PERSISTING, first, second,
+                                           SEEDING)
+    ex = make_experiment(hooks=[first, second])
+
+    @ex.persist
+    def train():
+        return 3
+
+    ex.run(train())
+    assert seen == [("before", "first", "train", True, True),
+                    ("before", "second", "train", True, True),
+                    ("after", "second", "train", True, True),
+                    ("after", "first", "train", True, True)]
+    assert ex.get_persisted("train", 1) == 3  # persisted after the user's hooks ran
