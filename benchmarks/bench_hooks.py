@@ -42,7 +42,7 @@ import dask
 import numpy as np
 import experigraph as xg
 from experigraph import hooks
-from experigraph.graph import TrialPlan, build_trial_graph, walk
+from experigraph.graph import TrialPlan, build_trial_graph, node_of, walk
 
 logging.getLogger("experigraph").setLevel(logging.WARNING)
 STEPS, repeat, store = int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3])
@@ -89,7 +89,7 @@ result.compute(scheduler="sync")
 trial_sync = best(lambda: result.compute(scheduler="sync"), max(repeat // 50, 20), rounds=5)
 
 # the hooks alone: one trial's tasks through run_step, in order, no scheduler
-order = walk(result._node)
+order = walk(node_of(result))
 sink = hooks.RecordSink(ex.backend)
 dsk, keys = build_trial_graph(order, [TrialPlan(10**6, {"a": 1}, 1)],
                               lambda group, plan: hooks.TrialContext(

@@ -23,14 +23,14 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .environment.collector import Collector
-    from .experiment import Experiment
+    from .experiment import Experiment, Store
     from .graph import NOTHING, Parameter, Result
     from .hooks import StepHook
     from .trial import Outcome
 
 #: public names imported on first use, so that ``import experigraph`` (and the
 #: ``experigraph --help`` command) does not load dask and pandas
-_LAZY = {"Experiment": "experiment", "Parameter": "graph", "Result": "graph",
+_LAZY = {"Experiment": "experiment", "Store": "experiment", "Parameter": "graph", "Result": "graph",
          "NOTHING": "graph", "Outcome": "trial", "StepHook": "hooks",
          "Collector": "environment.collector"}
 
@@ -48,7 +48,7 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
-    "Experiment", "Parameter", "Result", "Outcome", "StepHook", "Collector", "NOTHING", "errors", "ExperigraphError",
+    "Experiment", "Store", "Parameter", "Result", "Outcome", "StepHook", "Collector", "NOTHING", "errors", "ExperigraphError",
     "ParameterUndeclaredError", "ParameterUndefinedError", "TrialIDNotFoundError",
     "BackendError", "SignatureError", "__version__",
 ]

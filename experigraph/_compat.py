@@ -1,7 +1,9 @@
 """Lazy imports of optional packages, with an error that says how to fix them."""
 from __future__ import annotations
 
+import asyncio
 import importlib
+import sys
 from types import ModuleType
 
 from .errors import MissingDependencyError
@@ -20,3 +22,19 @@ def import_optional(name: str, *, needed_for: str) -> ModuleType:
             f"{needed_for} needs the {dist!r} package, which is not installed. "
             f"Install it with: pip install {dist}"
         ) from exc
+
+
+def is_interactive(*, event_loop: bool = False) -> bool:
+    """Whether this runs in Jupyter/IPython or an interactive interpreter (with
+    ``event_loop``, also: inside a running asyncio event loop)."""
+    if event_loop:
+        try:
+            asyncio.get_running_loop()
+            return True
+        except RuntimeError:
+            pass
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return True
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython is not None and get_ipython() is not None

@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .present import short, time_text
+from .records import MAX_SEED
+
 if TYPE_CHECKING:
-    from .backends.base import Backend
-    from .experiment import Experiment
+    from .experiment import Experiment, Store
     from .records import TrialRecord
 
 ENV_BACKEND = "EXPERIGRAPH_BACKEND"  # as experigraph.backends.ENV_BACKEND (not imported: speed)
 DEFAULT_BACKEND = "experigraph_cache"
-MAX_SEED = 2**32 - 1
 
 BACKEND_HELP = ("Where trials are recorded: a directory, or a file://, redis://, rediss://, "
                 "unix:// or mongodb:// URI. Default: $EXPERIGRAPH_BACKEND, else "
@@ -115,11 +116,12 @@ def backend_env(backend: str | None) -> dict[str, str]:
     return {ENV_BACKEND: spec if isinstance(spec, str) else str(spec.absolute())}
 
 
-def _resolve(backend: str | None, experiment_id: str) -> Backend:
-    from .backends import resolve_backend
+def open_store(backend: str | None) -> Store:
+    """The store ``--backend`` (or the environment, or the default) names."""
+    from .experiment import Store
 
     try:
-        return resolve_backend(backend_spec(backend), experiment_id)
+        return Store(backend_spec(backend))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--backend'") from exc
 
@@ -132,22 +134,19 @@ def open_experiment(experiment_id: str, backend: str | None, *, must_exist: bool
     Experiment is opened (unless ``must_exist`` is false: the dashboard of an
     experiment with no trials yet is an empty board, as daskperiment's was).
     """
-    from .errors import InvalidExperimentIdError
-    from .experiment import Experiment, validate_experiment_id
+    from .errors import ExperimentNotFoundError, InvalidExperimentIdError
+    from .experiment import validate_experiment_id
 
     try:
         validate_experiment_id(experiment_id)
     except InvalidExperimentIdError as exc:
         raise click.BadParameter(str(exc), param_hint="'EXPERIMENT'") from exc
-    store = _resolve(backend, experiment_id)
-    known = store.experiment_ids() if must_exist else [experiment_id]
-    if experiment_id not in known:
-        listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
-        raise Failure(f"No experiment {experiment_id!r} in {store.uri} (experiments there: "
-                      f"{listed or 'none'}). Check the id, or pass --backend / set "
-                      f"{ENV_BACKEND} to where it is recorded.")
-    with _quiet():
-        return Experiment(experiment_id, backend=store)
+    store = open_store(backend)
+    try:
+        return store.open(experiment_id, must_exist=must_exist,
+                          quiet="EXPERIGRAPH_LOG_LEVEL" not in os.environ)
+    except ExperimentNotFoundError as exc:
+        raise Failure(str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -183,7 +182,7 @@ def read_trial(ex: Experiment, trial_id: int) -> TrialRecord:
         return ex.get_trial(trial_id)
     except TrialIDNotFoundError as exc:
         raise Failure(f"Trial {trial_id} is not recorded in experiment {ex.id!r} (its trials: "
-                      f"{_id_ranges(ex.backend.trial_ids()) or 'none'}). See "
+                      f"{_id_ranges([r.trial_id for r in ex.get_trials()]) or 'none'}). See "
                       f"`experigraph history {ex.id}`.") from exc
 
 
@@ -199,17 +198,9 @@ def _id_ranges(ids: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
-def _short(value: Any, width: int = 80) -> str:
-    import reprlib
-
-    r = reprlib.Repr()
-    r.maxstring = r.maxother = width
-    return r.repr(value)
-
-
 def _report_trials(outcome: Any) -> None:
     for record in outcome.trials:
-        what = (f"result {_short(record.result)}" if record.succeeded
+        what = (f"result {short(record.result, 80)}" if record.succeeded
                 else record.description or record.status.value)
         rerun = f" (rerun of trial {record.rerun_of})" if record.rerun_of else ""
         click.echo(f"Trial {record.trial_id} of experiment {record.experiment_id!r} "
@@ -384,15 +375,15 @@ def show(experiment_id: str, trial_id: int, backend: str | None, fmt: str) -> No
 def format_trial(record: TrialRecord, code: str = "") -> str:
     """A readable text of a trial record."""
     def when(t: Any) -> str:
-        return t.astimezone().isoformat(sep=" ", timespec="seconds") if t else "-"
+        return time_text(t, "-")
 
     lines = [f"Trial {record.trial_id} of experiment {record.experiment_id!r}", ""]
     fields: list[tuple[str, Any]] = [
         ("Status", record.status.value),
-        ("Parameters", ", ".join(f"{k}={_short(v)}" for k, v in record.parameters.items())
+        ("Parameters", ", ".join(f"{k}={short(v, 80)}" for k, v in record.parameters.items())
          or "none"),
         ("Seed", record.seed),
-        ("Result", f"{_short(record.result, 200)} ({record.result_type})"
+        ("Result", f"{short(record.result, 200)} ({record.result_type})"
          if record.succeeded else "-"),
         ("Description", record.description or "-"),
         ("Started", when(record.started)),
@@ -412,7 +403,7 @@ def format_trial(record: TrialRecord, code: str = "") -> str:
         fields.append(("Script source", record.script.get("source_hash", "-")))
     for name, values in (("Metrics", record.metrics), ("Labels", record.labels)):
         if values:
-            fields.append((name, ", ".join(f"{k}={_short(v)}" for k, v in values.items())))
+            fields.append((name, ", ".join(f"{k}={short(v, 80)}" for k, v in values.items())))
     width = max(len(name) for name, _ in fields) + 2
     lines += [f"{name + ':':<{width}}{value}" for name, value in fields]
     if record.steps:
@@ -465,18 +456,17 @@ def list_(backend: str | None) -> None:
 
     Counts the trials whose record can be read; any other is named in a WARNING.
     """
-    store = _resolve(backend, "experigraph-list")
+    store = open_store(backend)
     ids = store.experiment_ids()
     if not ids:
         click.echo(f"No experiments in {store.uri}.")
         return
     rows = [("Experiment", "Trials", "Last trial", "Last finished")]
     for experiment_id in ids:
-        each = _resolve(backend, experiment_id)
-        records = each.read_trials()  # readable ones: an unreadable one is named (WARNING)
+        records = store.open(experiment_id, must_exist=False).get_trials()  # readable ones:
+        # an unreadable one is named (WARNING)
         last = records[-1] if records else None
-        finished = (last.finished.astimezone().isoformat(sep=" ", timespec="seconds")
-                    if last is not None and last.finished else "-")
+        finished = time_text(last.finished if last is not None else None, "-")
         rows.append((experiment_id, str(len(records)),
                      str(last.trial_id) if last is not None else "-", finished))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -505,7 +495,7 @@ def board(experiment_id: str | None, port: int, address: str, backend: str | Non
             from .board import start_dashboard
 
             start_dashboard(None, port=port, blocking=True, address=address,
-                            store=_resolve(backend, "experigraph-list"))
+                            store=open_store(backend))
         else:
             ex = open_experiment(experiment_id, backend, must_exist=False)
             ex.start_dashboard(port=port, blocking=True, address=address)

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .code import unified_diff
+from .present import short
 from .records import DriftEvent, StepRecord, TrialRecord, encode_value
 
 if TYPE_CHECKING:
     from .environment.collector import Collector
 
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = 80
-_SHORT.maxother = 80
 
 MISSING = "<absent>"
 
@@ -79,7 +76,7 @@ class TrialDiff:
         if self.status:
             out.append(("Status", [f"{self.status[0]} -> {self.status[1]}"]))
         if self.parameters:
-            out.append(("Parameters", [f"{k}: {_SHORT.repr(a)} -> {_SHORT.repr(b)}"
+            out.append(("Parameters", [f"{k}: {short(a, 80)} -> {short(b, 80)}"
                                        for k, (a, b) in self.parameters.items()]))
         if self.seed:
             out.append(("Seed", [f"{self.seed[0]} -> {self.seed[1]}"]))
@@ -96,8 +93,8 @@ class TrialDiff:
                 + (" (seed-dependent: it used the trial's randomness)"
                    if d.seed_dependent else "") for d in self.steps]))
         if self.result:
-            out.append(("Result", [f"{_SHORT.repr(self.result[0])} -> "
-                                   f"{_SHORT.repr(self.result[1])}"]))
+            out.append(("Result", [f"{short(self.result[0], 80)} -> "
+                                   f"{short(self.result[1], 80)}"]))
         if self.not_compared:
             out.append(("Not compared", [f"{k}: {why}" for k, why in self.not_compared.items()]))
         return out

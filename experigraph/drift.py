@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import logging
 import os
-import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .code import unified_diff
+from .present import short
 from .records import DriftEvent, StepRecord, TrialRecord
 
 if TYPE_CHECKING:
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = 40
-_SHORT.maxother = 40
 
 #: the DriftEvent kinds, and what each means
 KINDS = {
@@ -88,7 +85,7 @@ def _parse_reference(value: str) -> tuple[str, int | None, bool]:
 
 
 def _describe_inputs(rec: StepRecord, parameters: Mapping[str, Any]) -> str:
-    parts = [f"{n}={_SHORT.repr(parameters[n])}" for n in rec.parameters if n in parameters]
+    parts = [f"{n}={short(parameters[n], 40)}" for n in rec.parameters if n in parameters]
     parts += [f"output of {d.rsplit('-', 1)[0]}" for d in rec.dependencies]
     parts += [f"file {os.path.basename(str(i.get('path')))}" for i in rec.inputs]
     what = ", ".join(parts) or "no arguments"
@@ -231,3 +228,87 @@ def git_summary(old: Any, new: Any) -> str:
         if changes:
             parts.append(", ".join(changes) + (f" in {root}" if len(before) > 1 else ""))
     return "; ".join(parts)
+
+
+class EnvironmentDrift:
+    """The environment of an experiment's trials, and how it changed since the last one.
+
+    Snapshots are cheap after the first (see :mod:`experigraph.environment`); each
+    distinct snapshot is stored once as an ``environment`` blob. A change is a
+    WARNING and a ``DriftEvent("environment")`` per changed category (built-in or a
+    collector's), logged once per process.
+    """
+
+    def __init__(self, backend: Backend, collectors: Sequence[Any] = ()) -> None:
+        self.backend = backend
+        self.collectors = collectors
+        self.blobs: dict[str, str] = {}  # fingerprint -> stored blob hash
+        self.warned: set[tuple[str, str, int]] = set()  # changes already logged
+
+    def check(self, previous: TrialRecord | None, source_files: Sequence[str], *,
+              store: bool = True, skip: Sequence[str] = ()
+              ) -> tuple[str | None, list[DriftEvent]]:
+        """Snapshot the environment, store it once (``store=False``, when an experiment
+        is opened, writes nothing) and compare it with ``previous``'s; ``skip`` leaves
+        categories out of the comparison (git, before the steps' files are known).
+        Returns the snapshot's blob hash and the drift events."""
+        import json
+
+        from . import environment
+        from .environment.collector import drift_message
+
+        snap = environment.snapshot(source_files, collectors=self.collectors)
+        blob = None
+        if store:
+            fingerprint = environment.fingerprint(snap)
+            blob = self.blobs.get(fingerprint)
+            if blob is None:
+                data = json.dumps(snap, sort_keys=True, separators=(",", ":")).encode("utf-8")
+                blob = self.blobs[fingerprint] = self.backend.put_blob("environment", data)
+        if previous is None or not previous.environment_hash \
+                or previous.environment_hash == blob:
+            return blob, []
+        old = self.read(previous.environment_hash)
+        if old is None:
+            return blob, []
+        events = []
+        for category, lines in environment.diff_snapshots(
+                old, snap, collectors=self.collectors).items():
+            if category in skip:
+                continue
+            message = drift_message(category, self.collectors)
+            seen = (previous.environment_hash, category, hash(tuple(lines)))
+            if seen not in self.warned:
+                self.warned.add(seen)
+                summary = git_summary(old.get(category), snap.get(category)) \
+                    if category == "git" else ""
+                logger.warning("%s (since trial %d)%s", message, previous.trial_id,
+                               f": {summary}" if summary else "")
+                for line in lines:
+                    logger.warning("%s", line)
+            events.append(DriftEvent("environment", category, message, tuple(lines),
+                                     {"previous_trial": previous.trial_id}))
+        return blob, events
+
+    def on_open(self, previous: TrialRecord) -> None:
+        """Report drift since ``previous`` when an experiment is opened, before its steps
+        are declared: git is compared on the files ``previous``'s steps were in, when
+        they are all still there."""
+        old = self.read(previous.environment_hash) if previous.environment_hash else None
+        repositories = ((old or {}).get("git") or {}).get("repositories") or []
+        files = [os.path.join(r["root"], f) for r in repositories if isinstance(r, Mapping)
+                 and "root" in r for f in r.get("source_files") or ()]
+        if not files or not all(os.path.isfile(f) for f in files):
+            self.check(previous, [], store=False, skip=("git",))
+        else:
+            self.check(previous, files, store=False)
+
+    def read(self, blob_hash: str) -> dict[str, Any] | None:
+        """A stored snapshot (None, with a WARNING, when it is missing or unreadable)."""
+        import json
+
+        try:
+            return json.loads(self.backend.get_blob("environment", blob_hash))
+        except (KeyError, ValueError):
+            logger.warning("Environment snapshot %s is missing or unreadable", blob_hash)
+            return None

@@ -47,6 +47,19 @@ class ParameterUndefinedError(ExperigraphError, ValueError):
         )
 
 
+class ExperimentNotFoundError(ExperigraphError, LookupError):
+    """A store has no experiment of that id."""
+
+    def __init__(self, experiment_id: str, store_uri: str, known: Iterable[str]) -> None:
+        self.experiment_id = experiment_id
+        known = list(known)
+        listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+        super().__init__(
+            f"No experiment {experiment_id!r} in {store_uri} (experiments there: "
+            f"{listed or 'none'}). Check the id, or pass --backend / set EXPERIGRAPH_BACKEND "
+            "to where it is recorded.")
+
+
 class TrialIDNotFoundError(ExperigraphError, ValueError, KeyError):
     """A trial id that the experiment has not recorded, or a query outside a trial.
 
@@ -126,12 +139,15 @@ class NotInTrialError(TrialIDNotFoundError):
 class BackendError(ExperigraphError, RuntimeError):
     """The storage behind an experiment failed or was given in a form it cannot use."""
 
-    def __init__(self, message: str, *, result: Any = None, has_result: bool = False) -> None:
+    def __init__(self, message: str, *, result: Any = None, has_result: bool = False,
+                 results: dict[int, Any] | None = None,
+                 pending_ids: list[int] | None = None) -> None:
         super().__init__(message)
         self.result = result
         self.has_result = has_result
-        self.results: dict[int, Any] = {}
-        self.pending: list[Any] = []  # trials kept in memory for Experiment.save_pending
+        self.results: dict[int, Any] = results or {}  # trial id -> value, computed
+        #: the trials computed but not recorded (``ex.pending_trial_ids``; ``save_pending``)
+        self.pending_ids: list[int] = pending_ids or []
 
 
 class CorruptRecordError(BackendError):

@@ -20,10 +20,8 @@ import time
 import types
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
-import numpy as np
-import pandas as pd
 
 from . import drift as drift_checks
 from . import environment
@@ -32,13 +30,15 @@ from . import signing
 from .backends import resolve_backend
 from .backends.base import Backend
 from .errors import (
+    ExperimentNotFoundError,
     ArgumentNameError, BackendError, CorruptRecordError, InvalidExperimentIdError,
     NotInTrialError, ParameterUndeclaredError,
     InvalidArgumentError, NotRecordedError, ReproductionError, StepDefinitionError,
     SweepDefinitionError,
     TrialIDNotFoundError)
 from .graph import (
-    NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, parameters_read, walk)
+    NOTHING, Parameter, ParameterSpace, Result, StepSpec, make_call, make_result, node_of,
+    parameters_read, walk)
 from .compare import Reproduction, TrialDiff, compare_records
 from .environment._common import is_failure
 from .environment.collector import (
@@ -51,14 +51,16 @@ from .environment.collector import (
 )
 from .hashing import path_hash
 from .hooks import StepHook, current_scope
-from .records import DriftEvent, Status, TrialRecord, Unrepresentable
-from .trial import Outcome, PendingTrial, derive_status, new_seed, read_source, run_trials
+from .records import DriftEvent, Status, TrialRecord, Unrepresentable, check_seed
+from .present import history_frame, result_type
+from .trial import Outcome, RunOptions, TrialRunner, new_seed, read_source, source_files
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
 _ID_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-HISTORY_COLUMNS = ["Result", "Success", "Finished", "Process Time", "Description"]
-VERBOSE_COLUMNS = ["Seed", "Result Type", "Status"]
 
 
 def validate_experiment_id(experiment_id: Any) -> str:
@@ -78,10 +80,8 @@ class Step:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.spec.kind == "result":
-            result = make_call(self.spec, args, kwargs, cls=Result)
-            result._experiment = self._experiment
-            self._experiment._result = result
-            events.result_built(self._experiment, result)
+            result = make_result(self.spec, args, kwargs, self._experiment)
+            self._experiment._use_result(result)
             return result
         return make_call(self.spec, args, kwargs)
 
@@ -124,32 +124,25 @@ class Experiment:
                  collectors: Sequence[Collector] | None = None) -> None:
         self.id = validate_experiment_id(id)
         self._collectors = validate_collectors(collectors)
-        if seed is not None and not _is_seed(seed):
-            raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
-        self._hooks: tuple[StepHook, ...] = tuple(hooks)
-        for hook in self._hooks:
+        if seed is not None:
+            check_seed(seed)
+        for hook in hooks:
             self._check_hook(hook)
         self._backend: Backend = resolve_backend(backend, self.id)
         self.seed = seed
         self._space = ParameterSpace()
         self._steps: dict[str, Step] = {}
         self._result: Result | None = None
-        self._stored_sources: set[str] = set()
-        self._finished: dict[int, TrialRecord] = {}  # records that can no longer change
-        self._pending: list[PendingTrial] = []  # computed, not yet recorded (backend down)
-        self._environment_blobs: dict[str, str] = {}  # fingerprint -> stored blob hash
-        self._environment_warned: set[tuple[str, str, int]] = set()  # changes logged
-        self._last_ran = threading.local()  # .trial_id: this thread's last computed trial
-        self._last_ran_any: int | None = None  # the last trial computed in this process
+        self._runner = TrialRunner(self.id, self._backend, hooks=hooks,
+                                   collectors=self._collectors)
         environment.start_background_collection()
         last = self._backend.last_trial_id()
         if last:
             logger.info("Loaded experiment %s from %s (last trial id %d)", self.id,
                         self._backend.uri, last)
-            previous = self._previous_trial()
-            if previous is not None:  # git: the files the previous trial's steps were in
-                files, skip = self._previous_git_files(previous)
-                self._environment(previous, source_files=files, store=False, skip=skip)
+            previous = self._runner.previous_trial()
+            if previous is not None:
+                self._runner.environment.on_open(previous)
 
     @property
     def experiment_id(self) -> str:
@@ -160,9 +153,14 @@ class Experiment:
         return self._backend
 
     @property
+    def store(self) -> Store:
+        """The store this experiment records in, with its other experiments."""
+        return Store(self._backend)
+
+    @property
     def hooks(self) -> tuple[StepHook, ...]:
         """The hooks called around every trial and step, in the order they were added."""
-        return self._hooks
+        return self._runner.hooks
 
     def add_hook(self, hook: StepHook) -> StepHook:
         """Call ``hook`` (a :class:`~experigraph.StepHook`) around every later trial and step.
@@ -171,7 +169,7 @@ class Experiment:
         or trial's outcome; hooks travel with the tasks, so they must pickle.
         """
         self._check_hook(hook)
-        self._hooks = (*self._hooks, hook)
+        self._runner.hooks = (*self._runner.hooks, hook)
         return hook
 
     @staticmethod
@@ -210,14 +208,7 @@ class Experiment:
             raise InvalidArgumentError(f"A parameter name must be a Python identifier, got {name!r}.")
         if type is not None and not callable(type):
             raise InvalidArgumentError(f"type= takes a type such as int, float or str, got {type!r}.")
-        existing = self._space.declared.get(name)
-        if existing is not None:
-            existing._node.default = default
-            existing._node.type = type
-            return existing
-        param = Parameter(name, default, self._space, type)
-        self._space.declared[name] = param
-        return param
+        return self._space.declare(name, default, type)
 
     def _declare(self, func: Callable[..., Any] | None, kind: str, cache: bool = False) -> Any:
         def decorate(f: Callable[..., Any]) -> Step:
@@ -251,6 +242,11 @@ class Experiment:
         return self._declare(func, "result")
 
     # -- running ------------------------------------------------------------------
+    def _use_result(self, result: Result) -> None:
+        """Make ``result`` the one ``compute()`` runs (an ``@ex.result`` call does this)."""
+        self._result = result
+        events.result_built(self, result)
+
     def set_parameters(self, **values: Any) -> Experiment:
         """Set parameter values for the next trials; returns the experiment (chainable).
 
@@ -262,7 +258,7 @@ class Experiment:
         for name in values:
             if name not in self._space.declared:
                 raise ParameterUndeclaredError(name, self._space.declared)
-        converted = {n: self._space.declared[n]._node.convert(v) for n, v in values.items()}
+        converted = {n: self._space.convert(n, v) for n, v in values.items()}
         self._space.values.update(converted)
         return self
 
@@ -270,28 +266,51 @@ class Experiment:
         """Run one trial of the latest :class:`Result` and return its value."""
         return self.run(seed=seed, **dask_kwargs).value
 
-    def run(self, result: Result | None = None, *, parameters: Mapping[str, Any] | None = None,
-            seed: int | None = None, raise_errors: bool = True, rerun_of: int | None = None,
-            script: Mapping[str, Any] | None = None, **dask_kwargs: Any) -> Outcome:
-        """Run one trial and return its :class:`~experigraph.trial.Outcome`.
+    @overload
+    def run(self, result: Result | None = None, *,
+            parameters: Mapping[str, Any] | None = None, seed: int | None = None,
+            raise_errors: bool = True, rerun_of: int | None = None,
+            script: Mapping[str, Any] | None = None, progress: bool = False,
+            **dask_kwargs: Any) -> Outcome: ...
+    @overload
+    def run(self, result: Result | None = None, *,
+            parameters: Sequence[Mapping[str, Any]],
+            seed: int | Sequence[int] | None = None, raise_errors: bool = True,
+            rerun_of: int | None = None, script: Mapping[str, Any] | None = None,
+            progress: bool = False, **dask_kwargs: Any) -> list[Outcome]: ...
+    def run(self, result: Result | None = None, *,
+            parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+            seed: int | Sequence[int] | None = None, raise_errors: bool = True,
+            rerun_of: int | None = None, script: Mapping[str, Any] | None = None,
+            progress: bool = False, **dask_kwargs: Any) -> Outcome | list[Outcome]:
+        """Run one trial (or, given a list of parameter sets, one per set) and return its
+        :class:`~experigraph.Outcome` (a list of them).
 
-        The outcome is the race-free handle of the trial this call ran: its
-        ``trial_id``, ``value``, ``exception`` and the final ``record``, whatever
-        other processes or threads record meanwhile.
+        Every way to run a trial comes here: ``compute``, ``Result.compute``, script
+        mode, ``experigraph rerun``, ``reproduce`` and ``sweep``. The outcome is the
+        race-free handle of the trial this call ran: its ``trial_id``, ``value``,
+        ``exception`` and the final ``record``, whatever other processes or threads
+        record meanwhile.
 
         Parameters
         ----------
         result : Result, optional
             What to compute; default: the latest ``@ex.result`` call.
-        parameters : mapping, optional
-            Values for this trial only, over those of ``set_parameters``.
-        seed : int, optional
-            The trial's seed; default: the experiment's, else a generated one.
+        parameters : mapping, or sequence of mappings, optional
+            Values for this trial only, over those of ``set_parameters``. A list runs
+            one trial per mapping as one dask graph (a sweep): step calls the trials
+            have in common run once, and a failing trial fails alone.
+        seed : int, or sequence of ints, optional
+            The trial's seed; default: the experiment's, else a generated one. With a
+            list of parameter sets, one seed for all or one per set.
         raise_errors : bool
             With False, a failed trial is returned (``outcome.exception``) instead
-            of raising its exception; either way it is recorded as failed.
+            of raising its exception; either way it is recorded as failed. With a
+            list of parameter sets, the first failure is raised once all are recorded.
         rerun_of, script
             Recorded with the trial (the command line uses them).
+        progress : bool
+            Show a progress bar (dask.distributed's own on a cluster).
         **dask_kwargs
             Passed to dask (``scheduler=``, ``num_workers=``, ``client=``...).
         """
@@ -300,36 +319,48 @@ class Experiment:
             raise StepDefinitionError(
                 "There is no result to compute: call a function decorated with @ex.result "
                 "first, e.g. s = calculate_score(prepare_data(a, b)).")
-        for name in parameters or ():
-            if name not in self._space.declared:
-                raise ParameterUndeclaredError(name, self._space.declared)
-        events.computing()
-        order = walk(result._node)
-        resolved = self._trial_parameters(order, parameters)
-        trial_seed = self._check_seed(seed)
-        previous = self._previous_trial()
-        with self._keeping_pending():
-            outcome, = run_trials(
-                backend=self._backend, experiment_id=self.id, order=order,
-                parameter_sets=[resolved], seeds=[trial_seed],
-                dask_kwargs=dask_kwargs, stored_sources=self._stored_sources,
-                previous=previous, rerun_of=rerun_of, script=script, raise_errors=False,
-                hooks=self._hooks,
-                environment=self._environment(previous, _source_files(order)))
-        self._ran(outcome.trial_id, outcome.record)
-        if raise_errors and outcome.exception is not None:
-            raise outcome.exception  # the step's own exception, unchanged
-        return outcome
+        many = parameters is not None and not isinstance(parameters, Mapping)
+        parameter_sets: list[Any] = list(parameters) if many else [  # type: ignore[arg-type]
+            parameters or {}]
+        for ps in parameter_sets:
+            if not isinstance(ps, Mapping):
+                raise InvalidArgumentError(
+                    f"parameters= takes a mapping (one trial) or a list of mappings (one "
+                    f"trial each), got {ps!r}.")
+            for name in ps:
+                if name not in self._space.declared:
+                    raise ParameterUndeclaredError(name, self._space.declared)
+        events.computing()  # the caller computes (script mode leaves it alone from here)
+        order = walk(node_of(result))
+        resolved = [self._trial_parameters(order, ps) for ps in parameter_sets]
+        if isinstance(seed, (list, tuple)):
+            if not many or len(seed) != len(resolved):
+                raise InvalidArgumentError(
+                    f"got {len(seed)} seeds for {len(resolved)} trial(s); give one seed, or "
+                    "one per parameter set.")
+            seeds = [self._check_seed(s) for s in seed]
+        else:
+            seeds = [self._check_seed(seed)] * len(resolved)  # type: ignore[arg-type]
+        try:
+            outcomes = self._runner.run(order, resolved, seeds, RunOptions(
+                dask_kwargs=dask_kwargs, isolate=many,
+                sweep_id=uuid.uuid4().hex[:12] if many else None, rerun_of=rerun_of,
+                script=script, show_progress=progress))
+        except BackendError as exc:
+            for trial_id in exc.pending_ids:
+                events.ran(self, trial_id)
+            raise
+        for outcome in outcomes:
+            events.ran(self, outcome.trial_id)
+        if raise_errors:
+            for outcome in outcomes:
+                if outcome.exception is not None:
+                    raise outcome.exception  # the step's own exception, unchanged
+        return outcomes if many else outcomes[0]
 
     def _ran(self, trial_id: int, record: TrialRecord | None = None) -> None:
-        """Note a trial this process computed: ``ex.trial_id`` names it from now on.
-
-        ``record``, when given, is its final record as written (kept for reads);
-        a trial whose recording failed is noted without one.
-        """
-        if record is not None and record.status is not Status.RUNNING:
-            self._finished[trial_id] = _read_back(record)
-        self._last_ran.trial_id = self._last_ran_any = trial_id
+        """Note a trial this process computed: ``ex.trial_id`` names it from now on."""
+        self._runner.note_ran(trial_id, record)
         events.ran(self, trial_id)
 
     def _trial_parameters(self, order: Sequence[Any], overrides: Mapping[str, Any] | None
@@ -343,8 +374,8 @@ class Experiment:
             if name not in self._space.declared:
                 raise ParameterUndeclaredError(name, self._space.declared)
         values = self._space.resolve(needed, overrides)
-        others = [n for n, p in self._space.declared.items() if n not in values and (
-            n in overrides or n in self._space.values or p._node.default is not NOTHING)]
+        others = [n for n in self._space.declared if n not in values and (
+            n in overrides or self._space.has_value(n))]
         values.update(self._space.resolve(others, overrides))
         rank = {name: i for i, name in enumerate(self._space.declared)}  # as declared
         return dict(sorted(values.items(), key=lambda item: rank.get(item[0], len(rank))))
@@ -352,9 +383,7 @@ class Experiment:
     def _check_seed(self, seed: int | None) -> int:
         if seed is None:
             return self.seed if self.seed is not None else new_seed()
-        if not _is_seed(seed):
-            raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1, got {seed!r}")
-        return seed
+        return check_seed(seed)
 
     def sweep(self, grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] | None = None,
               /, *, seed: int | None = None, result: Result | None = None,
@@ -371,61 +400,27 @@ class Experiment:
         The names ``seed``, ``result``, ``client``, ``scheduler`` and ``progress``
         are options: sweep parameters with those names through the list-of-dicts form.
         """
-        result = result if result is not None else self._result
-        if result is None:
-            raise StepDefinitionError("There is no result to sweep: call an @ex.result step "
-                                      "first.")
         parameter_sets = _expand_sweep(grid, values)
-        for ps in parameter_sets:
-            for name in ps:
-                if name not in self._space.declared:
-                    raise ParameterUndeclaredError(name, self._space.declared)
-        order = walk(result._node)
-        resolved = [self._trial_parameters(order, ps) for ps in parameter_sets]
-        if isinstance(seed, (list, tuple)):
-            if len(seed) != len(resolved):
-                raise InvalidArgumentError(f"sweep got {len(seed)} seeds for {len(resolved)} trials; "
-                                 "give one seed, or one per trial.")
-            seeds = [self._check_seed(s) for s in seed]
-        else:
-            seeds = [self._check_seed(seed)] * len(resolved)
         dask_kwargs: dict[str, Any] = {}
         if client is not None:
             dask_kwargs["client"] = client
         if scheduler is not None:
             dask_kwargs["scheduler"] = scheduler
-        previous = self._previous_trial()
-        events.computing()
-        with self._keeping_pending():
-            outcomes = run_trials(
-                backend=self._backend, experiment_id=self.id, order=order,
-                parameter_sets=resolved, seeds=seeds, dask_kwargs=dask_kwargs,
-                stored_sources=self._stored_sources, isolate=True,
-                sweep_id=uuid.uuid4().hex[:12], previous=previous,
-                show_progress=progress, hooks=self._hooks,
-                environment=self._environment(previous, _source_files(order)))
-        for o in outcomes:
-            self._ran(o.trial_id, o.record)
+        if result is None and self._result is None:
+            raise StepDefinitionError("There is no result to sweep: call an @ex.result step "
+                                      "first.")
+        outcomes = self.run(result, parameters=parameter_sets, seed=seed, raise_errors=False,
+                            progress=progress, **dask_kwargs)
         failed = [o.trial_id for o in outcomes if o.exception is not None]
         if failed:
             logger.warning("Sweep finished with %d failed trial(s): %s", len(failed),
                            ", ".join(map(str, failed)))
-        return self._history_frame([o.record for o in outcomes], verbose=False)
-
-    @contextlib.contextmanager
-    def _keeping_pending(self) -> Iterator[None]:
-        try:
-            yield
-        except BackendError as exc:
-            self._pending.extend(exc.pending)
-            for pending in exc.pending:  # computed here, not recorded yet
-                self._ran(pending.record.trial_id)
-            raise
+        return history_frame([o.record for o in outcomes], self._space.declared)
 
     @property
     def pending_trial_ids(self) -> list[int]:
         """Trials computed in this process that the backend could not record yet."""
-        return [p.record.trial_id for p in self._pending]
+        return [p.record.trial_id for p in self._runner.pending]
 
     def save_pending(self) -> list[int]:
         """Record the trials that were computed while the backend was unreachable.
@@ -436,90 +431,7 @@ class Experiment:
         ran): then the trial is recorded under a new id, which is the one returned,
         with a WARNING naming both; no recorded trial is ever replaced.
         """
-        saved = []
-        while self._pending:
-            record = self._pending[0].save(self._backend)
-            self._finished[record.trial_id] = _read_back(record)
-            if self._last_ran_any == self._pending[0].record.trial_id != record.trial_id:
-                self._last_ran.trial_id = self._last_ran_any = record.trial_id
-            self._pending.pop(0)
-            saved.append(record.trial_id)
-        return saved
-
-    def _previous_trial(self) -> TrialRecord | None:
-        last = self._backend.last_trial_id()
-        for trial_id in range(last, max(last - 50, 0), -1):
-            try:
-                return self._read(trial_id)
-            except TrialIDNotFoundError:
-                continue
-            except CorruptRecordError:  # skipped, with one WARNING naming it (the backend's)
-                continue
-        return None
-
-    def _environment(self, previous: TrialRecord | None, source_files: Sequence[str], *,
-                     store: bool = True, skip: Sequence[str] = ()
-                     ) -> tuple[str | None, list[DriftEvent]]:
-        """Snapshot the environment (cheap after the first time), store it once, and
-        compare it with the previous trial's: a WARNING and a DriftEvent per changed
-        category; each change is logged once per process (at load or at the trial).
-
-        ``store=False`` (when an experiment is opened) writes nothing; ``skip`` leaves
-        categories out of the comparison (git, before the steps' files are known).
-        """
-        snap = environment.snapshot(source_files, collectors=self._collectors)
-        blob = None
-        if store:
-            fingerprint = environment.fingerprint(snap)
-            blob = self._environment_blobs.get(fingerprint)
-            if blob is None:
-                data = json.dumps(snap, sort_keys=True, separators=(",", ":")).encode("utf-8")
-                blob = self._environment_blobs[fingerprint] = self._backend.put_blob(
-                    "environment", data)
-        if previous is None or not previous.environment_hash \
-                or previous.environment_hash == blob:
-            return blob, []
-        old = self._read_environment(previous.environment_hash)
-        if old is None:
-            return blob, []
-        events = []
-        for category, lines in environment.diff_snapshots(
-                old, snap, collectors=self._collectors).items():
-            if category in skip:
-                continue
-            message = drift_message(category, self._collectors)
-            seen = (previous.environment_hash, category, hash(tuple(lines)))
-            if seen not in self._environment_warned:
-                self._environment_warned.add(seen)
-                summary = drift_checks.git_summary(old.get(category), snap.get(category)) \
-                    if category == "git" else ""
-                logger.warning("%s (since trial %d)%s", message, previous.trial_id,
-                               f": {summary}" if summary else "")
-                for line in lines:
-                    logger.warning("%s", line)
-            events.append(DriftEvent("environment", category, message, tuple(lines),
-                                     {"previous_trial": previous.trial_id}))
-        return blob, events
-
-    def _previous_git_files(self, previous: TrialRecord) -> tuple[list[str], tuple[str, ...]]:
-        """The source files whose git state ``previous`` recorded (to compare git state
-        when an experiment is opened, before its steps are declared), and the categories
-        to leave out: git, when those files are no longer all there."""
-        old = self._read_environment(previous.environment_hash) \
-            if previous.environment_hash else None
-        repositories = ((old or {}).get("git") or {}).get("repositories") or []
-        files = [os.path.join(r["root"], f) for r in repositories if isinstance(r, Mapping)
-                 and "root" in r for f in r.get("source_files") or ()]
-        if not files or not all(os.path.isfile(f) for f in files):
-            return [], ("git",)
-        return files, ()
-
-    def _read_environment(self, blob_hash: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self._backend.get_blob("environment", blob_hash))
-        except (KeyError, ValueError):
-            logger.warning("Environment snapshot %s is missing or unreadable", blob_hash)
-            return None
+        return self._runner.save_pending()
 
     # -- inside a step ------------------------------------------------------------
     def _scope(self, what: str) -> Any:
@@ -638,12 +550,8 @@ class Experiment:
         it is :attr:`latest_trial_id` (0 for an empty history). For a handle on
         one compute, use :meth:`run`, whose outcome carries its trial id.
         """
-        mine = getattr(self._last_ran, "trial_id", None)
-        if mine is not None:
-            return mine
-        if self._last_ran_any is not None:
-            return self._last_ran_any
-        return self._backend.last_trial_id()
+        mine = self._runner.trial_id()
+        return mine if mine is not None else self._backend.last_trial_id()
 
     @property
     def latest_trial_id(self) -> int:
@@ -651,28 +559,16 @@ class Experiment:
         return self._backend.last_trial_id()
 
     def _read(self, trial_id: int) -> TrialRecord:
-        trial_id = _trial_id(trial_id)
-        cached = self._finished.get(trial_id)
-        if cached is not None:
-            return cached
-        record = derive_status(self._backend.read_trial(trial_id))
-        if record.status is not Status.RUNNING:
-            self._finished[trial_id] = record
-        return record
+        return self._runner.read(_trial_id(trial_id))
 
     def get_trial(self, trial_id: int) -> TrialRecord:
         """Everything recorded about one trial."""
         return self._read(trial_id)
 
-    def _records(self) -> list[TrialRecord]:
-        ids = self._backend.trial_ids()
-        missing = [i for i in ids if i not in self._finished]
-        fresh = {r.trial_id: derive_status(r) for r in self._backend.read_trials(missing)}
-        for trial_id, record in fresh.items():
-            if record.status is not Status.RUNNING:
-                self._finished[trial_id] = record
-        return [self._finished.get(i) or fresh[i] for i in ids
-                if i in self._finished or i in fresh]
+    def get_trials(self) -> list[TrialRecord]:
+        """Every readable trial record, by id (an unreadable one is skipped, named once in
+        a WARNING)."""
+        return self._runner.records()
 
     def get_history(self, verbose: bool = False) -> pd.DataFrame:
         """One row per trial, indexed by ``Trial ID``.
@@ -681,52 +577,12 @@ class Experiment:
         ``Process Time``, ``Description``; ``verbose`` adds ``Seed``,
         ``Result Type`` and ``Status``; scalar metrics and labels follow.
         """
-        return self._history_frame(self._records(), verbose)
-
-    def _history_frame(self, records: Iterable[TrialRecord], verbose: bool) -> pd.DataFrame:
-        records = list(records)
-        params: dict[str, None] = {name: None for name in self._space.declared}
-        extra: dict[str, None] = {}
-        for r in records:
-            for name in r.parameters:
-                params.setdefault(name)
-            for name in (*r.metrics, *r.labels):
-                extra.setdefault(name)
-        used = [p for p in params if any(p in r.parameters for r in records)] if records else \
-            list(params)
-        columns = used + HISTORY_COLUMNS + (VERBOSE_COLUMNS if verbose else []) + \
-            [e for e in extra if e not in used]
-        rows = []
-        for r in records:
-            row: dict[str, Any] = {p: r.parameters.get(p, None) for p in used}
-            row.update({
-                "Result": r.result,
-                "Success": r.status is Status.SUCCEEDED,
-                "Finished": _local_time(r.finished),
-                "Process Time": pd.Timedelta(seconds=r.process_time)
-                if r.process_time is not None else pd.NaT,
-                "Description": r.description or np.nan,  # NaN for success, as daskperiment
-            })
-            if verbose:
-                row.update({"Seed": r.seed, "Result Type": _result_type(r),
-                            "Status": r.status.value})
-            for name in extra:
-                if name not in used:
-                    row[name] = r.metrics.get(name, r.labels.get(name))
-            rows.append(row)
-        frame = pd.DataFrame(rows, columns=columns,
-                             index=pd.Index([r.trial_id for r in records], name="Trial ID",
-                                            dtype="int64"))
-        # text or NaN: one dtype whether or not a trial has failed yet
-        frame["Description"] = frame["Description"].astype(object)
-        return frame
+        return history_frame(self._runner.records(), self._space.declared, verbose)
 
     def get_parameters(self, trial_id: int | None = None) -> dict[str, Any]:
         """The parameters of a trial, or (no id) the current values, defaults included."""
         if trial_id is None:
-            return {name: self._space.values.get(name, param._node.default)
-                    for name, param in self._space.declared.items()
-                    if name in self._space.values or param._node.default is not NOTHING}
+            return self._space.current()
         return dict(self._read(trial_id).parameters)
 
     def get_persisted(self, step_name: str = NOTHING,  # type: ignore[assignment]
@@ -798,7 +654,7 @@ class Experiment:
         return compare_records(
             self._read(first), self._read(second),
             read_source=lambda h: read_source(self._backend, h),
-            read_environment=self._read_environment, collectors=self._collectors)
+            read_environment=self._runner.environment.read, collectors=self._collectors)
 
     def reproduce(self, trial_id: int, **dask_kwargs: Any) -> Reproduction:
         """Run a new trial with the parameters and seed of ``trial_id`` and check the result.
@@ -858,7 +714,7 @@ class Experiment:
         from .provenance import build_provenance
 
         record = self._read(trial_id)
-        others = self._records() if any(s.inputs for s in record.steps) else ()
+        others = self._runner.records() if any(s.inputs for s in record.steps) else ()
         return build_provenance(record, others)
 
     def get_lineage(self, step: str, trial_id: int) -> dict[str, list[Any]]:
@@ -941,10 +797,10 @@ class Experiment:
                 while environment.cpu_info() is None and time.monotonic() < deadline:
                     time.sleep(0.05)
             return dict(environment.snapshot(
-                _source_files(walk(self._result._node)) if self._result is not None else (),
+                source_files(walk(node_of(self._result))) if self._result is not None else (),
                 collectors=self._collectors))
         record = self._read(trial_id)
-        snap = self._read_environment(record.environment_hash) \
+        snap = self._runner.environment.read(record.environment_hash) \
             if record.environment_hash else None
         if snap is None:
             raise NotRecordedError(f"Trial {trial_id} has no environment snapshot recorded.")
@@ -984,6 +840,8 @@ class Experiment:
             raise ArgumentNameError("load_metric() missing required argument: 'trial_id'")
         ids = [_trial_id(trial_id)] if hasattr(trial_id, "__index__") else \
             [_trial_id(i) for i in trial_id]
+        import pandas as pd
+
         columns = {}
         for i in ids:
             self._read(i)  # unknown ids raise TrialIDNotFoundError
@@ -1000,6 +858,68 @@ class Experiment:
         return frame
 
 
+class Store:
+    """Every experiment recorded in one place: a directory, a Redis or a MongoDB database.
+
+    ``backend`` takes what ``Experiment(backend=...)`` takes. The command line and the
+    dashboard reach a store only through this class and :class:`Experiment`.
+
+    Examples
+    --------
+    >>> store = Store(tmp_path)                     # doctest: +SKIP
+    >>> store.experiment_ids()                      # doctest: +SKIP
+    ['preprocess', 'train']
+    """
+
+    #: the experiment id a store's backend is opened with to list experiments
+    LISTING_ID = "experigraph-store"
+
+    def __init__(self, backend: Any = None) -> None:
+        self._backend = resolve_backend(backend, self.LISTING_ID)
+
+    @property
+    def uri(self) -> str:
+        """Where the store is (any password masked)."""
+        return self._backend.uri
+
+    def experiment_ids(self) -> list[str]:
+        """The ids of the experiments that have recorded something here, sorted."""
+        return self._backend.experiment_ids()
+
+    def open(self, experiment_id: str, *, must_exist: bool = True, quiet: bool = True
+             ) -> Experiment:
+        """The experiment ``experiment_id`` of this store, to query (or run).
+
+        With ``must_exist``, an id this store has no trials of raises
+        ``ExperimentNotFoundError`` naming the ones it has; nothing is created.
+        ``quiet`` keeps the INFO lines and environment drift of opening it out of the
+        log (a query runs no trial, so they don't concern its reader; a record that
+        cannot be read is still named).
+        """
+        validate_experiment_id(experiment_id)
+        if must_exist:
+            known = self.experiment_ids()
+            if experiment_id not in known:
+                raise ExperimentNotFoundError(experiment_id, self.uri, known)
+        backend = self._backend.for_experiment(experiment_id)
+        if not quiet:
+            return Experiment(experiment_id, backend=backend)
+        log, backends = logging.getLogger("experigraph"), logging.getLogger(
+            "experigraph.backends")
+        saved = log.level, backends.level
+        if log.getEffectiveLevel() < logging.ERROR:
+            log.setLevel(logging.ERROR)
+            backends.setLevel(min(logging.WARNING, backends.getEffectiveLevel()))
+        try:
+            return Experiment(experiment_id, backend=backend)
+        finally:
+            log.setLevel(saved[0])
+            backends.setLevel(saved[1])
+
+    def __repr__(self) -> str:
+        return f"Store({self.uri})"
+
+
 def _either(method: str, ours: str, ours_value: Any, theirs: str, theirs_value: Any) -> Any:
     """The value of an argument that has experigraph's and daskperiment's names."""
     if ours_value is NOTHING and theirs_value is NOTHING:
@@ -1010,15 +930,6 @@ def _either(method: str, ours: str, ours_value: Any, theirs: str, theirs_value: 
     return theirs_value if ours_value is NOTHING else ours_value
 
 
-def _result_type(record: TrialRecord) -> str:
-    """The result's type as daskperiment wrote it: ``"<class 'float'>"``; ``"None"`` when
-    the trial has no result (failed, or still running) or its result is None."""
-    name = record.result_type
-    if record.status is not Status.SUCCEEDED or not name or name == "NoneType":
-        return "None"
-    return f"<class '{name}'>"
-
-
 def _trial_id(value: Any) -> int:
     """A trial id as an int (NumPy integers from ``get_history().index`` included)."""
     if isinstance(value, bool) or not hasattr(value, "__index__"):
@@ -1027,48 +938,14 @@ def _trial_id(value: Any) -> int:
     return operator.index(value)
 
 
-def _read_back(record: TrialRecord) -> TrialRecord:
-    """The record as any reader sees it: through JSON, holding no live objects."""
-    return TrialRecord.from_json(record.to_json())
-
-
-def _source_files(order: Iterable[Any]) -> list[str]:
-    files: set[str] = set()
-    for node in order:
-        code = getattr(node.call.spec, "code", None)
-        if code is not None:
-            files.update((code.filename or "", *code.helper_files))
-    return sorted(f for f in files if f and os.path.exists(f))
-
-
 def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None) -> Experiment:
     """An Experiment rebuilt on a worker: it can record into running trials and query."""
     ex = Experiment.__new__(Experiment)
     ex.id, ex._backend, ex.seed = experiment_id, backend, seed
     ex._space = ParameterSpace()
-    ex._steps, ex._result, ex._stored_sources, ex._finished = {}, None, set(), {}
-    ex._pending, ex._environment_blobs, ex._environment_warned = [], {}, set()
-    ex._last_ran, ex._last_ran_any = threading.local(), None
-    ex._hooks = ()
+    ex._steps, ex._result, ex._collectors = {}, None, ()
+    ex._runner = TrialRunner(experiment_id, backend)
     return ex
-
-
-def _is_seed(seed: Any) -> bool:
-    return isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32
-
-
-def _local_time(t: Any) -> Any:
-    if t is None:
-        return pd.NaT
-    return pd.Timestamp(t).tz_convert(None).tz_localize("UTC").tz_convert(
-        _local_zone()).tz_localize(None)
-
-
-@functools.lru_cache(maxsize=1)
-def _local_zone() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now().astimezone().tzinfo
 
 
 def _expand_sweep(grid: Any, values: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

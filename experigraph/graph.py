@@ -28,7 +28,7 @@ import operator
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 import dask
 from dask.base import is_dask_collection
@@ -124,6 +124,29 @@ class ParameterSpace:
     def value(self, name: str) -> Any:
         """The current value of one parameter (ParameterUndefinedError if it has none)."""
         return self.resolve([name])[name]
+
+    def declare(self, name: str, default: Any = NOTHING, type: Any = None) -> Parameter:
+        """Declare a parameter; re-declaring updates its default and type and returns it."""
+        existing = self.declared.get(name)
+        if existing is not None:
+            existing._node.default = default
+            existing._node.type = type
+            return existing
+        param = self.declared[name] = Parameter(name, default, self, type)
+        return param
+
+    def convert(self, name: str, value: Any) -> Any:
+        """``value`` as parameter ``name`` takes it (converted to its ``type``)."""
+        return self.declared[name]._node.convert(value)
+
+    def has_value(self, name: str) -> bool:
+        """Whether ``name`` has a value set or a default."""
+        return name in self.values or self.declared[name]._node.default is not NOTHING
+
+    def current(self) -> dict[str, Any]:
+        """The parameters that have a value, set or default, in declaration order."""
+        return {name: self.values.get(name, param._node.default)
+                for name, param in self.declared.items() if self.has_value(name)}
 
     def resolve(self, names: Iterable[str], overrides: Mapping[str, Any] | None = None
                 ) -> dict[str, Any]:
@@ -562,11 +585,27 @@ for _op in [operator.abs, operator.neg, operator.pos, operator.invert, operator.
     StepDelayed._bind_operator(_op)
 
 
-class Result(StepDelayed):
-    """The output of the ``@ex.result`` step: ``compute()`` runs and records one trial."""
+class Runs(Protocol):
+    """What runs a :class:`Result` (an ``Experiment``: graph.py sits below it)."""
 
-    __slots__ = ("_experiment",)
-    _experiment: Any  # the Experiment that runs it (graph.py sits below experiment.py)
+    def run(self, result: Any, *, seed: int | None = None, **dask_kwargs: Any) -> Any: ...
+
+
+class Result(StepDelayed):
+    """The output of the ``@ex.result`` step: ``compute()`` runs and records one trial.
+
+    Built by :func:`make_result` with what runs it, and immutable from then on, like
+    dask's ``Delayed``.
+    """
+
+    __slots__ = ("_runner",)
+    _runner: Runs
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("_node", "_runner") and hasattr(self, name):
+            raise AttributeError(f"A Result is immutable: {name} cannot be replaced. Call the "
+                                 "@ex.result step again to build another one.")
+        super().__setattr__(name, value)
 
     def compute(self, seed: int | None = None, **dask_kwargs: Any) -> Any:  # type: ignore[override]
         """Run one trial and return its result.
@@ -578,10 +617,18 @@ class Result(StepDelayed):
         **dask_kwargs
             Passed to dask (``scheduler=``, ``num_workers=``, ``client=``...).
         """
-        return self._experiment.run(self, seed=seed, **dask_kwargs).value
+        return self._runner.run(self, seed=seed, **dask_kwargs).value
 
     def __repr__(self) -> str:
         return f"Result({self.key!r})"
+
+
+def make_result(spec: StepSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+                runner: Runs) -> Result:
+    """A call of the ``@ex.result`` step ``spec``, computed by ``runner``."""
+    result = make_call(spec, args, kwargs, cls=Result)
+    result._runner = runner
+    return result
 
 
 # -- the graph of one or many trials ------------------------------------------------
@@ -592,6 +639,12 @@ class TrialPlan:
 
     def __init__(self, trial_id: int, parameters: Mapping[str, Any], seed: int) -> None:
         self.trial_id, self.parameters, self.seed = trial_id, parameters, seed
+
+
+def node_of(obj: StepDelayed | Parameter) -> Any:
+    """The graph node behind a step's output or a parameter (its ``CallNode`` or
+    ``ParamNode``)."""
+    return obj._node
 
 
 def walk(result: CallNode) -> list[CallNode]:

@@ -34,6 +34,24 @@ _REPR.maxother = 200
 _UTC = _dt.timezone.utc
 
 
+#: a trial's seed is an int from 0 to MAX_SEED (what NumPy's legacy seeding takes)
+MAX_SEED = 2**32 - 1
+
+
+def is_seed(value: Any) -> bool:
+    """Whether ``value`` can be a trial's seed."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED
+
+
+def check_seed(value: Any) -> int:
+    """``value`` if it can be a trial's seed, else InvalidArgumentError saying what can."""
+    if not is_seed(value):
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"seed must be an int from 0 to {MAX_SEED}, got {value!r}")
+    return int(value)
+
+
 class Status(str, enum.Enum):
     """Where a trial is in its life."""
 

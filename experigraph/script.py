@@ -69,6 +69,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import events
 from .errors import ExperigraphError, ScriptError, ScriptUsageError
+from ._compat import is_interactive
+from .records import MAX_SEED
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -79,7 +81,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_SEED = 2**32 - 1
 SYNTAX = "name=value (a Python literal such as 1, 0.5, True, None, [1, 2] or 'text'; " \
          "anything else is taken as a string, e.g. model=rf)"
 
@@ -252,18 +253,15 @@ _session: contextvars.ContextVar[ScriptSession | None] = contextvars.ContextVar(
     "experigraph_script", default=None)
 
 
+def current_session() -> ScriptSession | None:
+    """The script-mode session running in this context (None outside script mode)."""
+    return _session.get()
+
+
 def read_script(path: str | os.PathLike[str]) -> str:
     """A script's text with ``"\\n"`` line endings (what its ``source_hash`` is of)."""
     with open(path, encoding="utf-8", newline=None) as f:
         return f.read()
-
-
-def _is_interactive() -> bool:
-    if hasattr(sys, "ps1") or sys.flags.interactive:
-        return True
-    ipython = sys.modules.get("IPython")
-    get_ipython = getattr(ipython, "get_ipython", None)
-    return get_ipython is not None and get_ipython() is not None
 
 
 def _caller_frame() -> FrameType | None:
@@ -330,7 +328,7 @@ def register(experiment: Experiment, result: Result) -> None:
         if _called_from_main(session.main_globals):
             session.add(experiment, result)
         return
-    if _is_interactive() or not _called_from_main():
+    if is_interactive() or not _called_from_main():
         return
     path = _main_file()
     if path is None:
@@ -487,7 +485,7 @@ def _parameters_for(session: ScriptSession, experiment: Experiment, result: Resu
                     ) -> tuple[dict[str, Any], list[str]]:
     """The parameter values for the trial and its argv to record, checked before anything is
     recorded."""
-    from .graph import parameters_read, walk
+    from .graph import node_of, parameters_read, walk
 
     declared = experiment.parameters
     given = session.args.parameters
@@ -509,11 +507,11 @@ def _parameters_for(session: ScriptSession, experiment: Experiment, result: Resu
     values.update(given)
     for name, value in values.items():  # a declared type= must accept the value
         try:
-            values[name] = declared[name]._node.convert(value)
+            values[name] = node_of(declared[name]).convert(value)
         except ValueError as exc:
             raise ScriptUsageError(str(exc)) from exc
     current = experiment.get_parameters()
-    missing = [n for n in parameters_read(walk(result._node))  # type: ignore[arg-type]
+    missing = [n for n in parameters_read(walk(node_of(result)))
                if n not in values and n not in current]
     if missing:
         raise ScriptUsageError(

@@ -22,12 +22,13 @@ depend on it.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
 import random
-import reprlib
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -40,28 +41,26 @@ import dask.threaded
 from . import drift as drift_checks
 from . import signing
 from .backends.base import Backend
-from .errors import BackendError, InvalidArgumentError
+from .errors import BackendError, CorruptRecordError, InvalidArgumentError, TrialIDNotFoundError
 from .graph import CallNode, StepSpec, TrialPlan, build_trial_graph
 from .hashing import value_hash
+from .present import parameters_text, short
 from .hooks import (HOST, RecordSink, StepFailure, StepHook, TrialContext, call_hooks,
                     seed_globals)
 from .sweep import progress
-from .records import (DriftEvent, Status, StepRecord, TrialRecord, is_json_exact, merge_steps,
+from .records import (MAX_SEED, DriftEvent, Status, StepRecord, TrialRecord, is_json_exact, merge_steps,
                       now, type_name)
 
 logger = logging.getLogger(__name__)
 
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = 60
-_SHORT.maxother = 60
 
-__all__ = ["TrialRecord", "StepRecord", "DriftEvent", "Status", "Outcome", "run_trials",
+__all__ = ["TrialRecord", "StepRecord", "DriftEvent", "Status", "Outcome", "TrialRunner", "RunOptions",
            "new_seed", "trial_times", "derive_status"]
 
 
 def new_seed() -> int:
     """A fresh seed for a trial that was given none."""
-    return random.SystemRandom().randrange(2**32)
+    return random.SystemRandom().randrange(MAX_SEED + 1)
 
 
 class PendingTrial:
@@ -117,17 +116,13 @@ class Outcome:
         return self.exception is None
 
     def __repr__(self) -> str:
-        what = f"value={_SHORT.repr(self.value)}" if self.exception is None else \
+        what = f"value={short(self.value)}" if self.exception is None else \
             f"exception={_describe(self.exception)}"
         return f"Outcome(trial_id={self.trial_id}, {what})"
 
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}({exc})"
-
-
-def _format_parameters(parameters: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={_SHORT.repr(v)}" for k, v in parameters.items())
 
 
 # -- code snapshot and code drift ---------------------------------------------------
@@ -216,90 +211,66 @@ def _compute(get: Any, dsk: dict[Any, Any], keys: list[str], kwargs: dict[str, A
         return get(dsk, keys, **kwargs)
 
 
-def run_trials(
-    *,
-    backend: Backend,
-    experiment_id: str,
-    order: list[CallNode],
-    parameter_sets: Sequence[Mapping[str, Any]],
-    seeds: Sequence[int],
-    dask_kwargs: Mapping[str, Any],
-    stored_sources: set[str],
-    isolate: bool = False,
-    sweep_id: str | None = None,
-    rerun_of: int | None = None,
-    previous: TrialRecord | None = None,
-    environment: tuple[str | None, Sequence[DriftEvent]] = (None, ()),
-    show_progress: bool = False,
-    script: Mapping[str, Any] | None = None,
-    raise_errors: bool = True,
-    hooks: Sequence[StepHook] = (),
-) -> list[Outcome]:
-    """Start, compute and finish one trial per parameter set (see the module docstring).
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a compute's trials run, and what they record besides their parameters."""
 
-    A step's exception propagates once the trials are recorded; with
-    ``raise_errors=False`` an ``Exception`` is returned in the outcomes instead
-    (``Outcome.exception``), so the caller knows the failed trials' ids.
-    """
-    kwargs = dict(dask_kwargs)
-    get = _scheduler_get(kwargs)  # a bad scheduler= fails here, before anything is recorded
-    code = snapshot_code(backend, order, stored_sources)
-    drift = code_drift(backend, previous, code)
-    environment_hash, env_drift = environment
-    drift.extend(env_drift)
-    started_at = time.perf_counter()
-    records: list[TrialRecord] = []
+    dask_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    isolate: bool = False  # a sweep: a failed step fails its trials, not the compute
+    sweep_id: str | None = None
+    rerun_of: int | None = None
+    script: Mapping[str, Any] | None = None
+    show_progress: bool = False
+
+
+def _start_trials(backend: Backend, experiment_id: str, parameter_sets: Sequence[Mapping[str, Any]],
+                  seeds: Sequence[int], base: Mapping[str, Any],
+                  hooks: Sequence[StepHook]) -> list[TrialRecord]:
+    """Claim an id and write the running record of each trial (``base``: the fields they
+    share: code, environment, drift, sweep, rerun, script)."""
+    records = []
     for parameters, seed in zip(parameter_sets, seeds):
         def make_record(trial_id: int) -> TrialRecord:
             return TrialRecord(
                 experiment_id=experiment_id, trial_id=trial_id, status=Status.RUNNING,
                 parameters=dict(parameters), seed=seed, started=now(), host=HOST,
-                pid=os.getpid(), code=code, environment_hash=environment_hash,
-                drift=tuple(drift), rerun_of=rerun_of, sweep_id=sweep_id, script=script,
-                claim=uuid.uuid4().hex)
+                pid=os.getpid(), claim=uuid.uuid4().hex, **base)
 
         record = backend.start_trial(make_record)
         records.append(record)
         logger.info("Started trial %d (seed=%d): %s", record.trial_id, seed,
-                    _format_parameters(parameters))
+                    parameters_text(parameters))
         if hooks:
             call_hooks(hooks, "before_trial", experiment_id=experiment_id,
                        trial_id=record.trial_id, parameters=record.parameters, seed=seed)
+    return records
 
-    plans = [TrialPlan(r.trial_id, r.parameters, r.seed) for r in records]
-    cache_environment = _cache_environment(order)
-    sink = RecordSink(backend)
 
-    def make_context(group: tuple[int, ...], plan: TrialPlan) -> TrialContext:
-        return TrialContext(experiment_id, group, plan.seed, backend, sink, isolate,
-                            cache_environment, tuple(hooks))
+def _failed_compute(backend: Backend, records: Sequence[TrialRecord], sink: RecordSink,
+                    exc: BaseException, elapsed: float, isolate: bool) -> list[Outcome]:
+    """Every trial of a compute that raised, recorded as failed (or interrupted)."""
+    status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED
+    tb = traceback.format_exc()
+    by_trial = _by_trial(sink.records)
+    outcomes = []
+    for record in records:
+        final = record
+        try:
+            final = _finish(backend, record, by_trial.get(record.trial_id, []),
+                            status=status, elapsed=elapsed, own_span=isolate,
+                            exception=exc, tb=tb)
+        except Exception:  # recording must never mask the step's own exception
+            logger.exception("Could not record the failure of trial %d in %s",
+                             record.trial_id, backend.uri)
+        outcomes.append(Outcome(record.trial_id, None, exc, final))
+    return outcomes
 
-    if len(plans) == 1:
-        seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps
-    try:
-        dsk, result_keys = build_trial_graph(order, plans, make_context)
-        values = _compute(get, dsk, result_keys, kwargs, show_progress, len(plans))
-    except BaseException as exc:
-        elapsed = time.perf_counter() - started_at
-        status = Status.FAILED if isinstance(exc, Exception) else Status.INTERRUPTED
-        tb = traceback.format_exc()
-        by_trial = _by_trial(sink.records)
-        failed_outcomes = []
-        for record in records:
-            final = record
-            try:
-                final = _finish(backend, record, by_trial.get(record.trial_id, []),
-                                status=status, elapsed=elapsed, own_span=isolate,
-                                exception=exc, tb=tb)
-            except Exception:  # recording must never mask the step's own exception
-                logger.exception("Could not record the failure of trial %d in %s",
-                                 record.trial_id, backend.uri)
-            failed_outcomes.append(Outcome(record.trial_id, None, exc, final))
-        _after_trials(hooks, failed_outcomes)
-        if raise_errors or not isinstance(exc, Exception):
-            raise
-        return failed_outcomes
-    elapsed = time.perf_counter() - started_at
+
+def _finished_compute(backend: Backend, records: Sequence[TrialRecord], values: Sequence[Any],
+                      sink: RecordSink, elapsed: float, isolate: bool
+                      ) -> tuple[list[Outcome], list[PendingTrial], Exception | None]:
+    """Record every trial of a compute that returned: their outcomes, the trials the
+    backend could not take (kept to record later) and the backend's first error."""
     outcomes, pending, failure = [], [], None
     by_trial = _by_trial(sink.records)
     for record, value in zip(records, values):
@@ -318,19 +289,7 @@ def run_trials(
                          record.trial_id, backend.uri, exc)
         outcomes.append(Outcome(final.trial_id, None if failed else value,
                                 value.exception if failed else None, final))
-    _after_trials(hooks, outcomes)
-    if pending:
-        ids = ", ".join(str(p.record.trial_id) for p in pending)
-        error = BackendError(
-            f"Trial(s) {ids} computed their result but could not be recorded in "
-            f"{backend.uri}: {failure}. Nothing is lost: the result is in err.result "
-            "(err.results maps every trial id to its value); once the backend is reachable "
-            "again, call ex.save_pending() to record them.",
-            result=outcomes[0].value if len(outcomes) == 1 else None, has_result=True)
-        error.pending = pending
-        error.results = {o.trial_id: o.value for o in outcomes}
-        raise error from failure
-    return outcomes
+    return outcomes, pending, failure
 
 
 def trial_times(record: TrialRecord, steps: Sequence[StepRecord], elapsed: float,
@@ -423,7 +382,7 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
     trial_id = final.trial_id
     if status is Status.SUCCEEDED:
         logger.info("Finished trial %d: result %s (%.3f s)", trial_id,
-                    _SHORT.repr(value), final.process_time)
+                    short(value), final.process_time)
     else:
         logger.info("Trial %d %s: %s", trial_id, status.value, final.description)
     return final
@@ -454,3 +413,168 @@ def derive_status(record: TrialRecord) -> TrialRecord:
             pass
     return record
 
+
+
+class TrialRunner:
+    """Runs an experiment's trials and keeps what that needs between them.
+
+    It owns the trial lifecycle (:meth:`run`), the code snapshots already
+    stored, environment drift (:class:`~experigraph.drift.EnvironmentDrift`), the
+    queue of trials computed while the backend was unreachable, the records that
+    can no longer change (read once), and which trial this process (per thread) ran
+    last. :class:`~experigraph.Experiment` is a facade over it.
+    """
+
+    def __init__(self, experiment_id: str, backend: Backend, *,
+                 hooks: Sequence[StepHook] = (), collectors: Sequence[Any] = ()) -> None:
+        self.experiment_id = experiment_id
+        self.backend = backend
+        self.hooks: tuple[StepHook, ...] = tuple(hooks)
+        self.environment = drift_checks.EnvironmentDrift(backend, collectors)
+        self.stored_sources: set[str] = set()
+        self.finished: dict[int, TrialRecord] = {}  # records that can no longer change
+        self.pending: list[PendingTrial] = []  # computed, not yet recorded (backend down)
+        self.last_ran = threading.local()  # .trial_id: this thread's last computed trial
+        self.last_ran_any: int | None = None  # the last trial computed in this process
+
+    # -- running -------------------------------------------------------------------
+    def run(self, order: list[CallNode], parameter_sets: Sequence[Mapping[str, Any]],
+            seeds: Sequence[int], options: RunOptions = RunOptions()) -> list[Outcome]:
+        """Start, compute and finish one trial per parameter set as one dask graph (see
+        the module docstring). A failed trial is returned (``Outcome.exception``), not
+        raised, except a ``KeyboardInterrupt`` (recorded as interrupted, then raised).
+
+        Raises
+        ------
+        BackendError
+            Trials were computed but the backend could not record them: they are kept
+            in :attr:`pending` (``save_pending`` records them later), and the error
+            carries their values (``err.result``, ``err.results``).
+        """
+        backend = self.backend
+        kwargs = dict(options.dask_kwargs)
+        get = _scheduler_get(kwargs)  # a bad scheduler= fails here, before anything is recorded
+        previous = self.previous_trial()
+        code = snapshot_code(backend, order, self.stored_sources)
+        drift = code_drift(backend, previous, code)
+        environment_hash, env_drift = self.environment.check(previous, source_files(order))
+        drift.extend(env_drift)
+        started_at = time.perf_counter()
+        records = _start_trials(backend, self.experiment_id, parameter_sets, seeds, dict(
+            code=code, environment_hash=environment_hash, drift=tuple(drift),
+            rerun_of=options.rerun_of, sweep_id=options.sweep_id, script=options.script),
+            self.hooks)
+        plans = [TrialPlan(r.trial_id, r.parameters, r.seed) for r in records]
+        cache_environment = _cache_environment(order)
+        sink = RecordSink(backend)
+
+        def make_context(group: tuple[int, ...], plan: TrialPlan) -> TrialContext:
+            return TrialContext(self.experiment_id, group, plan.seed, backend, sink,
+                                options.isolate, cache_environment, self.hooks)
+
+        if len(plans) == 1:
+            seed_globals(plans[0].seed)  # as daskperiment did, for code around the steps
+        try:
+            dsk, result_keys = build_trial_graph(order, plans, make_context)
+            values = _compute(get, dsk, result_keys, kwargs, options.show_progress, len(plans))
+        except BaseException as exc:
+            outcomes = _failed_compute(backend, records, sink, exc,
+                                       time.perf_counter() - started_at, options.isolate)
+            self._done(outcomes)
+            if not isinstance(exc, Exception):
+                raise
+            return outcomes
+        outcomes, pending, failure = _finished_compute(
+            backend, records, values, sink, time.perf_counter() - started_at, options.isolate)
+        self._done(outcomes, unrecorded={p.record.trial_id for p in pending})
+        if pending:
+            self.pending.extend(pending)
+            ids = ", ".join(str(p.record.trial_id) for p in pending)
+            raise BackendError(
+                f"Trial(s) {ids} computed their result but could not be recorded in "
+                f"{backend.uri}: {failure}. Nothing is lost: the result is in err.result "
+                "(err.results maps every trial id to its value); once the backend is "
+                "reachable again, call ex.save_pending() to record them.",
+                result=outcomes[0].value if len(outcomes) == 1 else None, has_result=True,
+                results={o.trial_id: o.value for o in outcomes},
+                pending_ids=[p.record.trial_id for p in pending]) from failure
+        return outcomes
+
+    def _done(self, outcomes: Sequence[Outcome], unrecorded: set[int] = set()) -> None:
+        """Note the trials of a compute as this process's (with the records written: not
+        those of ``unrecorded`` trials), then call ``after_trial``."""
+        for outcome in outcomes:
+            written = outcome.trial_id not in unrecorded
+            self.note_ran(outcome.trial_id, outcome.record if written else None)
+        _after_trials(self.hooks, outcomes)
+
+    def note_ran(self, trial_id: int, record: TrialRecord | None = None) -> None:
+        """Note a trial this process computed (its final ``record``, kept for reads; none
+        for a trial whose recording failed)."""
+        if record is not None and record.status is not Status.RUNNING:
+            self.finished[trial_id] = read_back(record)
+        self.last_ran.trial_id = self.last_ran_any = trial_id
+
+    def trial_id(self) -> int | None:
+        """The trial this thread (else this process) computed last; None before any."""
+        mine = getattr(self.last_ran, "trial_id", None)
+        return mine if mine is not None else self.last_ran_any
+
+    def save_pending(self) -> list[int]:
+        """Record the pending trials (see ``Experiment.save_pending``); their ids."""
+        saved = []
+        while self.pending:
+            record = self.pending[0].save(self.backend)
+            self.finished[record.trial_id] = read_back(record)
+            if self.last_ran_any == self.pending[0].record.trial_id != record.trial_id:
+                self.last_ran.trial_id = self.last_ran_any = record.trial_id
+            self.pending.pop(0)
+            saved.append(record.trial_id)
+        return saved
+
+    # -- reading -------------------------------------------------------------------
+    def read(self, trial_id: int) -> TrialRecord:
+        """One trial's record (a running one whose process is gone reads as interrupted)."""
+        cached = self.finished.get(trial_id)
+        if cached is not None:
+            return cached
+        record = derive_status(self.backend.read_trial(trial_id))
+        if record.status is not Status.RUNNING:
+            self.finished[trial_id] = record
+        return record
+
+    def records(self) -> list[TrialRecord]:
+        """Every readable trial record, by id (unreadable ones are skipped, named once)."""
+        ids = self.backend.trial_ids()
+        missing = [i for i in ids if i not in self.finished]
+        fresh = {r.trial_id: derive_status(r) for r in self.backend.read_trials(missing)}
+        for trial_id, record in fresh.items():
+            if record.status is not Status.RUNNING:
+                self.finished[trial_id] = record
+        return [self.finished.get(i) or fresh[i] for i in ids
+                if i in self.finished or i in fresh]
+
+    def previous_trial(self) -> TrialRecord | None:
+        """The newest readable trial (of the last 50 ids), what a new trial compares with."""
+        last = self.backend.last_trial_id()
+        for trial_id in range(last, max(last - 50, 0), -1):
+            try:
+                return self.read(trial_id)
+            except (TrialIDNotFoundError, CorruptRecordError):
+                continue  # an unreadable one is named by the backend (one WARNING)
+        return None
+
+
+def read_back(record: TrialRecord) -> TrialRecord:
+    """The record as any reader sees it: through JSON, holding no live objects."""
+    return TrialRecord.from_json(record.to_json())
+
+
+def source_files(order: Sequence[CallNode]) -> list[str]:
+    """The files the steps of ``order`` (and their helpers) are defined in."""
+    files: set[str] = set()
+    for node in order:
+        code = getattr(node.call.spec, "code", None)
+        if code is not None:
+            files.update((code.filename or "", *code.helper_files))
+    return sorted(f for f in files if f and os.path.exists(f))

@@ -287,5 +287,12 @@ class Backend(abc.ABC):
             return False
         return True
 
+    def for_experiment(self, experiment_id: str) -> Backend:
+        """This backend's store, for another experiment (same location and settings)."""
+        if experiment_id == self.experiment_id:
+            return self
+        cls, args = self.__reduce__()[:2]  # (class, (location..., experiment id))
+        return cls(*args[:-1], experiment_id)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r}, experiment_id={self.experiment_id!r})"

@@ -27,10 +27,10 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._compat import import_optional
+from .._compat import import_optional, is_interactive
 
 if TYPE_CHECKING:
-    from ..backends.base import Backend
+    from ..experiment import Store
     from ..experiment import Experiment
     from .app import BoardState
 
@@ -54,10 +54,10 @@ class Dashboard:
     """
 
     def __init__(self, experiment: Experiment | None, *, port: int, address: str,
-                 refresh_ms: int, server_kwargs: dict[str, Any], store: Backend | None = None
+                 refresh_ms: int, server_kwargs: dict[str, Any], store: Store | None = None
                  ) -> None:
         self.experiment = experiment
-        self.store = store if store is not None else experiment.backend  # type: ignore
+        self.store = store if store is not None else experiment.store  # type: ignore
         self._states: dict[str, BoardState] = {}
         self.address = address
         self.port = port
@@ -105,7 +105,7 @@ class Dashboard:
             if self.experiment is not None and experiment_id == self.experiment.id:
                 ex = self.experiment
             else:
-                ex = _sibling(self.store, experiment_id)
+                ex = self.store.open(experiment_id, must_exist=False)
             state = self._states[experiment_id] = BoardState(
                 ex, refresh_ms=self._refresh_ms, overview_url=OVERVIEW_URL)
             state.refresh(force=True, limit=FIRST_READ)  # enough for the first page
@@ -230,7 +230,7 @@ class Dashboard:
 
 def start_dashboard(experiment: Experiment | None, port: int = 5000,
                     blocking: bool | None = None, address: str = "127.0.0.1", *,
-                    refresh_ms: int = 1000, show: bool = False, store: Backend | None = None,
+                    refresh_ms: int = 1000, show: bool = False, store: Store | None = None,
                     **server_kwargs: Any) -> Dashboard:
     """Serve the dashboard of ``experiment`` (read only), or of every experiment in ``store``.
 
@@ -255,7 +255,7 @@ def start_dashboard(experiment: Experiment | None, port: int = 5000,
     **server_kwargs
         Passed to ``bokeh.server.server.Server`` (e.g. ``allow_websocket_origin``
         when the page is reached through another host name).
-    store : Backend, optional
+    store : Store, optional
         The store whose experiments are listed when ``experiment`` is None.
 
     Returns
@@ -280,7 +280,7 @@ def start_dashboard(experiment: Experiment | None, port: int = 5000,
 
         webbrowser.open(dashboard.url)
     if blocking is None:
-        blocking = not is_interactive()
+        blocking = not is_interactive(event_loop=True)
     if blocking:
         print(f"experigraph dashboard of {dashboard._what} at {dashboard.url} "
               "(Ctrl-C to stop)", flush=True)
@@ -319,33 +319,6 @@ def _argument(args: Any, name: str) -> str | None:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _sibling(store: Backend, experiment_id: str) -> Experiment:
-    """Another experiment of the same store, opened quietly (it runs no trial here)."""
-    from ..experiment import Experiment, validate_experiment_id
-
-    validate_experiment_id(experiment_id)
-    cls, args = store.__reduce__()[:2]  # (backend class, (location, experiment id))
-    backend = cls(*args[:-1], experiment_id)
-    log = logging.getLogger("experigraph")
-    level = log.level
-    log.setLevel(logging.ERROR)  # opening logs this process's environment drift: not news
-    try:
-        return Experiment(experiment_id, backend=backend)
-    finally:
-        log.setLevel(level)
-
-
-def is_interactive() -> bool:
-    """Whether we run in Jupyter/IPython, an interactive interpreter or a running event loop."""
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        pass
-    ipython = sys.modules.get("IPython")
-    if ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None:
-        return True
-    return hasattr(sys, "ps1") or bool(sys.flags.interactive)
 
 
 def free_port(address: str = "127.0.0.1") -> int:

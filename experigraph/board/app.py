@@ -28,7 +28,8 @@ from bokeh.models.widgets import (
 from ..errors import ExperigraphError
 from . import plots
 from .plots import drift_html
-from .table import TrialTable, as_text
+from ..present import as_text
+from .table import TrialTable
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -558,7 +559,7 @@ class BoardSession:
             nodes, edges = graph_parts(self.ex.get_provenance(trial_id))
         except (ExperigraphError, KeyError, ValueError, OSError) as exc:
             note = f" (provenance graph unavailable: {html.escape(str(exc))}; from steps)"
-        _add_cached(nodes, record)
+        add_cached(nodes, record)
         data, lines, heads = plots.graph_data(nodes, edges)
         if data != dict(self.nodes.data):
             self.nodes.selected.indices = []
@@ -692,7 +693,7 @@ def graph_from_record(record: Any) -> tuple[dict[str, dict[str, Any]], list[tupl
     return nodes, edges
 
 
-def _add_cached(nodes: dict[str, dict[str, Any]], record: Any) -> None:
+def add_cached(nodes: dict[str, dict[str, Any]], record: Any) -> None:
     """Mark the steps whose output came from the cache (the graph does not say)."""
     for step in record.steps:
         if step.cached and step.key in nodes:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .table import is_number
+from ..present import is_number
 
 if TYPE_CHECKING:
     from bokeh.document import Document

@@ -22,7 +22,8 @@ from bokeh.models.annotations.arrows import Arrow, VeeHead
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
-from .table import NAN, Column, as_text
+from ..present import as_text
+from .table import NAN, Column
 
 #: column data as a ColumnDataSource holds it (lists, or arrays sent by the browser)
 Data = Mapping[str, Any]

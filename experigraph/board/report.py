@@ -135,14 +135,14 @@ def _graph(ex: Experiment, trial_id: int) -> list[Any]:
     from bokeh.models import ColumnDataSource
     from bokeh.models.widgets import Div
 
-    from .app import _add_cached, graph_from_record, graph_parts
+    from .app import add_cached, graph_from_record, graph_parts
 
     record = ex.get_trial(trial_id)
     try:
         nodes, edges = graph_parts(ex.get_provenance(trial_id))
     except (ExperigraphError, KeyError, ValueError, OSError):
         nodes, edges = graph_from_record(record)
-    _add_cached(nodes, record)
+    add_cached(nodes, record)
     data, lines, heads = plots.graph_data(nodes, edges)
     node_source = ColumnDataSource(data, name="provenance_nodes")
     detail = Div(name="step_detail", css_classes=["eg-step-detail"], text=plots.STEP_HINT,

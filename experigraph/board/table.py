@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import datetime as _dt
 import logging
-import math
-import numbers
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptRecordError, ExperigraphError, TrialIDNotFoundError
-from ..records import DriftEvent, Status, TrialRecord, Unrepresentable
+from ..present import as_text, is_number, time_text, trial_fields
+from ..records import DriftEvent, Status, TrialRecord
 
 if TYPE_CHECKING:
     from ..experiment import Experiment
@@ -59,51 +57,22 @@ class Column:
     numeric: bool
 
 
-def is_number(value: Any) -> bool:
-    """Whether ``value`` is shown as a number (bools and non-finite values are not)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def as_text(value: Any) -> str:
-    """The text shown for a non-numeric cell."""
-    if value is None:
-        return ""
-    if isinstance(value, Unrepresentable):
-        return value.text
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return str(value)
-
-
-def local_time(t: _dt.datetime | None) -> str:
-    """A UTC record time as local ``YYYY-MM-DD HH:MM:SS`` text (sortable as text)."""
-    if t is None:
-        return ""
-    return t.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def drift_summary(events: Sequence[DriftEvent]) -> str:
-    """``"code, environment"``: the kinds of drift a trial recorded, in first-seen order."""
-    return ", ".join(dict.fromkeys(e.kind for e in events))
-
-
 def record_row(record: TrialRecord) -> dict[str, Any]:
     """The raw values of one trial's row, keyed by field (as ``get_history(verbose=True)``)."""
-    row: dict[str, Any] = {f"p:{k}": v for k, v in record.parameters.items()}
-    for source in (record.labels, record.metrics):  # a metric wins over a label of the same name
-        row.update({f"m:{k}": v for k, v in source.items()})
-    status = record.status.value if isinstance(record.status, Status) else str(record.status)
+    f = trial_fields(record)
+    row: dict[str, Any] = {f"p:{k}": v for k, v in f["parameters"].items()}
+    row.update({f"m:{k}": v for k, v in f["extras"].items()})
     row.update({
-        "trial_id": record.trial_id,
-        "result": record.result if record.status is not Status.RUNNING else None,
-        "success": "True" if record.status is Status.SUCCEEDED else "False",
-        "status": status,
-        "finished": local_time(record.finished),
-        "process_time": record.process_time,
-        "description": record.description or "",
-        "seed": record.seed,
-        "drift": drift_summary(record.drift),
-        "_color": STATUS_COLORS.get(status, "#000000"),
+        "trial_id": f["trial_id"],
+        "result": f["result"],
+        "success": "True" if f["succeeded"] else "False",
+        "status": f["status"],
+        "finished": time_text(f["finished"]),
+        "process_time": f["process_time"],
+        "description": f["description"],
+        "seed": f["seed"],
+        "drift": f["drift"],
+        "_color": STATUS_COLORS.get(f["status"], "#000000"),
     })
     return row
 

@@ -37,7 +37,6 @@ Invariants
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
 import os
@@ -45,17 +44,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..hashing import bytes_hash
 from ._common import failure, is_failure
 from .collector import BUILTIN_COLLECTORS, Collector, collect, extra_collectors, package_lines, \
     text_lines
 from .cpu import cpu_info  # noqa: F401  (Experiment waits on it for get_environment("cpu"))
 from .cpu import start_background_collection as _start_cpu
 
-xxhash: Any
-try:  # about ten times faster than sha256; either gives a stable content hash
-    import xxhash
-except ImportError:  # pragma: no cover - xxhash is a dependency, but optional here
-    xxhash = None
 
 __all__ = [
     "CATEGORIES",
@@ -164,9 +159,7 @@ def snapshot(source_files: Sequence[str] = (), *,
 
 
 def _hexdigest(data: bytes) -> str:
-    if xxhash is not None:
-        return xxhash.xxh3_128_hexdigest(data)
-    return hashlib.sha256(data).hexdigest()
+    return bytes_hash(data)
 
 
 def _canonical(value: Any) -> bytes:
@@ -187,8 +180,7 @@ def fingerprint(snap: Mapping[str, Any]) -> str:
     """Return a stable hex content hash of a snapshot.
 
     Equal snapshots give equal fingerprints, in any process and after a JSON
-    round trip (xxhash's XXH3-128 when installed, else SHA-256, over canonical
-    JSON). Each category is hashed separately; for the category objects that
+    round trip (:func:`experigraph.hashing.bytes_hash` over canonical JSON). Each category is hashed separately; for the category objects that
     :func:`snapshot` returned, the hash is memoised, so fingerprinting a fresh
     snapshot of unchanged state costs a few microseconds.
 
@@ -200,7 +192,7 @@ def fingerprint(snap: Mapping[str, Any]) -> str:
     Returns
     -------
     str
-        32 (xxhash) or 64 (sha256) hex digits.
+        32 hex digits.
     """
     parts = [f"{category}={_category_digest(category, snap[category])}" for category in sorted(snap)]
     return _hexdigest("\n".join(parts).encode("utf-8"))

@@ -191,7 +191,7 @@ def test_importing_the_script_runs_nothing(script, tmp_path, monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     runpy.run_path(str(script), run_name="not_main")
-    assert script_mode._session.get() is None
+    assert script_mode.current_session() is None
     assert module.ex.trial_id == 0
     assert not store(tmp_path).exists()
 
@@ -219,7 +219,7 @@ def test_interactive_session_runs_nothing(script, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
     monkeypatch.setattr(sys, "argv", [str(script), "a=1"])
     runpy.run_path(str(script), run_name="__main__")
-    assert script_mode._session.get() is None
+    assert script_mode.current_session() is None
     assert not store(tmp_path).exists()
 
 
@@ -273,7 +273,7 @@ def test_in_process_driver_records_the_script(script, tmp_path, monkeypatch):
     record, = outcome.trials
     assert (record.parameters, record.seed) == ({"a": 1, "b": 2}, 5)
     assert record.script["argv"] == ["a=1", "--seed", "5"]
-    assert script_mode._session.get() is None
+    assert script_mode.current_session() is None
     assert sys.argv[0] != str(script)
 
 

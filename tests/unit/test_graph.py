@@ -1,6 +1,6 @@
 """graph.py: the declared graph, the trial graph built from it, and parameter values.
 
-``walk`` and ``build_trial_graph`` take the node a step call carries (``._node``, the
+``walk`` and ``build_trial_graph`` take the node a step call carries (``node_of(result)``, the
 module's own structure); everything else goes through the public API.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from experigraph.errors import InvalidParameterValueError, ParameterUndefinedError
-from experigraph.graph import TrialPlan, build_trial_graph, parameters_read, walk
+from experigraph.graph import TrialPlan, build_trial_graph, node_of, parameters_read, walk
 from experigraph.hooks import RecordSink, TrialContext, run_step
 
 
@@ -34,7 +34,7 @@ def declare(make_experiment):
 
 def test_walk_lists_each_call_once_dependencies_first(make_experiment):
     ex, r = declare(make_experiment)
-    order = walk(r._node)
+    order = walk(node_of(r))
     names = [n.call.spec.name for n in order]
     assert names == ["load", "shift", "score"]  # load is shared, listed once
     assert parameters_read(order) == ["a", "b"]
@@ -66,7 +66,7 @@ def run_graph(dsk, key):
 
 def test_trials_with_the_same_inputs_share_calls_and_keep_their_ids(make_experiment):
     ex, r = declare(make_experiment)
-    order = walk(r._node)
+    order = walk(node_of(r))
     plans = [TrialPlan(1, {"a": 1, "b": 2}, 7), TrialPlan(2, {"a": 1, "b": 3}, 7),
              TrialPlan(3, {"a": 5, "b": 2}, 7)]
     made = []
@@ -84,7 +84,7 @@ def test_trials_with_the_same_inputs_share_calls_and_keep_their_ids(make_experim
 
 def test_a_keys_name_comes_from_step_code_seed_and_inputs_not_the_trial(make_experiment):
     ex, r = declare(make_experiment)
-    order = walk(r._node)
+    order = walk(node_of(r))
     first, _ = build_trial_graph(order, [TrialPlan(1, {"a": 1, "b": 2}, 7)],
                                  contexts(ex, []))
     again, _ = build_trial_graph(order, [TrialPlan(9, {"a": 1, "b": 2}, 7)],

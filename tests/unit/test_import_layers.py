@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "experigraph"
 #: layer of each top-level module or subpackage of experigraph, lowest first
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "_compat": 1, "records": 1, "hashing": 1, "signing": 1,
+    "_compat": 1, "records": 1, "hashing": 1, "signing": 1, "present": 1,
     "code": 2, "environment": 2, "provenance": 2, "sweep": 2, "events": 2,
     "backends": 3,
     "drift": 4, "hooks": 4, "graph": 4, "compare": 4,
@@ -109,3 +109,60 @@ def test_the_checker_sees_imports_inside_functions_and_type_checking(tmp_path):
                       "def f():\n    from . import script\n    from .board import app\n")
     assert _imports("experigraph.probe", source) >= {
         "experigraph.experiment", "experigraph.script", "experigraph.board"}
+
+
+# -- private names stay in their module ----------------------------------------------
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _defined_private(tree: ast.AST) -> set[str]:
+    """Private names a module defines: functions, classes, module and class variables,
+    ``__slots__`` entries and attributes it sets on any object."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            found.add(node.attr)
+        elif isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets):
+            found.update(c.value for c in ast.walk(node.value)
+                         if isinstance(c, ast.Constant) and isinstance(c.value, str))
+    return {n for n in found if _private(n)}
+
+
+def _private_uses(path: Path, ours: set[str]) -> list[str]:
+    """Where ``path`` reaches a private name of another experigraph module: imports of
+    ``_name`` and ``obj._name`` for a ``_name`` only other modules define."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    own = _defined_private(tree)
+    uses = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith(
+                "experigraph")):
+            uses += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
+                     if _private(a.name)]
+        elif isinstance(node, ast.Attribute) and _private(node.attr) and \
+                node.attr in ours and node.attr not in own:
+            uses.append(f"{path.name}:{node.lineno} uses {ast.unparse(node)}")
+    return uses
+
+
+def test_no_module_uses_another_modules_private_names():
+    modules = _modules()
+    defined = {name: _defined_private(ast.parse(path.read_text(encoding="utf-8")))
+               for name, path in modules.items()}
+    ours = set().union(*defined.values())
+    uses = [u for path in modules.values() for u in _private_uses(path, ours)]
+    assert uses == []
+
+
+def test_the_private_name_checker_sees_imports_and_attributes(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text("from .graph import _Param\n"
+                      "def f(result):\n    return result._node\n")
+    assert _private_uses(source, {"_node", "_Param"}) == [
+        "probe.py:1 imports _Param", "probe.py:3 uses result._node"]
