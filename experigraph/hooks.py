@@ -455,7 +455,7 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
             cache_miss = "its inputs have no deterministic hash"
             logger.info("Cached output of step %s not used: %s", spec.name, cache_miss)
         else:
-            cache_key = f"cache:{spec.name}:{spec.code.code_hash}:{input_hash}"
+            cache_key = f"{spec.name}:{spec.code.code_hash}:{input_hash}"
             hit = _cached(ctx, cache_key, spec)
             if isinstance(hit, str):
                 cache_miss = hit
@@ -530,10 +530,10 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
             entry = json.dumps({  # seed (if it drew from it) and the environment
                 "output": persisted, "inputs": scope.inputs, "environment": ctx.environment,
                 "seed": ctx.seed if used_seed else None}, sort_keys=True)
-            ctx.backend.swap_output_hashes({
-                cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8")),
-                f"cache-code:{spec.name}:{input_hash}": spec.code.code_hash,
-                f"cache-step:{spec.name}": spec.code.code_hash})
+            ctx.backend.index_swap_many({  # the index namespaces of base.INDEX_NAMESPACES
+                "cache": {cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8"))},
+                "cache-code": {f"{spec.name}:{input_hash}": spec.code.code_hash},
+                "cache-step": {spec.name: spec.code.code_hash}})
     ctx.sink.add(_record(call, ctx, info, scope, input_hash, output_hash, started, duration,
                          persisted=persisted, output_type=type_name(value),
                          used_seed=used_seed, cache_miss=cache_miss))
@@ -558,17 +558,19 @@ def _cached(ctx: TrialContext, cache_key: str, spec: Any
     from .errors import SignatureError
 
     backend, step = ctx.backend, spec.name
-    code_key, step_key = f"cache-code:{step}:{cache_key.rsplit(':', 1)[1]}", f"cache-step:{step}"
+    code_key = f"{step}:{cache_key.rsplit(':', 1)[1]}"
     tkey = taint_key(step, spec.code.code_hash)
-    found = backend.read_output_hashes([cache_key, tkey, code_key, step_key])
+    found = backend.index_read_many({"cache": [cache_key], "taint": [tkey],
+                                     "cache-code": [code_key], "cache-step": [step]})
     why = None
-    entry_hash = found[cache_key]
-    if found[tkey] is not None:
-        why = f"the step was seen impure ({found[tkey]}), so its output cannot be reused"
+    entry_hash, taint = found["cache"][cache_key], found["taint"][tkey]
+    if taint is not None:
+        why = f"the step was seen impure ({taint}), so its output cannot be reused"
     elif entry_hash is None:
-        if found[code_key] is not None and found[code_key] != spec.code.code_hash:
+        saved_code = found["cache-code"][code_key]
+        if saved_code is not None and saved_code != spec.code.code_hash:
             why = "its code changed since its output for these inputs was saved"
-        elif found[step_key] is None:
+        elif found["cache-step"][step] is None:
             why = "no output of it is saved yet"
         else:
             why = "no output is saved for these inputs"
