@@ -397,7 +397,8 @@ class MongoBackend(Backend):
         elif stream.startswith(METRIC_STREAM):
             collection, query["key"] = "metrics", stream[len(METRIC_STREAM):]
         else:
-            return []
+            raise ValueError(f"Unknown stream {stream!r}: accepted are {STEPS_STREAM!r} and "
+                             f"{METRIC_STREAM!r} followed by a metric name.")
         with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
             docs = list(self._db()[collection].find(query).sort("_id", 1))
         return [_item_text(d) for d in docs]
