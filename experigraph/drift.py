@@ -60,14 +60,16 @@ DATA_MESSAGE = "Input data has been changed: {path}"
 
 
 def reference_key(rec: StepRecord) -> str:
-    """The key a step's output is compared under: step, code, inputs, files read."""
-    return (f"out:{rec.step}:{rec.code_hash}:{rec.input_hash}"
+    """The key a step's output is compared under (index namespace ``"outputs"``): step,
+    code, inputs, files read."""
+    return (f"{rec.step}:{rec.code_hash}:{rec.input_hash}"
             + "".join(f":{i.get('hash')}" for i in rec.inputs))
 
 
 def taint_key(step: str, code_hash: str) -> str:
-    """Where a step seen impure is remembered (``cache=True`` never serves it)."""
-    return f"taint:{step}:{code_hash}"
+    """Where a step seen impure is remembered (index namespace ``"taint"``; ``cache=True``
+    never serves it)."""
+    return f"{step}:{code_hash}"
 
 
 def _reference(output_hash: str, seed: int, used_seed: bool) -> str:
@@ -106,15 +108,16 @@ def check_outputs(backend: Backend, steps: Sequence[StepRecord], *, seed: int,
         hashes[key] = _reference(rec.output_hash, seed, rec.used_seed)  # type: ignore[arg-type]
         if rec.used_seed:
             hashes[f"{key}:seed={seed}"] = rec.output_hash  # type: ignore[assignment]
-    data = {f"data:{rec.step}:{rec.input_hash}:{item['path']}": (rec, item) for rec in ran
+    data = {f"{rec.step}:{rec.input_hash}:{item['path']}": (rec, item) for rec in ran
             for item in rec.inputs if item.get("hash")}
-    hashes.update({k: item["hash"] for k, (rec, item) in data.items()})
-    if not hashes:
+    if not hashes and not data:
         return []
-    olds = backend.swap_output_hashes(hashes)
+    swapped = backend.index_swap_many({"outputs": hashes, "data": {
+        k: item["hash"] for k, (rec, item) in data.items()}})
+    olds = swapped["outputs"]
     events = []
     for key, (rec, item) in data.items():
-        old = olds[key]
+        old = swapped["data"][key]
         if old is not None and old != item["hash"]:
             message = DATA_MESSAGE.format(path=item["path"])
             logger.warning("%s (read by step %s with unchanged inputs): hash %s, previously %s",
@@ -145,7 +148,7 @@ def check_outputs(backend: Backend, steps: Sequence[StepRecord], *, seed: int,
                         previous, previous_seed)
         events.append(DriftEvent(kind, rec.step, message, (), detail))
     if tainted:
-        backend.swap_output_hashes(tainted)
+        backend.index_swap("taint", tainted)
     return events
 
 

@@ -611,7 +611,7 @@ class Caching(_Builtin):
             scope.cache_miss = "its inputs have no deterministic hash"
             logger.info("Cached output of step %s not used: %s", spec.name, scope.cache_miss)
             return
-        scope.cache_key = f"cache:{spec.name}:{spec.code.code_hash}:{scope.input_hash}"
+        scope.cache_key = f"{spec.name}:{spec.code.code_hash}:{scope.input_hash}"
         hit = _cached(scope.ctx, scope.cache_key, spec)
         if isinstance(hit, str):
             scope.cache_miss = hit
@@ -630,10 +630,10 @@ class Caching(_Builtin):
             "output": scope.persisted, "inputs": scope.inputs,  # it drew from it) and
             "environment": ctx.environment,  # the environment
             "seed": ctx.seed if scope.used_seed else None}, sort_keys=True)
-        ctx.backend.swap_output_hashes({
-            scope.cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8")),
-            f"cache-code:{spec.name}:{scope.input_hash}": spec.code.code_hash,
-            f"cache-step:{spec.name}": spec.code.code_hash})
+        ctx.backend.index_swap_many({  # the index namespaces of base.INDEX_NAMESPACES
+            "cache": {scope.cache_key: ctx.backend.put_blob("cache", entry.encode("utf-8"))},
+            "cache-code": {f"{spec.name}:{scope.input_hash}": spec.code.code_hash},
+            "cache-step": {spec.name: spec.code.code_hash}})
 
     def __reduce__(self) -> str:
         return "CACHING"
@@ -717,17 +717,19 @@ def _cached(ctx: TrialContext, cache_key: str, spec: Any) -> Served | str:
     from .errors import SignatureError
 
     backend, step = ctx.backend, spec.name
-    code_key, step_key = f"cache-code:{step}:{cache_key.rsplit(':', 1)[1]}", f"cache-step:{step}"
+    code_key = f"{step}:{cache_key.rsplit(':', 1)[1]}"
     tkey = taint_key(step, spec.code.code_hash)
-    found = backend.read_output_hashes([cache_key, tkey, code_key, step_key])
+    found = backend.index_read_many({"cache": [cache_key], "taint": [tkey],
+                                     "cache-code": [code_key], "cache-step": [step]})
     why = None
-    entry_hash = found[cache_key]
-    if found[tkey] is not None:
-        why = f"the step was seen impure ({found[tkey]}), so its output cannot be reused"
+    entry_hash, taint = found["cache"][cache_key], found["taint"][tkey]
+    if taint is not None:
+        why = f"the step was seen impure ({taint}), so its output cannot be reused"
     elif entry_hash is None:
-        if found[code_key] is not None and found[code_key] != spec.code.code_hash:
+        saved_code = found["cache-code"][code_key]
+        if saved_code is not None and saved_code != spec.code.code_hash:
             why = "its code changed since its output for these inputs was saved"
-        elif found[step_key] is None:
+        elif found["cache-step"][step] is None:
             why = "no output of it is saved yet"
         else:
             why = "no output is saved for these inputs"

@@ -325,14 +325,6 @@ def make_examplefs_backend(tmp_path, monkeypatch):
     sys.modules.pop("xg_example_backend", None)
 
 
-def backend_to_arg(backend: Any) -> str:
-    """A backend as one command-line argument (its pickled configuration, base64)."""
-    return base64.b64encode(pickle.dumps(backend)).decode("ascii")
-
-
-#: prepend to a subprocess script: ``backend = backend_from_arg(sys.argv[1])``
-SUBPROCESS_PRELUDE = """
-import base64, pickle, sys
-def backend_from_arg(text):
-    return pickle.loads(base64.b64decode(text))
-"""
+# one copy of these, in the contract suite's module (other tests pass backends to
+# subprocesses the same way)
+from experigraph.testing.backend_contract import SUBPROCESS_PRELUDE, backend_to_arg  # noqa: E402,F401

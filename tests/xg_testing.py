@@ -15,15 +15,7 @@ def python_env() -> dict[str, str]:
     return env
 
 
-class Marker:
-    """Unpickling this creates a file: proof that a payload was loaded."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (open, (self.path, "w"))
-
+from experigraph.testing.backend_contract import Marker  # noqa: E402,F401  (one copy)
 
 PLUGINS = ROOT / "tests" / "plugins"
 

@@ -6,8 +6,11 @@ and a backend module (with its client library) is imported only when chosen.
 Other packages add backends by URI scheme through the entry-point group
 ``experigraph.backends`` (as MLflow's store registry does): an entry point named
 after the scheme, whose value is ``"module:Class"``, a :class:`Backend` subclass
-with a ``from_uri(uri, experiment_id)`` class method. Entry points are read only
-when a URI's scheme is not a built-in one; a built-in scheme cannot be replaced.
+(it implements the primitives listed in :mod:`experigraph.backends.base`, among
+them the ``from_uri(uri, experiment_id)`` class method). Entry points are read
+only when a URI's scheme is not a built-in one; a built-in scheme cannot be
+replaced. Such a package tests its backend with experigraph's contract suite,
+:mod:`experigraph.testing.backend_contract`.
 """
 from __future__ import annotations
 

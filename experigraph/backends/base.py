@@ -1,22 +1,46 @@
 """The storage interface: a few primitives that every backend implements.
 
-History, drift checks, comparisons and the dashboard are built on these once,
-in the layers above. A backend stores *records* (``TrialRecord``,
-``StepRecord``), content-addressed *blobs* and metric points for one
-experiment; it never sees an ``Experiment``. It pickles as its configuration
-and connects lazily, so a copy sent to a dask worker works there too. Every
-subclass passes the contract suite in ``tests/contract/``.
+A backend stores, for one experiment, trial *records* (``TrialRecord``),
+content-addressed *blobs*, append-only *streams* of JSON lines per trial (the
+step records workers send, metric curves) and one small *index* of string
+keys in named namespaces (impurity references, taints, cache entries). It never
+sees an ``Experiment``. It pickles as its configuration and connects lazily,
+so a copy sent to a dask worker works there too.
+
+The primitives (abstract here, each with a one-line contract):
+
+=====================  ===========================================================
+construction           ``from_uri``, ``uri``, ``__reduce__``, ``close``,
+                       ``delete_experiment``, ``experiment_ids``
+trial ids and records  ``next_trial_id``, ``last_trial_id``, ``create_trial``
+                       (atomic create-if-absent), ``write_trial``, ``read_trial``,
+                       ``trial_ids``
+streams                ``append_stream``, ``read_stream``, ``stream_names``
+blobs                  ``put_blob``, ``get_blob``
+index                  ``swap_index_values``, ``read_index_values``
+=====================  ===========================================================
+
+Everything else is written once, here, on top of them: claiming an id with its
+running record (``start_trial``), finishing a trial without replacing another's
+record (``finish_trial``), batched reads (``read_trials``), ``last_trial``,
+``has_trial``, step records and metrics (streams), the namespaced index
+(``index_swap``, ``index_read``) and the one WARNING per unreadable record.
+A backend overrides a derived method only to do the same faster (Redis reads
+records with ``HMGET``, MongoDB with one ``$in`` query). Every backend passes
+the contract suite, :mod:`experigraph.testing.backend_contract`.
 """
 from __future__ import annotations
 
 import abc
+import json
 import logging
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
-from ..records import StepRecord, TrialRecord
+from ..errors import (BackendError, CorruptRecordError, InvalidArgumentError,
+                      TrialIDNotFoundError)
+from ..records import StepRecord, TrialRecord, decode_value, encode_value
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +49,27 @@ BLOB_KINDS = ("source", "environment", "pickle", "cache")
 #: how many taken ids ``start_trial`` skips before it gives up (only a store that keeps
 #: losing its counter while many processes claim ids gets near this)
 MAX_CLAIM_ATTEMPTS = 1000
+
+#: the namespaces of the key index, each with the prefix its keys are stored under
+#: (the prefixes are those of the one "output hash" index of earlier versions, so a
+#: store written before namespaces existed is read as it is, and the other way round)
+OUTPUTS = "outputs"        # impurity reference per (step, code, inputs, files[, seed])
+DATA = "data"              # hash of a file read with ex.input per (step, inputs, path)
+TAINT = "taint"            # why a step (step, code) was seen impure
+CACHE = "cache"            # the cache entry blob per (step, code, inputs)
+CACHE_CODE = "cache-code"  # the code hash of the output cached per (step, inputs)
+CACHE_STEP = "cache-step"  # the code hash of a step's last cached output
+INDEX_NAMESPACES: dict[str, str] = {OUTPUTS: "out", DATA: "data", TAINT: "taint",
+                                    CACHE: "cache", CACHE_CODE: "cache-code",
+                                    CACHE_STEP: "cache-step"}
+#: the stream of step records of a trial, and the prefix of its metric streams
+STEPS_STREAM = "steps"
+METRIC_STREAM = "metric:"
+
+
+def _line(obj: Any) -> str:
+    """One stream item: compact JSON, keys sorted, UTF-8 kept."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def is_same_trial(first: TrialRecord, second: TrialRecord) -> bool:
@@ -75,7 +120,14 @@ def mask_uri(uri: str) -> str:
 class Backend(abc.ABC):
     """Storage for one experiment's trials.
 
-    Subclasses implement the primitives; everything else is derived from them here.
+    Subclasses implement the primitives (the abstract members); everything else is
+    derived from them here, once. See the module docstring for the list, and
+    :mod:`experigraph.testing.backend_contract` for the suite every backend passes.
+
+    Parameters
+    ----------
+    experiment_id : str
+        The experiment whose trials this backend stores.
     """
 
     #: URI scheme(s) this backend answers to in the registry
@@ -85,7 +137,13 @@ class Backend(abc.ABC):
         self.experiment_id = experiment_id
         self._reported: set[str] = set()  # unreadable records already warned about
 
-    # -- identity ---------------------------------------------------------------
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def from_uri(cls, uri: str, experiment_id: str) -> Backend:
+        """The backend that ``uri`` names (its scheme selected this class in the registry);
+        ValueError naming the URI if it is not one this class accepts."""
+
     @property
     @abc.abstractmethod
     def uri(self) -> str:
@@ -93,9 +151,21 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickle as configuration: ``(type(self), (location, experiment_id))``."""
+        """Pickle as configuration: ``(type(self), (location, experiment_id))``; no sockets."""
 
-    # -- trials -----------------------------------------------------------------
+    def close(self) -> None:
+        """Release connections; the backend reconnects on next use (default: nothing held)."""
+
+    @abc.abstractmethod
+    def delete_experiment(self) -> int:
+        """Remove everything stored for this experiment, and only that; return how many
+        stored items (keys, documents, files) were removed."""
+
+    @abc.abstractmethod
+    def experiment_ids(self) -> list[str]:
+        """Ids of every experiment stored where this backend stores (for ``list``), sorted."""
+
+    # -- trial ids and records --------------------------------------------------------
     @abc.abstractmethod
     def next_trial_id(self) -> int:
         """Reserve 1, 2, 3, ...; never repeated, even across processes.
@@ -127,22 +197,28 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def read_trial(self, trial_id: int) -> TrialRecord:
-        """The stored record, or raise TrialIDNotFoundError (CorruptRecordError if torn)."""
+        """The stored record, or raise TrialIDNotFoundError (``unreadable_record(...)`` if
+        it cannot be parsed)."""
 
     @abc.abstractmethod
     def trial_ids(self) -> list[int]:
-        """Ids that have a record, ascending."""
+        """Ids that have a record (readable or not), ascending."""
 
-    # -- step records written by other processes (workers) ----------------------
+    # -- streams: append-only lists of JSON text per trial ------------------------------
     @abc.abstractmethod
-    def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
-        """Add step records of a running trial (written by workers in other processes)."""
+    def append_stream(self, trial_id: int, stream: str, items: Sequence[str]) -> None:
+        """Append ``items`` (one JSON text each) to a trial's ``stream``, in order; safe
+        from many threads and processes at once."""
 
     @abc.abstractmethod
-    def read_step_records(self, trial_id: int) -> list[StepRecord]:
-        """The step records appended for a trial, in the order they were written."""
+    def read_stream(self, trial_id: int, stream: str) -> list[str]:
+        """The items appended to a trial's ``stream``, in write order ([] if none)."""
 
-    # -- blobs ------------------------------------------------------------------
+    @abc.abstractmethod
+    def stream_names(self, trial_id: int) -> list[str]:
+        """The names of a trial's streams that have items."""
+
+    # -- blobs ----------------------------------------------------------------------
     @abc.abstractmethod
     def put_blob(self, kind: str, data: bytes) -> str:
         """Store bytes content-addressed under ``kind``; return their hash (idempotent)."""
@@ -151,50 +227,18 @@ class Backend(abc.ABC):
     def get_blob(self, kind: str, blob_hash: str) -> bytes:
         """The bytes stored under ``kind`` and ``blob_hash``; KeyError if missing."""
 
-    # -- impurity ---------------------------------------------------------------
+    # -- the key index -------------------------------------------------------------------
     @abc.abstractmethod
-    def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
-        """Remember ``output_hash`` for ``step_key``; return the hash it replaced."""
-
-    @abc.abstractmethod
-    def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
-        """The hashes last remembered for ``step_keys`` (None where none), without changing them."""
-
-    def swap_output_hashes(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
-        """``swap_output_hash`` for many keys at once (backends may batch it)."""
-        return {k: self.swap_output_hash(k, h) for k, h in hashes.items()}
-
-    # -- metrics ----------------------------------------------------------------
-    @abc.abstractmethod
-    def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
-        """Add one point of a metric curve (safe from many threads and processes)."""
+    def swap_index_values(self, values: Mapping[str, str]) -> dict[str, str | None]:
+        """Set each stored key to its value and return the values they replaced (None where
+        none); atomic per key, and other processes see every swap. Keys come from
+        ``index_swap`` as ``<namespace prefix>:<key>``: call that instead."""
 
     @abc.abstractmethod
-    def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
-        """The points of one metric of one trial as ``(epoch, value)``, in write order."""
+    def read_index_values(self, keys: Sequence[str]) -> dict[str, str | None]:
+        """The values of stored keys (None where none), without changing them."""
 
-    @abc.abstractmethod
-    def metric_keys(self, trial_id: int) -> list[str]:
-        """Names of the metric curves saved for a trial."""
-
-    # -- experiments in the same store -------------------------------------------
-    @abc.abstractmethod
-    def experiment_ids(self) -> list[str]:
-        """Ids of every experiment stored where this backend stores (for ``list``)."""
-
-    @classmethod
-    def from_uri(cls, uri: str, experiment_id: str) -> Backend:
-        """The backend that ``uri`` names (its scheme selected this class).
-
-        Every backend registered by URI scheme implements it; the default refuses.
-        """
-        raise ValueError(f"{cls.__name__} cannot be created from a URI ({uri!r}); pass a "
-                         f"{cls.__name__} instance as backend= instead.")
-
-    def close(self) -> None:
-        """Release connections; the backend reconnects on next use."""
-
-    # -- derived, written once here ----------------------------------------------
+    # -- derived, written once here -------------------------------------------------------
     def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
         """Claim an id together with its record ``make_record(id)`` (a running trial).
 
@@ -258,7 +302,8 @@ class Backend(abc.ABC):
         return exc
 
     def read_trials(self, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
-        """Records for ``trial_ids`` (default: all), skipping torn ones (one WARNING each)."""
+        """Records for ``trial_ids`` (default: all), skipping missing and torn ones (one
+        WARNING each). Backends that can read many at once override it."""
         out = []
         for trial_id in self.trial_ids() if trial_ids is None else trial_ids:
             try:
@@ -286,6 +331,105 @@ class Backend(abc.ABC):
         except (TrialIDNotFoundError, CorruptRecordError):
             return False
         return True
+
+    # -- step records and metrics, on streams ------------------------------------------
+    def _parsed(self, trial_id: int, stream: str, what: str) -> list[Any]:
+        out = []
+        for n, item in enumerate(self.read_stream(trial_id, stream)):
+            try:
+                out.append(json.loads(item))
+            except (ValueError, TypeError) as exc:  # a torn last line, a hand edit
+                logger.warning("Skipping unreadable %s %d of trial %d in %s: %s", what, n,
+                               trial_id, self.uri, exc)
+        return out
+
+    def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
+        """Add step records of a running trial (written by workers in other processes)."""
+        if records:
+            self.append_stream(trial_id, STEPS_STREAM, [_line(r.to_json()) for r in records])
+
+    def read_step_records(self, trial_id: int) -> list[StepRecord]:
+        """The step records appended for a trial, in the order they were written."""
+        out = []
+        for n, obj in enumerate(self._parsed(trial_id, STEPS_STREAM, "step record")):
+            try:
+                out.append(StepRecord.from_json(obj))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                logger.warning("Skipping unreadable step record %d of trial %d in %s: %s", n,
+                               trial_id, self.uri, exc)
+        return out
+
+    def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
+        """Add one point of a metric curve (safe from many threads and processes)."""
+        self.append_stream(trial_id, METRIC_STREAM + key,
+                           [_line({"epoch": encode_value(epoch), "value": encode_value(value)})])
+
+    def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
+        """The points of one metric of one trial as ``(epoch, value)``, in write order."""
+        return [(decode_value(p["epoch"]), decode_value(p["value"]))
+                for p in self._parsed(trial_id, METRIC_STREAM + key, "metric point")
+                if isinstance(p, dict) and "epoch" in p and "value" in p]
+
+    def metric_keys(self, trial_id: int) -> list[str]:
+        """Names of the metric curves saved for a trial, sorted."""
+        return sorted(name[len(METRIC_STREAM):] for name in self.stream_names(trial_id)
+                      if name.startswith(METRIC_STREAM))
+
+    # -- the key index, by namespace ----------------------------------------------------
+    @staticmethod
+    def _index_prefix(namespace: str) -> str:
+        try:
+            return INDEX_NAMESPACES[namespace] + ":"
+        except (KeyError, TypeError):
+            raise InvalidArgumentError(
+                f"Unknown index namespace {namespace!r}: accepted are "
+                f"{', '.join(repr(n) for n in INDEX_NAMESPACES)} "
+                "(experigraph.backends.base.INDEX_NAMESPACES).") from None
+
+    def index_swap(self, namespace: str, values: Mapping[str, str]) -> dict[str, str | None]:
+        """Set ``values`` (key -> value) in ``namespace``; return the values they replaced
+        (None where none).
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``namespace`` is not one of ``INDEX_NAMESPACES`` (the message lists them).
+
+        Examples
+        --------
+        >>> backend.index_swap("taint", {"prepare:1a2b": "impurity in trial 3"})  # doctest: +SKIP
+        {'prepare:1a2b': None}
+        """
+        return self.index_swap_many({namespace: values})[namespace]
+
+    def index_read(self, namespace: str, keys: Iterable[str]) -> dict[str, str | None]:
+        """The values of ``keys`` in ``namespace`` (None where none), unchanged.
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``namespace`` is not one of ``INDEX_NAMESPACES`` (the message lists them).
+        """
+        return self.index_read_many({namespace: keys})[namespace]
+
+    def index_swap_many(self, values: Mapping[str, Mapping[str, str]]
+                        ) -> dict[str, dict[str, str | None]]:
+        """``index_swap`` for several namespaces (namespace -> {key: value}) in one
+        ``swap_index_values`` call (one round trip on a server)."""
+        stored = {ns: self._index_prefix(ns) for ns in values}
+        flat = {stored[ns] + k: v for ns, entries in values.items() for k, v in entries.items()}
+        olds = self.swap_index_values(flat) if flat else {}
+        return {ns: {k: olds[stored[ns] + k] for k in entries} for ns, entries in values.items()}
+
+    def index_read_many(self, keys: Mapping[str, Iterable[str]]
+                        ) -> dict[str, dict[str, str | None]]:
+        """``index_read`` for several namespaces (namespace -> keys) in one
+        ``read_index_values`` call (one round trip on a server)."""
+        stored = {ns: self._index_prefix(ns) for ns in keys}
+        wanted = {ns: list(k) for ns, k in keys.items()}
+        flat = [stored[ns] + k for ns, entries in wanted.items() for k in entries]
+        found = self.read_index_values(flat) if flat else {}
+        return {ns: {k: found[stored[ns] + k] for k in entries} for ns, entries in wanted.items()}
 
     def for_experiment(self, experiment_id: str) -> Backend:
         """This backend's store, for another experiment (same location and settings)."""

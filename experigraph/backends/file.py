@@ -10,7 +10,8 @@ On disk, under ``<root>/<experiment_id>/``::
     blobs/<kind>/<ab>/<hash><ext>    content-addressed: step source as .py text,
                                  environment snapshots as .json, signed pickles as .pkl,
                                  cache entries (output pickle + files read) as .json
-    outputs.jsonl                output hashes seen per (step, code, input, seed),
+    outputs.jsonl                the key index: {"k": "<namespace prefix>:<key>", "h": value}
+                                 lines (impurity references, taints, cache entries),
                                  appended when new or changed; the last line wins
     outputs.lock                 the file lock taken to read-compare-append outputs.jsonl
 
@@ -49,6 +50,7 @@ import threading
 import uuid
 import contextlib
 import errno
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,8 +60,8 @@ from filelock import FileLock
 
 from ..errors import BackendError, TrialIDNotFoundError
 from ..hashing import bytes_hash
-from ..records import StepRecord, TrialRecord, decode_value, encode_value, now
-from .base import Backend
+from ..records import TrialRecord, encode_value, now
+from .base import METRIC_STREAM, STEPS_STREAM, Backend
 
 logger = logging.getLogger(__name__)
 
@@ -104,30 +106,23 @@ def _dump(obj: Mapping[str, Any]) -> bytes:
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode("utf-8")
 
 
-def _append_line(path: Path, obj: Any) -> None:
-    line = (json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            + "\n").encode("utf-8")
+def _append_lines(path: Path, items: Sequence[str]) -> None:
+    """Append items, one a line, in one ``write`` to a file opened with ``O_APPEND``."""
+    data = "".join(item + "\n" for item in items).encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, line)
+        os.write(fd, data)
     finally:
         os.close(fd)
 
 
-def _read_lines(path: Path) -> list[Any]:
+def _read_lines(path: Path) -> list[str]:
+    """The complete lines of ``path`` ([] if it does not exist)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            logger.warning("Skipping torn line %d of %s", n, path)
-    return out
+    return [line for line in text.splitlines() if line.strip()]
 
 
 class FileBackend(Backend):
@@ -329,17 +324,46 @@ class FileBackend(Backend):
             out.append(trial_id)
         return out
 
-    # -- step records from workers -------------------------------------------------
-    def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
-        self._ensure()
-        with self._errors(f"appending step records of trial {trial_id}"):
-            for rec in records:
-                _append_line(self.path / "steps" / f"{int(trial_id)}.jsonl", rec.to_json())
+    # -- streams ------------------------------------------------------------------
+    def _stream_path(self, trial_id: int, stream: str) -> Path:
+        """``steps/<id>.jsonl``, or ``metrics/<id>/<quoted key>.jsonl`` for a metric."""
+        if stream == STEPS_STREAM:
+            return self.path / "steps" / f"{int(trial_id)}.jsonl"
+        if stream.startswith(METRIC_STREAM):
+            key = stream[len(METRIC_STREAM):]
+            return self._metric_dir(trial_id) / f"{quote(key, safe='')}.jsonl"
+        raise ValueError(f"Unknown stream {stream!r}: accepted are {STEPS_STREAM!r} and "
+                         f"{METRIC_STREAM!r} followed by a metric name.")
 
-    def read_step_records(self, trial_id: int) -> list[StepRecord]:
-        with self._errors(f"reading step records of trial {trial_id}"):
-            lines = _read_lines(self.path / "steps" / f"{int(trial_id)}.jsonl")
-        return [StepRecord.from_json(obj) for obj in lines]
+    def append_stream(self, trial_id: int, stream: str, items: Sequence[str]) -> None:
+        self._ensure()
+        path = self._stream_path(trial_id, stream)
+        with self._errors(f"appending to stream {stream!r} of trial {trial_id}"):
+            if stream != STEPS_STREAM and trial_id not in self._metric_dirs:
+                path.parent.mkdir(exist_ok=True)
+                self._metric_dirs.add(trial_id)
+            if len(items) == 1:
+                _append_lines(path, items)
+            else:  # one line per write: a line is never split between two writers
+                for item in items:
+                    _append_lines(path, [item])
+
+    def read_stream(self, trial_id: int, stream: str) -> list[str]:
+        with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
+            return _read_lines(self._stream_path(trial_id, stream))
+
+    def stream_names(self, trial_id: int) -> list[str]:
+        names = []
+        with self._errors(f"listing the streams of trial {trial_id}"):
+            if (self.path / "steps" / f"{int(trial_id)}.jsonl").exists():
+                names.append(STEPS_STREAM)
+            try:
+                files = os.listdir(self._metric_dir(trial_id))
+            except FileNotFoundError:
+                files = []
+        names += sorted(METRIC_STREAM + unquote(n[:-len(".jsonl")]) for n in files
+                        if n.endswith(".jsonl"))
+        return names
 
     # -- blobs ------------------------------------------------------------------
     def _blob_path(self, kind: str, blob_hash: str) -> Path:
@@ -366,7 +390,7 @@ class FileBackend(Backend):
         except OSError as exc:
             raise self._translate(exc, f"reading {kind} blob {blob_hash}") from exc
 
-    # -- impurity ---------------------------------------------------------------
+    # -- the key index --------------------------------------------------------------
     def _sync_outputs(self) -> None:
         """Read what was appended to outputs.jsonl since last time (call with the lock)."""
         path = self.path / "outputs.jsonl"
@@ -385,15 +409,12 @@ class FileBackend(Backend):
                 logger.warning("Skipping a torn line of %s", path)
         self._outputs_offset += end
 
-    def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
-        return self.swap_output_hashes({step_key: output_hash})[step_key]
-
-    def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
+    def read_index_values(self, keys: Sequence[str]) -> dict[str, str | None]:
         with self._outputs_lock, self._errors("reading step outputs"):
             self._sync_outputs()
-            return {k: self._outputs.get(k) for k in step_keys}
+            return {k: self._outputs.get(k) for k in keys}
 
-    def swap_output_hashes(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
+    def swap_index_values(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
         """Read-compare-append under a thread lock and a file lock (``outputs.lock``), so
         concurrent trials in threads and processes each see the others' outputs."""
         self._ensure()
@@ -419,34 +440,8 @@ class FileBackend(Backend):
                 self._sync_outputs()  # our own lines: the index and offset stay in step
         return old
 
-    # -- metrics ----------------------------------------------------------------
     def _metric_dir(self, trial_id: int) -> Path:
         return self.path / "metrics" / str(int(trial_id))
-
-    def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
-        self._ensure()
-        d = self._metric_dir(trial_id)
-        with self._errors(f"saving metric {key!r} of trial {trial_id}"):
-            if trial_id not in self._metric_dirs:
-                d.mkdir(exist_ok=True)
-                self._metric_dirs.add(trial_id)
-            _append_line(d / f"{quote(key, safe='')}.jsonl",
-                         {"epoch": encode_value(epoch), "value": encode_value(value)})
-
-    def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
-        path = self._metric_dir(trial_id) / f"{quote(key, safe='')}.jsonl"
-        with self._errors(f"reading metric {key!r} of trial {trial_id}"):
-            lines = _read_lines(path)
-        return [(decode_value(o["epoch"]), decode_value(o["value"])) for o in lines]
-
-    def metric_keys(self, trial_id: int) -> list[str]:
-        try:
-            names = os.listdir(self._metric_dir(trial_id))
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise self._translate(exc, f"listing metrics of trial {trial_id}") from exc
-        return sorted(unquote(n[:-len(".jsonl")]) for n in names if n.endswith(".jsonl"))
 
     # -- experiments ------------------------------------------------------------
     def experiment_ids(self) -> list[str]:
@@ -458,4 +453,13 @@ class FileBackend(Backend):
             raise self._translate(exc, "listing experiments") from exc
         return [e for e in entries if (self.root / e / "experiment.json").is_file()]
 
-
+    def delete_experiment(self) -> int:
+        """Remove ``<root>/<experiment_id>/`` and everything in it; return how many files."""
+        if not self.path.is_dir():
+            return 0
+        with self._errors("deleting the experiment"):
+            removed = sum(1 for p in self.path.rglob("*") if not p.is_dir())
+            shutil.rmtree(self.path)
+        self._ready, self._id_hint = False, None
+        self._outputs, self._outputs_offset, self._metric_dirs = {}, 0, set()
+        return removed

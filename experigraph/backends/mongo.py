@@ -10,7 +10,8 @@ Collections (every document carries ``experiment_id``)::
     blobs         {_id: "<experiment_id>:<kind>:<hash>", experiment_id, kind, hash,
                    length, data: <bytes>}            (or chunks: n, data in blob_chunks)
     blob_chunks   {_id: "<blob _id>:<n>", blob, n, data: <bytes>}
-    outputs       {_id: "<experiment_id>:<step key>", experiment_id, output_hash}
+    outputs       {_id: "<experiment_id>:<namespace prefix>:<key>", experiment_id,
+                   output_hash: <value>}     (the key index: impurity, taints, cache)
 
 Invariants:
 
@@ -56,8 +57,8 @@ from pymongo import ReturnDocument, uri_parser
 
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..hashing import bytes_hash
-from ..records import StepRecord, TrialRecord, decode_value, encode_value
-from .base import Backend, mask_uri
+from ..records import TrialRecord
+from .base import METRIC_STREAM, STEPS_STREAM, Backend, mask_uri
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,23 @@ def _database_name(uri: str) -> str:
 
 def _json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _point_fields(item: str) -> dict[str, Any]:
+    """A metric point's document fields: its epoch and value as JSON text each (the
+    layout of ``metrics``), or the item as it is if it is not a point."""
+    try:
+        point = json.loads(item)
+        return {"epoch": _json(point["epoch"]), "value": _json(point["value"])}
+    except (ValueError, KeyError, TypeError):
+        return {"record": item}
+
+
+def _item_text(doc: Mapping[str, Any]) -> str:
+    """A stream item back as JSON text (a metric point is rebuilt from its two fields)."""
+    if "record" in doc:
+        return str(doc["record"])
+    return '{"epoch":%s,"value":%s}' % (doc.get("epoch"), doc.get("value"))
 
 
 class MongoBackend(Backend):
@@ -356,27 +374,42 @@ class MongoBackend(Backend):
                 continue  # logged once by unreadable_record
         return out
 
-    # -- step records -------------------------------------------------------------
-    def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
-        if not records:
+    # -- streams: step records in ``steps``, metric points in ``metrics`` --------------
+    def append_stream(self, trial_id: int, stream: str, items: Sequence[str]) -> None:
+        if not items:
             return
-        docs = [{"experiment_id": self.experiment_id, "trial_id": int(trial_id),
-                 "record": _json(r.to_json())} for r in records]
-        with self._errors(f"appending step records of trial {trial_id}"):
-            self._db().steps.insert_many(docs, ordered=True)
+        base = {"experiment_id": self.experiment_id, "trial_id": int(trial_id)}
+        if stream == STEPS_STREAM:
+            collection, docs = "steps", [{**base, "record": item} for item in items]
+        elif stream.startswith(METRIC_STREAM):
+            collection, key = "metrics", stream[len(METRIC_STREAM):]
+            docs = [{**base, "key": key, **_point_fields(item)} for item in items]
+        else:
+            raise ValueError(f"Unknown stream {stream!r}: accepted are {STEPS_STREAM!r} and "
+                             f"{METRIC_STREAM!r} followed by a metric name.")
+        with self._errors(f"appending to stream {stream!r} of trial {trial_id}"):
+            self._db()[collection].insert_many(docs, ordered=True)
 
-    def read_step_records(self, trial_id: int) -> list[StepRecord]:
-        with self._errors(f"reading step records of trial {trial_id}"):
-            docs = list(self._db().steps.find(
-                {"experiment_id": self.experiment_id, "trial_id": int(trial_id)}).sort("_id", 1))
-        out = []
-        for doc in docs:
-            try:
-                out.append(StepRecord.from_json(json.loads(doc["record"])))
-            except (ValueError, KeyError, TypeError) as exc:
-                logger.warning("Skipping unreadable step record %r of trial %d in %s: %s",
-                               doc.get("_id"), trial_id, self._uri, exc)
-        return out
+    def read_stream(self, trial_id: int, stream: str) -> list[str]:
+        query: dict[str, Any] = {"experiment_id": self.experiment_id, "trial_id": int(trial_id)}
+        if stream == STEPS_STREAM:
+            collection = "steps"
+        elif stream.startswith(METRIC_STREAM):
+            collection, query["key"] = "metrics", stream[len(METRIC_STREAM):]
+        else:
+            raise ValueError(f"Unknown stream {stream!r}: accepted are {STEPS_STREAM!r} and "
+                             f"{METRIC_STREAM!r} followed by a metric name.")
+        with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
+            docs = list(self._db()[collection].find(query).sort("_id", 1))
+        return [_item_text(d) for d in docs]
+
+    def stream_names(self, trial_id: int) -> list[str]:
+        query = {"experiment_id": self.experiment_id, "trial_id": int(trial_id)}
+        with self._errors(f"listing the streams of trial {trial_id}"):
+            db = self._db()
+            has_steps = db.steps.find_one(query, {"_id": 1}) is not None
+            keys = db.metrics.distinct("key", query)
+        return ([STEPS_STREAM] if has_steps else []) + sorted(METRIC_STREAM + k for k in keys)
 
     # -- blobs ------------------------------------------------------------------
     def put_blob(self, kind: str, data: bytes) -> str:
@@ -423,44 +456,28 @@ class MongoBackend(Backend):
                            f"({len(data)} of {head.get('length')} bytes)")
         return data
 
-    # -- impurity ---------------------------------------------------------------
-    def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
+    # -- the key index --------------------------------------------------------------
+    def swap_index_values(self, values: Mapping[str, str]) -> dict[str, str | None]:
+        """One atomic ``find_one_and_update`` per key (the value it replaced)."""
+        out: dict[str, str | None] = {}
         with self._errors("checking step outputs"):
-            old = self._db().outputs.find_one_and_update(
-                {"_id": self._id(step_key)},
-                {"$set": {"output_hash": output_hash, "experiment_id": self.experiment_id}},
-                upsert=True, return_document=ReturnDocument.BEFORE)
-        return None if old is None else old.get("output_hash")
+            outputs = self._db().outputs
+            for key, value in values.items():
+                old = outputs.find_one_and_update(
+                    {"_id": self._id(key)},
+                    {"$set": {"output_hash": value, "experiment_id": self.experiment_id}},
+                    upsert=True, return_document=ReturnDocument.BEFORE)
+                out[key] = None if old is None else old.get("output_hash")
+        return out
 
-    def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
-        keys = list(step_keys)
+    def read_index_values(self, keys: Sequence[str]) -> dict[str, str | None]:
+        keys = list(keys)
         if not keys:
             return {}
         with self._errors("reading step outputs"):
             docs = self._db().outputs.find({"_id": {"$in": [self._id(k) for k in keys]}})
             found = {d["_id"]: d.get("output_hash") for d in docs}
         return {k: found.get(self._id(k)) for k in keys}
-
-    # -- metrics ----------------------------------------------------------------
-    def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
-        doc = {"experiment_id": self.experiment_id, "trial_id": int(trial_id), "key": key,
-               "epoch": _json(encode_value(epoch)), "value": _json(encode_value(value))}
-        with self._errors(f"saving metric {key!r} of trial {trial_id}"):
-            self._db().metrics.insert_one(doc)
-
-    def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
-        with self._errors(f"reading metric {key!r} of trial {trial_id}"):
-            docs = list(self._db().metrics.find(
-                {"experiment_id": self.experiment_id, "trial_id": int(trial_id), "key": key}
-            ).sort("_id", 1))
-        return [(decode_value(json.loads(d["epoch"])), decode_value(json.loads(d["value"])))
-                for d in docs]
-
-    def metric_keys(self, trial_id: int) -> list[str]:
-        with self._errors(f"listing metrics of trial {trial_id}"):
-            keys = self._db().metrics.distinct(
-                "key", {"experiment_id": self.experiment_id, "trial_id": int(trial_id)})
-        return sorted(keys)
 
     # -- experiments ------------------------------------------------------------
     def experiment_ids(self) -> list[str]:
@@ -469,17 +486,20 @@ class MongoBackend(Backend):
             return sorted({d["_id"] for d in db.counters.find({}, {"_id": 1})}
                           | set(db.trials.distinct("experiment_id")))
 
-    def delete_experiment(self) -> None:
-        """Remove every document of this experiment (tests and cleanup)."""
+    def delete_experiment(self) -> int:
+        """Remove every document of this experiment; return how many."""
+        removed = 0
         with self._errors("deleting the experiment"):
             db = self._db()
             blob_ids = [d["_id"] for d in db.blobs.find(
                 {"experiment_id": self.experiment_id, "chunks": {"$exists": True}}, {"_id": 1})]
             if blob_ids:
-                db.blob_chunks.delete_many({"blob": {"$in": blob_ids}})
+                removed += db.blob_chunks.delete_many({"blob": {"$in": blob_ids}}).deleted_count
             for name in ("trials", "steps", "metrics", "blobs", "outputs"):
-                db[name].delete_many({"experiment_id": self.experiment_id})
-            db.counters.delete_one({"_id": self.experiment_id})
+                removed += db[name].delete_many(
+                    {"experiment_id": self.experiment_id}).deleted_count
+            removed += db.counters.delete_one({"_id": self.experiment_id}).deleted_count
+        return removed
 
 
 __all__ = ["MongoBackend", "mask_uri", "CHUNK_SIZE"]

@@ -9,7 +9,8 @@ Keys, for an experiment ``<id>`` (``P`` is ``experigraph:<id>:``)::
     P:metric:<trial_id>:<key>    list of {"epoch", "value"} JSON points (RPUSH)
     P:metric_keys:<trial_id>     set of the metric names saved for a trial
     P:blob:<kind>:<hash>         content-addressed bytes (SET NX), returned as-is
-    P:outputs                    hash step key -> last output hash (impurity checks)
+    P:outputs                    the key index: hash "<namespace prefix>:<key>" -> value
+                                 (impurity references, taints, cache entries)
 
 Invariants:
 
@@ -57,8 +58,8 @@ from redis.retry import Retry
 
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..hashing import bytes_hash
-from ..records import StepRecord, TrialRecord, decode_value, encode_value
-from .base import Backend, mask_uri
+from ..records import TrialRecord
+from .base import METRIC_STREAM, STEPS_STREAM, Backend, mask_uri
 
 logger = logging.getLogger(__name__)
 
@@ -422,26 +423,42 @@ class RedisBackend(Backend):
                     continue  # logged once by unreadable_record
         return out
 
-    # -- step records -------------------------------------------------------------
-    def append_step_records(self, trial_id: int, records: Sequence[StepRecord]) -> None:
-        if not records:
-            return
-        items = [json.dumps(r.to_json(), sort_keys=True, separators=(",", ":"),
-                            ensure_ascii=False) for r in records]
-        with self._errors(f"appending step records of trial {trial_id}"):
-            self._redis().rpush(self._key("steps", int(trial_id)), *items)
+    # -- streams ------------------------------------------------------------------
+    def _stream_key(self, trial_id: int, stream: str) -> str:
+        """``P:steps:<id>``, or ``P:metric:<id>:<key>`` for a metric."""
+        if stream == STEPS_STREAM:
+            return self._key("steps", int(trial_id))
+        if stream.startswith(METRIC_STREAM):
+            return self._key("metric", int(trial_id), stream[len(METRIC_STREAM):])
+        raise ValueError(f"Unknown stream {stream!r}: accepted are {STEPS_STREAM!r} and "
+                         f"{METRIC_STREAM!r} followed by a metric name.")
 
-    def read_step_records(self, trial_id: int) -> list[StepRecord]:
-        with self._errors(f"reading step records of trial {trial_id}"):
-            raws = self._redis().lrange(self._key("steps", int(trial_id)), 0, -1)
-        out = []
-        for n, raw in enumerate(raws):
-            try:
-                out.append(StepRecord.from_json(json.loads(raw)))
-            except (ValueError, KeyError, TypeError) as exc:
-                logger.warning("Skipping unreadable step record %d of trial %d in %s: %s",
-                               n, trial_id, self._uri, exc)
-        return out
+    def append_stream(self, trial_id: int, stream: str, items: Sequence[str]) -> None:
+        if not items:
+            return
+        key = self._stream_key(trial_id, stream)
+        with self._errors(f"appending to stream {stream!r} of trial {trial_id}"):
+            if stream == STEPS_STREAM:
+                self._redis().rpush(key, *items)
+            else:  # a metric: its name is listed for metric_keys
+                pipe = self._redis().pipeline(transaction=False)
+                pipe.rpush(key, *items)
+                pipe.sadd(self._key("metric_keys", int(trial_id)), stream[len(METRIC_STREAM):])
+                pipe.execute()
+
+    def read_stream(self, trial_id: int, stream: str) -> list[str]:
+        key = self._stream_key(trial_id, stream)
+        with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
+            return [_text(raw) for raw in self._redis().lrange(key, 0, -1)]
+
+    def stream_names(self, trial_id: int) -> list[str]:
+        with self._errors(f"listing the streams of trial {trial_id}"):
+            pipe = self._redis().pipeline(transaction=False)
+            pipe.exists(self._key("steps", int(trial_id)))
+            pipe.smembers(self._key("metric_keys", int(trial_id)))
+            has_steps, metrics = pipe.execute()
+        return ([STEPS_STREAM] if has_steps else []) + sorted(
+            METRIC_STREAM + _text(n) for n in metrics)
 
     # -- blobs ------------------------------------------------------------------
     def put_blob(self, kind: str, data: bytes) -> str:
@@ -461,12 +478,9 @@ class RedisBackend(Backend):
             raise KeyError(f"no {kind} blob {blob_hash} in {self._uri}")
         return data if isinstance(data, bytes) else str(data).encode("utf-8")
 
-    # -- impurity ---------------------------------------------------------------
-    def swap_output_hash(self, step_key: str, output_hash: str) -> str | None:
-        return self.swap_output_hashes({step_key: output_hash})[step_key]
-
-    def swap_output_hashes(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
-        """Swap many output hashes atomically, in one round trip (a Lua script)."""
+    # -- the key index --------------------------------------------------------------
+    def swap_index_values(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
+        """Swap many values atomically, in one round trip (a Lua script)."""
         if not hashes:
             return {}
         keys = list(hashes)
@@ -478,34 +492,13 @@ class RedisBackend(Backend):
             olds = self._swap_script(keys=[self._key("outputs")], args=args)
         return {k: (None if old is None else _text(old)) for k, old in zip(keys, olds)}
 
-    def read_output_hashes(self, step_keys: Sequence[str]) -> dict[str, str | None]:
-        keys = list(step_keys)
+    def read_index_values(self, keys: Sequence[str]) -> dict[str, str | None]:
+        keys = list(keys)
         if not keys:
             return {}
         with self._errors("reading step outputs"):
             values = self._redis().hmget(self._key("outputs"), keys)
         return {k: (None if v is None else _text(v)) for k, v in zip(keys, values)}
-
-    # -- metrics ----------------------------------------------------------------
-    def append_metric(self, trial_id: int, key: str, epoch: Any, value: Any) -> None:
-        point = json.dumps({"epoch": encode_value(epoch), "value": encode_value(value)},
-                           separators=(",", ":"), ensure_ascii=False)
-        with self._errors(f"saving metric {key!r} of trial {trial_id}"):
-            pipe = self._redis().pipeline(transaction=False)
-            pipe.rpush(self._key("metric", int(trial_id), key), point)
-            pipe.sadd(self._key("metric_keys", int(trial_id)), key)
-            pipe.execute()
-
-    def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
-        with self._errors(f"reading metric {key!r} of trial {trial_id}"):
-            raws = self._redis().lrange(self._key("metric", int(trial_id), key), 0, -1)
-        points = [json.loads(raw) for raw in raws]
-        return [(decode_value(p["epoch"]), decode_value(p["value"])) for p in points]
-
-    def metric_keys(self, trial_id: int) -> list[str]:
-        with self._errors(f"listing metrics of trial {trial_id}"):
-            names = self._redis().smembers(self._key("metric_keys", int(trial_id)))
-        return sorted(_text(n) for n in names)
 
     # -- experiments ------------------------------------------------------------
     def experiment_ids(self) -> list[str]:

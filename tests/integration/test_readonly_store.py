@@ -153,7 +153,7 @@ ops = {
     "put_blob": lambda: b.put_blob("environment", b"{}"),
     "append_metric": lambda: b.append_metric(1, "loss", 0, 1.0),
     "append_step_records": lambda: b.append_step_records(1, b.read_trial(1).steps),
-    "swap_output_hashes": lambda: b.swap_output_hashes({"new-key": "h"}),
+    "index_swap": lambda: b.index_swap("outputs", {"new-key": "h"}),
 }
 for name, op in ops.items():
     try:
@@ -179,7 +179,7 @@ def test_every_write_to_a_read_only_store_is_a_backend_error(recorded, unprivile
     assert lines[0] == "history [1]"  # reading still works
     assert lines[1:] == [f"{op} BackendError True True" for op in (
         "start_trial", "next_trial_id", "create_trial", "write_trial", "finish_trial",
-        "put_blob", "append_metric", "append_step_records", "swap_output_hashes")]
+        "put_blob", "append_metric", "append_step_records", "index_swap")]
     assert files(store) == before
 
 

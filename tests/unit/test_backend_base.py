@@ -20,6 +20,30 @@ def test_incomplete_backend_cannot_be_instantiated():
         Half("x")
 
 
+def test_the_primitives_are_the_abstract_members():
+    """A backend implements these and nothing else (the rest is derived in the base)."""
+    assert Backend.__abstractmethods__ == {
+        "from_uri", "uri", "__reduce__", "delete_experiment", "experiment_ids",
+        "next_trial_id", "last_trial_id", "create_trial", "write_trial", "read_trial",
+        "trial_ids", "append_stream", "read_stream", "stream_names", "put_blob", "get_blob",
+        "swap_index_values", "read_index_values"}
+
+
+def test_a_backend_of_only_the_primitives_is_complete():
+    namespace = {name: (lambda *a, **k: None) for name in Backend.__abstractmethods__}
+    namespace["uri"] = property(lambda self: "memory://")
+    namespace["from_uri"] = classmethod(lambda cls, uri, experiment_id: cls(experiment_id))
+    Minimal = type("Minimal", (Backend,), namespace)
+    backend = Minimal("x")
+    assert backend.experiment_id == "x" and repr(backend) == "Minimal('memory://', experiment_id='x')"
+
+
+def test_pytest_is_not_imported_by_experigraph(run_python):
+    proc = run_python("import sys, experigraph, experigraph.backends.base\n"
+                      "print('pytest' in sys.modules, 'experigraph.testing' in sys.modules)")
+    assert proc.stdout.split() == ["False", "False"]
+
+
 @pytest.mark.parametrize("bad", [42, "ftp://host/x", "redis:host", object()])
 def test_unsupported_backend_lists_what_is_accepted(bad):
     with pytest.raises(ValueError, match=r"accepted are .*pathlib.Path.*redis://.*mongodb://"):

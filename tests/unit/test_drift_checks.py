@@ -39,8 +39,7 @@ def test_other_output_without_randomness_is_impure_under_any_seed(check, caplog)
     (line,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert line.getMessage() == ("Step result changed with the same input: s (inputs: no "
                                  "arguments; input hash in): output hash B, previously A")
-    assert check.backend.read_output_hashes(["taint:s:code"]) == {
-        "taint:s:code": "impurity in trial 1"}
+    assert check.backend.index_read("taint", ["s:code"]) == {"s:code": "impurity in trial 1"}
 
 
 def test_randomness_under_another_seed_is_seed_dependence(check, caplog):
@@ -52,7 +51,7 @@ def test_randomness_under_another_seed_is_seed_dependence(check, caplog):
     assert any(r.getMessage().startswith("Step result depends on the seed: s (") and
                "under seed 1, previously B under seed 2" in r.getMessage()
                for r in caplog.records)
-    assert check.backend.read_output_hashes(["taint:s:code"]) == {"taint:s:code": None}
+    assert check.backend.index_read("taint", ["s:code"]) == {"s:code": None}
 
 
 def test_randomness_under_the_same_seed_is_impure(check):

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "experiment": 6,
     "script": 7, "board": 7, "cli": 7,
     "": 8,  # the package itself (its lazy public names)
+    "testing": 9,  # the contract suite for plugins: drives Experiment, imported by tests only
 }
 
 #: (importing module, imported unit): upward imports that are delegations, with why

@@ -17,21 +17,21 @@ def test_impurity_index_under_threads_and_processes(tmp_path, caplog):
         [sys.executable, "-c",
          "import sys; from experigraph.backends.file import FileBackend\n"
          "b = FileBackend(sys.argv[1], 'race')\n"
-         "for i in range(300): b.swap_output_hashes({f'p{i}': 'h'})\n", str(tmp_path)],
+         "for i in range(300): b.index_swap('outputs', {f'p{i}': 'h'})\n", str(tmp_path)],
         env=python_env())
 
     def work(t):
         for i in range(300):
-            backend.swap_output_hashes({f"t{t}-{i}": f"h{i}"})
+            backend.index_swap("outputs", {f"t{t}-{i}": f"h{i}"})
 
     with caplog.at_level(logging.WARNING), ThreadPoolExecutor(8) as pool:
         list(pool.map(work, range(8)))
     assert other.wait(120) == 0
     keys = [f"t{t}-{i}" for t in range(8) for i in range(300)] + [f"p{i}" for i in range(300)]
-    assert set(backend.read_output_hashes(keys).values()) != {None}
-    assert None not in backend.read_output_hashes(keys).values()
+    assert set(backend.index_read("outputs", keys).values()) != {None}
+    assert None not in backend.index_read("outputs", keys).values()
     fresh = FileBackend(tmp_path, "race")
-    assert None not in fresh.read_output_hashes(keys).values()
+    assert None not in fresh.index_read("outputs", keys).values()
     assert "torn" not in caplog.text
     lines = (tmp_path / "race" / "outputs.jsonl").read_text().splitlines()
     assert len(lines) == len(keys) and all(json.loads(line) for line in lines)
@@ -90,3 +90,47 @@ def test_a_reserved_id_is_a_marker_and_an_empty_record_is_reported(tmp_path, cap
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(messages) == 1 and str(empty) in messages[0], messages
     assert backend.next_trial_id() == 3  # neither id is claimed again
+
+
+def test_the_key_index_keeps_the_layout_of_earlier_versions(tmp_path):
+    """outputs.jsonl holds "<namespace prefix>:<key>" lines, as the one output-hash index
+    of earlier versions did: a store written by them is read as it is (no migration)."""
+    store = tmp_path / "old" / "outputs.jsonl"
+    store.parent.mkdir()
+    store.write_text('{"k":"out:prep:c0de:1n","h":"0u7 3 0"}\n'
+                     '{"k":"taint:prep:c0de","h":"impurity in trial 2"}\n'
+                     '{"k":"cache:prep:c0de:1n","h":"e1"}\n'
+                     '{"k":"cache-code:prep:1n","h":"c0de"}\n'
+                     '{"k":"cache-step:prep","h":"c0de"}\n'
+                     '{"k":"data:prep:1n:/d.csv","h":"f1"}\n')
+    backend = FileBackend(tmp_path, "old")
+    assert backend.index_read_many({
+        "outputs": ["prep:c0de:1n"], "taint": ["prep:c0de"], "cache": ["prep:c0de:1n"],
+        "cache-code": ["prep:1n"], "cache-step": ["prep"], "data": ["prep:1n:/d.csv"]}) == {
+        "outputs": {"prep:c0de:1n": "0u7 3 0"}, "taint": {"prep:c0de": "impurity in trial 2"},
+        "cache": {"prep:c0de:1n": "e1"}, "cache-code": {"prep:1n": "c0de"},
+        "cache-step": {"prep": "c0de"}, "data": {"prep:1n:/d.csv": "f1"}}
+    assert backend.index_swap("taint", {"next:c0de": "impurity in trial 3"}) == {
+        "next:c0de": None}
+    assert json.loads(store.read_text().splitlines()[-1]) == {
+        "k": "taint:next:c0de", "h": "impurity in trial 3"}
+
+
+def test_streams_keep_the_layout_of_step_records_and_metrics(tmp_path):
+    backend = FileBackend(tmp_path, "layout")
+    backend.append_metric(3, "val/loss", 0, 0.5)
+    backend.append_stream(3, "steps", ['{"n":1}'])
+    assert (tmp_path / "layout" / "metrics" / "3" / "val%2Floss.jsonl").read_text() == (
+        '{"epoch":0,"value":0.5}\n')
+    assert (tmp_path / "layout" / "steps" / "3.jsonl").read_text() == '{"n":1}\n'
+    assert backend.metric_keys(3) == ["val/loss"]
+
+
+def test_delete_experiment_removes_its_directory_only(tmp_path):
+    gone, kept = FileBackend(tmp_path, "gone"), FileBackend(tmp_path, "kept")
+    for backend in (gone, kept):
+        backend.next_trial_id()
+        backend.put_blob("source", b"x")
+    assert gone.delete_experiment() == 3  # experiment.json, the reserved id, the blob
+    assert not (tmp_path / "gone").exists() and (tmp_path / "kept" / "trials" / "1.json").exists()
+    assert gone.delete_experiment() == 0

@@ -107,8 +107,25 @@ def test_documents_carry_the_experiment_id(database):
     assert database.blobs.count_documents({"experiment_id": "one"}) == 1
     assert sorted(database.metrics.distinct("experiment_id")) == ["one", "two"]
     assert b.experiment_ids() == ["one", "two"]
-    b.delete_experiment()
+    assert b.delete_experiment() == 4  # counter, trial, metric point, blob
     assert other.trial_ids() == [1] and b.trial_ids() == []
+
+
+def test_the_key_index_and_metrics_keep_their_documents(database):
+    """``outputs`` documents have ``_id`` "<experiment>:<namespace prefix>:<key>" (as the
+    one output-hash index of earlier versions), metric points their epoch and value as
+    JSON text each: what earlier versions wrote is read as it is."""
+    b = MongoBackend.from_object(database, "docs")
+    database.outputs.insert_one({"_id": "docs:taint:prep:c0de", "experiment_id": "docs",
+                                 "output_hash": "impurity in trial 2"})
+    database.metrics.insert_one({"experiment_id": "docs", "trial_id": 1, "key": "loss",
+                                 "epoch": "0", "value": "0.5"})
+    assert b.index_read("taint", ["prep:c0de"]) == {"prep:c0de": "impurity in trial 2"}
+    b.index_swap("cache", {"prep:c:i": "e"})
+    assert database.outputs.find_one({"_id": "docs:cache:prep:c:i"})["output_hash"] == "e"
+    b.append_metric(1, "loss", 1, 0.25)
+    assert b.read_metric(1, "loss") == [(0, 0.5), (1, 0.25)]
+    assert database.metrics.find_one({"epoch": "1"})["value"] == "0.25"
 
 
 def test_big_blob_is_chunked_below_the_document_limit(database, monkeypatch):

@@ -91,6 +91,22 @@ def test_delete_experiment_removes_only_its_keys(make_redis_backend):
     assert b.experiment_id not in keep.experiment_ids()
 
 
+def test_the_key_index_is_one_hash_of_prefixed_fields(make_redis_backend, redis_server):
+    """``P:outputs`` holds "<namespace prefix>:<key>" fields, as the one output-hash index
+    of earlier versions did: what they wrote is read as it is."""
+    b = make_redis_backend(experiment_id="index")
+    client = redis.Redis.from_url(redis_server.url())
+    key = f"experigraph:{b.experiment_id}:outputs"
+    client.hset(key, mapping={"taint:prep:c0de": "impurity in trial 2", "out:prep:c:i": "h"})
+    assert b.index_read("taint", ["prep:c0de"]) == {"prep:c0de": "impurity in trial 2"}
+    assert b.index_swap("outputs", {"prep:c:i": "h2"}) == {"prep:c:i": "h"}
+    b.index_swap_many({"cache": {"prep:c:i": "e"}, "cache-step": {"prep": "c"}})
+    assert client.hgetall(key) == {b"taint:prep:c0de": b"impurity in trial 2",
+                                   b"out:prep:c:i": b"h2", b"cache:prep:c:i": b"e",
+                                   b"cache-step:prep": b"c"}
+    client.close()
+
+
 # -- URIs and masking --------------------------------------------------------------
 @pytest.mark.parametrize("uri, masked", [
     ("redis://:s3cret@db.example:6379/0", "redis://:***@db.example:6379/0"),
