@@ -258,7 +258,7 @@ class StepScope:
         self.started: Any = None
         self.duration = 0.0
         self.served: Served | None = None  # the saved output the caching hook serves
-        self.watch: _Watch | None = None  # the seeding hook's watch on the generators
+        self.watch: Watch | None = None  # the seeding hook's watch on the generators
         self.used_seed = False
         self.persisted: str | None = None  # the output's pickle (blob hash)
         self.failure: BaseException | None = None  # a built-in hook fails the step
@@ -320,7 +320,7 @@ def step_seed(trial_seed: int, seed_name: str) -> int:
 # step running beside one that drew is taken to have used the randomness too,
 # which keeps the seed in its impurity key and can hide an impurity, but never
 # reports one.
-class _StateView:
+class StateView:
     """Reads a few words of a Mersenne Twister's state without copying it."""
 
     __slots__ = ("owner", "view", "indices", "full", "read")
@@ -335,7 +335,7 @@ class _StateView:
             self.read = lambda: (view[i], view[j], view[k])
 
 
-def _random_view() -> _StateView:
+def _random_view() -> StateView:
     """``random``'s instance: ``struct {PyObject_HEAD; int index; uint32_t state[624];}``."""
     import _random
 
@@ -356,10 +356,10 @@ def _random_view() -> _StateView:
             view = candidate if ok else None
         finally:
             inst.setstate(saved)
-    return _StateView(inst, view, (0, 1, 2), inst.getstate)
+    return StateView(inst, view, (0, 1, 2), inst.getstate)
 
 
-def _numpy_view(bit_generator: Any) -> _StateView:
+def _numpy_view(bit_generator: Any) -> StateView:
     """NumPy's global MT19937: ``struct {uint32_t key[624]; int pos;}``."""
     def full() -> Any:
         state = bit_generator.state["state"]
@@ -382,10 +382,10 @@ def _numpy_view(bit_generator: Any) -> _StateView:
                 bit_generator.state = saved
     except Exception:  # no ctypes interface: compare the copied state
         view = None
-    return _StateView(bit_generator, view, (624, 0, 1), full)
+    return StateView(bit_generator, view, (624, 0, 1), full)
 
 
-class _Watch:
+class Watch:
     """A step between its seeding and its end: whether a draw may have been its."""
 
     __slots__ = ("drew", "numpy_seeded")
@@ -395,25 +395,25 @@ class _Watch:
         self.numpy_seeded = numpy_seeded
 
 
-class _GlobalGenerators:
+class GlobalGenerators:
     """Per process: how to read the global generators' state, its last checkpoint, and
     the steps running since their seeding."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.random: _StateView | None = None
-        self.numpy: _StateView | None = None
+        self.random: StateView | None = None
+        self.numpy: StateView | None = None
         self.checkpoint: tuple[Any, Any] | None = None
-        self.running: set[_Watch] = set()
+        self.running: set[Watch] = set()
 
-    def numpy_view(self, np: Any) -> _StateView:
+    def numpy_view(self, np: Any) -> StateView:
         bit_generator = np.random.mtrand._rand._bit_generator
         view = self.numpy
         if view is None or view.owner is not bit_generator:
             view = self.numpy = _numpy_view(bit_generator)
         return view
 
-    def random_view(self) -> _StateView:
+    def random_view(self) -> StateView:
         view = self.random
         if view is None or view.owner is not random._inst:
             view = self.random = _random_view()
@@ -433,20 +433,20 @@ class _GlobalGenerators:
         self.checkpoint = current
 
 
-_GLOBALS = _GlobalGenerators()  # the process's global generators (module-level by nature)
+GLOBAL_GENERATORS = GlobalGenerators()  # the process's global generators (module-level by nature)
 
 
 @overload
 def seed_globals(seed: int) -> None: ...
 @overload
-def seed_globals(seed: int, *, watch: Literal[True]) -> _Watch: ...
-def seed_globals(seed: int, *, watch: bool = False) -> _Watch | None:
+def seed_globals(seed: int, *, watch: Literal[True]) -> Watch: ...
+def seed_globals(seed: int, *, watch: bool = False) -> Watch | None:
     """Seed ``random`` and, when NumPy is loaded, NumPy's global generator.
 
     With ``watch``, the caller is a step about to run: the returned watch goes to
     :func:`drew_since` when the step ends.
     """
-    g = _GLOBALS
+    g = GLOBAL_GENERATORS
     np = sys.modules.get("numpy")
     with g.lock:
         if g.running:
@@ -457,15 +457,15 @@ def seed_globals(seed: int, *, watch: bool = False) -> _Watch | None:
         g.checkpoint = g.state()
         if not watch:
             return None
-        mark = _Watch(numpy_seeded=np is not None)
+        mark = Watch(numpy_seeded=np is not None)
         g.running.add(mark)
         return mark
 
 
-def drew_since(mark: _Watch) -> bool:
+def drew_since(mark: Watch) -> bool:
     """Whether the global generators may have been drawn from while the step that got
     ``mark`` from :func:`seed_globals` ran (ends its watch); errs only towards True."""
-    g = _GLOBALS
+    g = GLOBAL_GENERATORS
     with g.lock:
         g.settle()
         g.running.discard(mark)

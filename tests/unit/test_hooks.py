@@ -99,10 +99,10 @@ def test_a_failed_step_ends_its_watch(make_experiment):
         raise ValueError("no")
 
     boom(a)
-    before = set(hooks._GLOBALS.running)
+    before = set(hooks.GLOBAL_GENERATORS.running)
     with pytest.raises(ValueError):
         ex.set_parameters(a=1).compute()
-    assert hooks._GLOBALS.running == before
+    assert hooks.GLOBAL_GENERATORS.running == before
 
 
 def test_a_step_using_ex_rng_ends_its_watch(make_experiment):
@@ -114,15 +114,15 @@ def test_a_step_using_ex_rng_ends_its_watch(make_experiment):
         return float(ex.rng().random())
 
     draw(a)
-    before = set(hooks._GLOBALS.running)
+    before = set(hooks.GLOBAL_GENERATORS.running)
     ex.set_parameters(a=1).compute()
-    assert hooks._GLOBALS.running == before
+    assert hooks.GLOBAL_GENERATORS.running == before
 
 
 def test_state_is_read_in_place_and_agrees_with_the_full_state():
     mark = hooks.seed_globals(11, watch=True)
-    random_view = hooks._GLOBALS.random_view()
-    numpy_view = hooks._GLOBALS.numpy_view(np)
+    random_view = hooks.GLOBAL_GENERATORS.random_view()
+    numpy_view = hooks.GLOBAL_GENERATORS.numpy_view(np)
     # CPython and NumPy >= 1.17 on this machine: the cheap path is in use
     assert random_view.view is not None and numpy_view.view is not None
     index, first, second = random_view.read()
@@ -130,7 +130,7 @@ def test_state_is_read_in_place_and_agrees_with_the_full_state():
     assert (index, first, second) == (state[-1], state[0], state[1]) == (624, *state[:2])
     pos = np.random.get_state(legacy=False)["state"]
     assert numpy_view.read() == (pos["pos"], pos["key"][0], pos["key"][1])
-    slow = hooks._StateView(None, None, (0, 0, 0), numpy_view.full)
+    slow = hooks.StateView(None, None, (0, 0, 0), numpy_view.full)
     assert slow.read() == numpy_view.read()
     assert hooks.drew_since(mark) is False
 

@@ -1,0 +1,80 @@
+"""How trials are shown (``experigraph.present``): one place for the history's rows, times
+and short reprs, shared by ``get_history``, the command line and the dashboard."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pytest
+
+from experigraph import present
+from experigraph.records import DriftEvent, Status, TrialRecord, Unrepresentable
+
+UTC = dt.timezone.utc
+
+
+def record(trial_id, status=Status.SUCCEEDED, **fields):
+    base = dict(experiment_id="p", trial_id=trial_id, status=status, parameters={"a": 1},
+                seed=7, started=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    base.update(fields)
+    return TrialRecord(**base)
+
+
+def test_short_reprs_are_cut_to_their_width():
+    assert present.short("x" * 100, 10) == "'xx...xxx'"
+    assert present.short([1, 2], 60) == "[1, 2]"
+    assert present.parameters_text({"a": 1, "b": "x" * 100}, 10) == "a=1, b='xx...xxx'"
+
+
+def test_times_are_local_text_and_missing_ones_are_said(monkeypatch):
+    t = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    local = t.astimezone(present.local_zone())
+    assert present.time_text(t) == local.strftime("%Y-%m-%d %H:%M:%S")
+    assert present.time_text(None) == "" and present.time_text(None, "-") == "-"
+    assert present.local_time(t) == local.replace(tzinfo=None)
+    assert present.local_time(None) is None
+
+
+def test_result_types_read_as_daskperiment_wrote_them():
+    assert present.result_type(record(1, result=1.5, result_type="float")) == "<class 'float'>"
+    assert present.result_type(record(2, Status.FAILED, result_type="float")) == "None"
+    assert present.result_type(record(3, result=None, result_type="NoneType")) == "None"
+
+
+def test_a_trials_fields_hold_metrics_before_labels_and_a_metric_wins():
+    r = record(4, metrics={"acc": 0.9, "loss": 0.1}, labels={"model": "rf", "acc": "high"},
+               drift=(DriftEvent("code", "s", "m"), DriftEvent("environment", "git", "m"),
+                      DriftEvent("code", "t", "m")))
+    fields = present.trial_fields(r)
+    assert list(fields["extras"]) == ["acc", "loss", "model"]
+    assert fields["extras"]["acc"] == 0.9
+    assert fields["drift"] == "code, environment"
+    assert fields["succeeded"] and fields["status"] == "succeeded"
+    running = present.trial_fields(record(5, Status.RUNNING, result=3))
+    assert running["result"] is None and not running["succeeded"]
+
+
+def test_the_history_frame_keeps_daskperiments_columns_and_types():
+    pd = pytest.importorskip("pandas")
+    ok = record(1, result=2.0, result_type="float", finished=dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+                process_time=1.5, metrics={"acc": 0.5})
+    failed = record(2, Status.FAILED, parameters={"a": 2, "b": "x"}, description="boom")
+    frame = present.history_frame([ok, failed], declared=["b", "a", "unused"], verbose=True)
+    assert list(frame.columns) == ["b", "a", *present.HISTORY_COLUMNS,
+                                   *present.VERBOSE_COLUMNS, "acc"]
+    assert frame.index.name == "Trial ID" and list(frame.index) == [1, 2]
+    assert frame.loc[1, "Success"] and not frame.loc[2, "Success"]
+    assert math.isnan(frame.loc[1, "Description"]) and frame.loc[2, "Description"] == "boom"
+    assert frame["Description"].dtype == object
+    assert frame.loc[1, "Process Time"] == pd.Timedelta(seconds=1.5)
+    assert pd.isna(frame.loc[2, "Finished"]) and pd.isna(frame.loc[2, "Process Time"])
+    assert frame.loc[1, "Result Type"] == "<class 'float'>"
+    assert frame.loc[2, "b"] == "x" and pd.isna(frame.loc[1, "b"])
+    empty = present.history_frame([], declared=["a"])
+    assert list(empty.columns) == ["a", *present.HISTORY_COLUMNS] and len(empty) == 0
+
+
+def test_cells_that_are_not_numbers_are_shown_as_text():
+    assert present.is_number(1.5) and not present.is_number(True)
+    assert present.as_text(None) == "" and present.as_text(float("nan")) == ""
+    assert present.as_text(Unrepresentable("<obj>", "Obj")) == "<obj>"
