@@ -1,7 +1,6 @@
 """Lazy imports of optional packages, with an error that says how to fix them."""
 from __future__ import annotations
 
-import asyncio
 import importlib
 import sys
 from types import ModuleType
@@ -28,6 +27,8 @@ def is_interactive(*, event_loop: bool = False) -> bool:
     """Whether this runs in Jupyter/IPython or an interactive interpreter (with
     ``event_loop``, also: inside a running asyncio event loop)."""
     if event_loop:
+        import asyncio
+
         try:
             asyncio.get_running_loop()
             return True

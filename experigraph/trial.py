@@ -433,6 +433,7 @@ class TrialRunner:
         self.environment = drift_checks.EnvironmentDrift(backend, collectors)
         self.stored_sources: set[str] = set()
         self.finished: dict[int, TrialRecord] = {}  # records that can no longer change
+        self.written: dict[int, TrialRecord] = {}  # the newest finished here (see note_ran)
         self.pending: list[PendingTrial] = []  # computed, not yet recorded (backend down)
         self.last_ran = threading.local()  # .trial_id: this thread's last computed trial
         self.last_ran_any: int | None = None  # the last trial computed in this process
@@ -512,7 +513,10 @@ class TrialRunner:
         """Note a trial this process computed (its final ``record``, kept for reads; none
         for a trial whose recording failed)."""
         if record is not None and record.status is not Status.RUNNING:
-            self.finished[trial_id] = read_back(record)
+            # the newest record written here, live: the next trial compares with it, and
+            # it is read back through JSON only if someone asks for it (older ones are
+            # read from the store, so no live result is held for long)
+            self.written = {trial_id: record}
         self.last_ran.trial_id = self.last_ran_any = trial_id
 
     def trial_id(self) -> int | None:
@@ -525,7 +529,7 @@ class TrialRunner:
         saved = []
         while self.pending:
             record = self.pending[0].save(self.backend)
-            self.finished[record.trial_id] = read_back(record)
+            self.written = {record.trial_id: record}
             if self.last_ran_any == self.pending[0].record.trial_id != record.trial_id:
                 self.last_ran.trial_id = self.last_ran_any = record.trial_id
             self.pending.pop(0)
@@ -538,6 +542,10 @@ class TrialRunner:
         cached = self.finished.get(trial_id)
         if cached is not None:
             return cached
+        written = self.written.get(trial_id)
+        if written is not None:
+            record = self.finished[trial_id] = read_back(written)
+            return record
         record = derive_status(self.backend.read_trial(trial_id))
         if record.status is not Status.RUNNING:
             self.finished[trial_id] = record
@@ -558,6 +566,9 @@ class TrialRunner:
         """The newest readable trial (of the last 50 ids), what a new trial compares with."""
         last = self.backend.last_trial_id()
         for trial_id in range(last, max(last - 50, 0), -1):
+            written = self.written.get(trial_id)
+            if written is not None:  # written here: its code and environment are as read
+                return written
             try:
                 return self.read(trial_id)
             except (TrialIDNotFoundError, CorruptRecordError):
