@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .code import unified_diff
+from .hashing import comparable
 from .present import short
 from .records import DriftEvent, StepRecord, TrialRecord
 
@@ -154,13 +155,15 @@ def check_outputs(backend: Backend, steps: Sequence[StepRecord], *, seed: int,
 
 def _verdict(rec: StepRecord, seed: int, reference: str | None, same_seed: str | None
              ) -> tuple[str, str, int | None] | None:
-    """("impurity" | "seed", previous output hash, previous seed), or None: no change."""
-    if same_seed is not None and same_seed != rec.output_hash:
+    """("impurity" | "seed", previous output hash, previous seed), or None: no change
+    (or no comparable reference: hashes made another way, see ``hashing.comparable``)."""
+    output = rec.output_hash or ""
+    if same_seed is not None and same_seed != output and comparable(same_seed, output):
         return "impurity", same_seed, seed
     if reference is None:
         return None
     previous, previous_seed, previous_used = _parse_reference(reference)
-    if previous == rec.output_hash:
+    if previous == output or not comparable(previous, output):
         return None
     if not rec.used_seed and not previous_used:
         return "impurity", previous, previous_seed  # no randomness: the seed is no excuse

@@ -454,6 +454,9 @@ class Experiment:
         """Inside a step: add a point ``(epoch, value)`` to the metric curve ``key``.
 
         ``metric_key=`` is daskperiment's name for ``key``; either may be given.
+        Points are written in batches: when the step ends (failed or not), and
+        while it runs every half second or 1,000 points, so a live dashboard sees
+        curves grow and a killed process loses at most the last half second.
         """
         key = _either("save_metric", "key", key, "metric_key", metric_key)
         for name, given in (("epoch", epoch), ("value", value)):
@@ -461,9 +464,7 @@ class Experiment:
                 raise ArgumentNameError(f"save_metric() missing required argument: {name!r}")
         if not isinstance(key, str) or not key:
             raise InvalidArgumentError(f"A metric key is a non-empty string, got {key!r}.")
-        scope = self._scope("ex.save_metric")
-        for trial_id in scope.ctx.trial_ids:
-            scope.ctx.backend.append_metric(trial_id, key, epoch, value)
+        self._scope("ex.save_metric").save_point(key, epoch, value)
 
     def metric(self, name: str, value: Any) -> Any:
         """Inside a step: record a scalar metric of the trial (a history column); returns it."""

@@ -39,12 +39,13 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import signing
-from .hashing import path_hash, value_hash
+from .hashing import big_array, input_hash, output_hash, path_hash
 from .records import StepRecord, now, type_name
 
 if TYPE_CHECKING:
@@ -58,16 +59,33 @@ HOST = socket.gethostname()
 class RecordSink:
     """Collects the step records of a compute, in the process that started it."""
 
-    __slots__ = ("backend", "records", "_lock")
+    __slots__ = ("backend", "records", "_lock", "_hashes")
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.records: list[StepRecord] = []
         self._lock = threading.Lock()
+        # id -> (weak reference, hash) of large outputs hashed in this compute, so the
+        # steps that take them as inputs need not hash them again
+        self._hashes: dict[int, tuple[Any, str]] = {}
 
     def add(self, record: StepRecord) -> None:
         with self._lock:
             self.records.append(record)
+
+    def remember(self, value: Any, token: str) -> None:
+        """Note the hash of a large output (kept only while the value lives)."""
+        try:
+            self._hashes[id(value)] = (weakref.ref(value), token)
+        except TypeError:  # not weakly referable: hashed again where it is an input
+            pass
+
+    def known(self, value: Any) -> str | None:
+        """The hash noted for ``value`` (this very object), if any."""
+        entry = self._hashes.get(id(value))
+        if entry is not None and entry[0]() is value:
+            return entry[1]
+        return None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RemoteSink, (self.backend,))
@@ -80,6 +98,12 @@ class RemoteSink:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+
+    def remember(self, value: Any, token: str) -> None:
+        """Nothing to note: values reach other processes as copies."""
+
+    def known(self, value: Any) -> str | None:
+        return None
 
     def add(self, record: StepRecord) -> None:
         for trial_id in record.trial_ids:
@@ -242,7 +266,8 @@ class StepScope:
 
     __slots__ = ("ctx", "step", "step_seed", "rng", "metrics", "labels", "inputs", "outputs",
                  "description", "call", "info", "input_hash", "started", "duration", "served",
-                 "watch", "used_seed", "persisted", "failure", "cache_key", "cache_miss")
+                 "watch", "used_seed", "persisted", "failure", "cache_key", "cache_miss",
+                 "points", "lock", "backlog")
 
     def __init__(self, ctx: TrialContext, step: Any, step_seed: int) -> None:
         self.ctx, self.step, self.step_seed = ctx, step, step_seed
@@ -264,7 +289,89 @@ class StepScope:
         self.failure: BaseException | None = None  # a built-in hook fails the step
         self.cache_key: str | None = None
         self.cache_miss: str | None = None
+        self.points: list[tuple[str, Any, Any]] = []  # metric points not written yet
+        self.lock = threading.Lock()  # points and backlog: the step's and the flusher's
+        self.backlog: dict[tuple[int, str], list[tuple[Any, Any]]] = {}  # not written yet
 
+    def save_point(self, key: str, epoch: Any, value: Any) -> None:
+        """Keep a metric point; they are written in batches (see :class:`MetricFlusher`)."""
+        with self.lock:
+            points = self.points
+            points.append((key, epoch, value))
+            count = len(points)
+        if count == 1:
+            FLUSHER.watch(self)
+        elif count >= METRIC_BATCH:
+            self.try_flush()
+
+    def flush_points(self) -> None:
+        """Write the kept metric points (to each of the step's trials), key by key; on a
+        failure, the points not written are kept and the error is raised."""
+        with self.lock:
+            backlog = self.backlog
+            for key, epoch, value in self.points:
+                for trial_id in self.ctx.trial_ids:
+                    backlog.setdefault((trial_id, key), []).append((epoch, value))
+            self.points = []
+            backend = self.ctx.backend
+            for where in list(backlog):
+                backend.append_metric_points(where[0], where[1], backlog[where])
+                del backlog[where]  # written: never written twice
+
+    def try_flush(self) -> bool:
+        """:meth:`flush_points`, a failure logged (the points are kept for the next try)."""
+        try:
+            self.flush_points()
+            return True
+        except Exception as exc:
+            logger.warning("Could not write metric points of step %s yet (%s: %s); they are "
+                           "kept and written later", self.step.name, type(exc).__name__, exc)
+            return False
+
+
+class MetricFlusher:
+    """Writes the metric points steps keep, half a second after the first one kept.
+
+    One daemon thread per process, started with the first point: ``ex.save_metric``
+    only appends to its step's list (about a microsecond), a running trial's curves
+    still reach the store (and a live dashboard) within about half a second, and a
+    killed process loses at most that. A step's last points are written when it ends.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.watched: dict[int, tuple[float, StepScope]] = {}
+        self.thread: threading.Thread | None = None
+
+    def watch(self, scope: StepScope) -> None:
+        with self.lock:
+            self.watched.setdefault(id(scope), (time.monotonic(), scope))
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="experigraph-metrics",
+                                               daemon=True)
+                self.thread.start()
+
+    def forget(self, scope: StepScope) -> None:
+        with self.lock:
+            self.watched.pop(id(scope), None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(METRIC_INTERVAL_S / 5)
+            now_ = time.monotonic()
+            with self.lock:
+                due = [(key, scope) for key, (since, scope) in self.watched.items()
+                       if now_ - since >= METRIC_INTERVAL_S]
+                for key, _ in due:
+                    del self.watched[key]
+            for _, scope in due:
+                if not scope.try_flush():
+                    self.watch(scope)  # try again in half a second
+
+
+#: metric points are written in batches of at most this many, or this often
+METRIC_BATCH = 1000
+METRIC_INTERVAL_S = 0.5
 
 _current: ContextVar[StepScope | None] = ContextVar("experigraph_step", default=None)
 
@@ -500,7 +607,7 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
             raise
     scope = StepScope(ctx, spec, step_seed(ctx.seed, info.seed_name))
     scope.call, scope.info = call, info
-    scope.input_hash = value_hash(args, kwargs)
+    scope.input_hash = input_hash(args, kwargs, ctx.sink.known)
     scope.started = now()
     token = _current.set(scope)
     try:
@@ -538,6 +645,8 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
                 _hook_failed(after)
     finally:
         _current.reset(token)
+        if scope.points or scope.backlog:
+            _flush_points(scope)
     if error is None:
         error = scope.failure
         if error is None:
@@ -546,6 +655,18 @@ def run_step(call: Any, ctx: TrialContext, info: TaskInfo, deps: list[Any]) -> A
     if ctx.isolate and isinstance(error, Exception):
         return StepFailure(error, tb, spec.name)
     raise error
+
+
+def _flush_points(scope: StepScope) -> None:
+    """Write a step's last metric points; a store that fails is logged (the step keeps
+    its outcome)."""
+    FLUSHER.forget(scope)
+    count = len(scope.points) + sum(len(v) for v in scope.backlog.values())
+    try:
+        scope.flush_points()
+    except Exception:
+        logger.exception("Could not write the last %d metric point(s) of step %s of trial(s) "
+                         "%s", count, scope.step.name, scope.ctx.trial_ids)
 
 
 def _hook_failed(method: Any) -> None:
@@ -588,8 +709,11 @@ class Recording(_Builtin):
             scope.ctx.sink.add(_record(scope, None, error=f"{type(error).__name__}: {error}"))
             return
         failure = scope.failure
+        token = output_hash(value)
+        if token is not None and big_array(value):
+            scope.ctx.sink.remember(value, token)
         scope.ctx.sink.add(_record(
-            scope, value_hash(value), persisted=scope.persisted, output_type=type_name(value),
+            scope, token, persisted=scope.persisted, output_type=type_name(value),
             cached=served is not None,
             used_seed=served.used_seed if served is not None else scope.used_seed,
             error=None if failure is None else f"{type(failure).__name__}: {failure}"))
@@ -772,3 +896,6 @@ def _record(scope: StepScope, output_hash: str | None, *, error: str | None = No
         outputs=tuple(scope.outputs), description=scope.description, used_seed=used_seed,
         cache_miss=scope.cache_miss,
     )
+
+
+FLUSHER = MetricFlusher()  # the process's metric writer (module-level by nature)

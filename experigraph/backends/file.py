@@ -106,12 +106,32 @@ def _dump(obj: Mapping[str, Any]) -> bytes:
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode("utf-8")
 
 
+#: appends are written in pieces of whole lines of at most this many bytes
+APPEND_CHUNK = 1 << 16
+
+
 def _append_lines(path: Path, items: Sequence[str]) -> None:
-    """Append items, one a line, in one ``write`` to a file opened with ``O_APPEND``."""
-    data = "".join(item + "\n" for item in items).encode("utf-8")
+    """Append items, one a line, to a file opened with ``O_APPEND``: whole lines per
+    ``write`` (at most :data:`APPEND_CHUNK` bytes each, unless one line is longer), so
+    a line is never split between writers, and many lines cost few system calls."""
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for item in items:
+        line = (item + "\n").encode("utf-8")
+        if current and size + len(line) > APPEND_CHUNK:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        chunks.append(b"".join(current))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, data)
+        for data in chunks:
+            view = memoryview(data)
+            while view:  # a short write: the rest follows at once
+                view = view[os.write(fd, view):]
     finally:
         os.close(fd)
 
@@ -342,11 +362,7 @@ class FileBackend(Backend):
             if stream != STEPS_STREAM and trial_id not in self._metric_dirs:
                 path.parent.mkdir(exist_ok=True)
                 self._metric_dirs.add(trial_id)
-            if len(items) == 1:
-                _append_lines(path, items)
-            else:  # one line per write: a line is never split between two writers
-                for item in items:
-                    _append_lines(path, [item])
+            _append_lines(path, items)
 
     def read_stream(self, trial_id: int, stream: str) -> list[str]:
         with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
