@@ -133,6 +133,7 @@ class Experiment:
         self._space = ParameterSpace()
         self._steps: dict[str, Step] = {}
         self._result: Result | None = None
+        self._walked: tuple[Result, list[Any], list[str]] | None = None
         self._runner = TrialRunner(self.id, self._backend, hooks=hooks,
                                    collectors=self._collectors)
         environment.start_background_collection()
@@ -331,7 +332,7 @@ class Experiment:
                 if name not in self._space.declared:
                     raise ParameterUndeclaredError(name, self._space.declared)
         events.computing()  # the caller computes (script mode leaves it alone from here)
-        order = walk(node_of(result))
+        order = self._order(result)
         resolved = [self._trial_parameters(order, ps) for ps in parameter_sets]
         if isinstance(seed, (list, tuple)):
             if not many or len(seed) != len(resolved):
@@ -363,13 +364,24 @@ class Experiment:
         self._runner.note_ran(trial_id, record)
         events.ran(self, trial_id)
 
+    def _order(self, result: Result) -> list[Any]:
+        """The step calls ``result`` depends on, dependencies first (a Result cannot
+        change, so the last one's is kept)."""
+        last = self._walked
+        if last is not None and last[0] is result:
+            return last[1]
+        order = walk(node_of(result))
+        self._walked = (result, order, parameters_read(order))
+        return order
+
     def _trial_parameters(self, order: Sequence[Any], overrides: Mapping[str, Any] | None
                           ) -> dict[str, Any]:
         """What a trial records as its parameters: those its steps read (each must have a
         value, else ParameterUndefinedError), then every other declared parameter that
         has a value, read by a step or not (daskperiment's ``user_name`` tip)."""
         overrides = overrides or {}
-        needed = parameters_read(order)
+        last = self._walked
+        needed = last[2] if last is not None and last[1] is order else parameters_read(order)
         for name in needed:  # e.g. a parameter of another experiment inside a plain dask piece
             if name not in self._space.declared:
                 raise ParameterUndeclaredError(name, self._space.declared)
@@ -566,10 +578,13 @@ class Experiment:
         """Everything recorded about one trial."""
         return self._read(trial_id)
 
-    def get_trials(self) -> list[TrialRecord]:
-        """Every readable trial record, by id (an unreadable one is skipped, named once in
-        a WARNING)."""
-        return self._runner.records()
+    def get_trials(self, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
+        """The readable records of ``trial_ids`` (default: every trial), by id, read in
+        batches; an id without a record is left out, an unreadable record is skipped and
+        named once in a WARNING."""
+        if trial_ids is None:
+            return self._runner.records()
+        return self._runner.read_many([_trial_id(i) for i in trial_ids])
 
     def get_history(self, verbose: bool = False) -> pd.DataFrame:
         """One row per trial, indexed by ``Trial ID``.
@@ -944,7 +959,7 @@ def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None) 
     ex = Experiment.__new__(Experiment)
     ex.id, ex._backend, ex.seed = experiment_id, backend, seed
     ex._space = ParameterSpace()
-    ex._steps, ex._result, ex._collectors = {}, None, ()
+    ex._steps, ex._result, ex._collectors, ex._walked = {}, None, (), None
     ex._runner = TrialRunner(experiment_id, backend)
     return ex
 

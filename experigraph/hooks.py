@@ -59,7 +59,7 @@ HOST = socket.gethostname()
 class RecordSink:
     """Collects the step records of a compute, in the process that started it."""
 
-    __slots__ = ("backend", "records", "_lock", "_hashes")
+    __slots__ = ("backend", "records", "_lock", "_hashes", "shipped")
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -68,6 +68,7 @@ class RecordSink:
         # id -> (weak reference, hash) of large outputs hashed in this compute, so the
         # steps that take them as inputs need not hash them again
         self._hashes: dict[int, tuple[Any, str]] = {}
+        self.shipped = False  # pickled for another process: its records go to the backend
 
     def add(self, record: StepRecord) -> None:
         with self._lock:
@@ -88,6 +89,7 @@ class RecordSink:
         return None
 
     def __reduce__(self) -> tuple[Any, ...]:
+        self.shipped = True
         return (RemoteSink, (self.backend,))
 
 

@@ -257,6 +257,7 @@ def _failed_compute(backend: Backend, records: Sequence[TrialRecord], sink: Reco
         final = record
         try:
             final = _finish(backend, record, by_trial.get(record.trial_id, []),
+                            shipped=sink.shipped,
                             status=status, elapsed=elapsed, own_span=isolate,
                             exception=exc, tb=tb)
         except Exception:  # recording must never mask the step's own exception
@@ -280,7 +281,8 @@ def _finished_compute(backend: Backend, records: Sequence[TrialRecord], values: 
             dict(status=Status.FAILED, exception=value.exception, tb=value.traceback)
             if failed else dict(status=Status.SUCCEEDED, value=value))
         try:
-            final = _finish(backend, record, local, elapsed=elapsed, own_span=isolate, **how)
+            final = _finish(backend, record, local, elapsed=elapsed, own_span=isolate,
+                            shipped=sink.shipped, **how)
         except Exception as exc:  # computed, but the backend failed: keep it for later
             final = _unrecorded(record, local, elapsed=elapsed, own_span=isolate, **how)
             pending.append(PendingTrial(final, None if failed else value))
@@ -350,10 +352,13 @@ def _by_trial(records: Sequence[StepRecord]) -> dict[int, list[StepRecord]]:
 
 def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], *,
             status: Status, elapsed: float, own_span: bool = False, value: Any = None,
-            exception: BaseException | None = None, tb: str | None = None) -> TrialRecord:
+            exception: BaseException | None = None, tb: str | None = None,
+            shipped: bool = True) -> TrialRecord:
+    """Record a trial's outcome (``shipped``: some of its tasks went to other processes,
+    whose step records are in the backend)."""
     trial_id = record.trial_id
     try:
-        remote = backend.read_step_records(trial_id)
+        remote = backend.read_step_records(trial_id) if shipped else []
     except Exception as exc:  # the trial's own outcome matters more than late step records
         logger.warning("Could not read the step records of trial %d from %s (%s: %s); it is "
                        "recorded with the steps this process ran", trial_id, backend.uri,
@@ -550,6 +555,25 @@ class TrialRunner:
         if record.status is not Status.RUNNING:
             self.finished[trial_id] = record
         return record
+
+    def read_many(self, trial_ids: Sequence[int]) -> list[TrialRecord]:
+        """The readable records of ``trial_ids``, by id: those kept here, the others in
+        one batch from the backend (missing and unreadable ones left out)."""
+        wanted = sorted(set(trial_ids))
+        found: dict[int, TrialRecord] = {}
+        for trial_id in wanted:
+            kept = self.finished.get(trial_id)
+            if kept is None and trial_id in self.written:
+                kept = self.read(trial_id)
+            if kept is not None:
+                found[trial_id] = kept
+        missing = [i for i in wanted if i not in found]
+        for record in self.backend.read_trials(missing) if missing else ():
+            record = derive_status(record)
+            if record.status is not Status.RUNNING:
+                self.finished[record.trial_id] = record
+            found[record.trial_id] = record
+        return [found[i] for i in wanted if i in found]
 
     def records(self) -> list[TrialRecord]:
         """Every readable trial record, by id (unreadable ones are skipped, named once)."""

@@ -1,7 +1,7 @@
 """The trial rows the dashboard shows, kept up to date incrementally.
 
 :class:`TrialTable` reads an :class:`~experigraph.Experiment` only through its
-public query methods (``trial_id`` and ``get_trial``) and holds one display row
+public query methods (``latest_trial_id`` and ``get_trials``) and holds one display row
 per trial, column by column, so that a browser session can *stream* the rows it
 has not seen and *patch* the rows that changed instead of re-sending the table.
 
@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptRecordError, ExperigraphError, TrialIDNotFoundError
+from ..errors import ExperigraphError
 from ..present import as_text, is_number, time_text, trial_fields
 from ..records import DriftEvent, Status, TrialRecord
 
@@ -83,7 +83,7 @@ class TrialTable:
     Parameters
     ----------
     experiment : Experiment
-        Read through ``trial_id`` and ``get_trial`` only.
+        Read through ``latest_trial_id`` and ``get_trials`` only.
 
     Notes
     -----
@@ -138,20 +138,18 @@ class TrialTable:
         if now >= self._retry_at:
             self._retry_at = now + UNREADABLE_RETRY_S
         self.last_seen = max(last, self.last_seen)
-        records = []
-        for trial_id in sorted(wanted):
-            try:
-                records.append(self.experiment.get_trial(trial_id))
-            except TrialIDNotFoundError:
-                self.unreadable.setdefault(trial_id, now)  # reserved, record not written yet
-            except CorruptRecordError:  # torn: the backend logged one WARNING naming it
-                self.unreadable.setdefault(trial_id, now)
-            except (ExperigraphError, OSError) as exc:  # anything else: say so once
-                if trial_id not in self.unreadable:
-                    logger.warning("Dashboard cannot read trial %d: %s", trial_id, exc)
-                self.unreadable.setdefault(trial_id, now)
-            else:
+        try:  # one batch; a torn record is named once by the backend (WARNING)
+            records = self.experiment.get_trials(sorted(wanted))
+        except (ExperigraphError, OSError) as exc:  # the store failed: say so, try again
+            logger.warning("Dashboard cannot read trials %d-%d: %s", min(wanted), max(wanted),
+                           exc)
+            records = []
+        read = {r.trial_id for r in records}
+        for trial_id in wanted:
+            if trial_id in read:
                 self.unreadable.pop(trial_id, None)
+            else:  # reserved with no record yet, or unreadable: read again later
+                self.unreadable.setdefault(trial_id, now)
         return self.apply(records)
 
     def apply(self, records: Iterable[TrialRecord]) -> bool:

@@ -1,6 +1,7 @@
 """The ``python`` category: interpreter, prefixes, virtualenv and conda environment."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -40,6 +41,18 @@ def shell_mode() -> str:
     return "Interactive Terminal"
 
 
+@functools.lru_cache(maxsize=1)
+def _implementation() -> str:
+    return platform.python_implementation()
+
+
+@functools.lru_cache(maxsize=1)
+def _executable() -> str:
+    """The running interpreter (resolved once per process: python and python3.11 are
+    one; it cannot change under a running process)."""
+    return os.path.realpath(sys.executable)
+
+
 def collect_python() -> dict[str, Any]:
     """Describe the running Python interpreter and the environment it runs in.
 
@@ -55,8 +68,8 @@ def collect_python() -> dict[str, Any]:
     """
     value = {
         "version": sys.version,
-        "implementation": platform.python_implementation(),
-        "executable": os.path.realpath(sys.executable),  # python and python3.11 are one
+        "implementation": _implementation(),
+        "executable": _executable(),
         "prefix": sys.prefix,
         "base_prefix": getattr(sys, "base_prefix", sys.prefix),
         "virtualenv": _virtualenv(),

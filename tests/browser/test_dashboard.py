@@ -237,14 +237,14 @@ def test_refresh_reads_only_new_and_running_trials(board_experiment, monkeypatch
     ex, compute = board_experiment
     table = TrialTable(ex)
     assert table.refresh() and len(table) == 4
-    reads: list[int] = []
-    get_trial = ex.get_trial
-    monkeypatch.setattr(ex, "get_trial", lambda i: reads.append(i) or get_trial(i))
+    reads: list[list[int]] = []
+    get_trials = ex.get_trials
+    monkeypatch.setattr(ex, "get_trials", lambda ids: reads.append(list(ids)) or get_trials(ids))
     assert not table.refresh()
     assert reads == []
     compute(7)
     assert table.refresh()
-    assert reads == [5] and table.trial_ids == [1, 2, 3, 4, 5]
+    assert reads == [[5]] and table.trial_ids == [1, 2, 3, 4, 5]
     assert table.rows_since(4)["trial_id"] == [5]
     assert math.isclose(table.rows_since(4)["result"][0], 20 / 9)
 

@@ -110,3 +110,14 @@ def test_a_result_is_built_with_its_runner_and_cannot_be_rewired(make_experiment
         setattr(result, "_runner", other)
     ex.set_parameters(a=2)
     assert result.compute() == 5 and ex.trial_id == 1 and other.latest_trial_id == 0
+
+
+def test_records_are_read_in_batches_and_missing_ids_left_out(make_experiment):
+    ex = make_experiment()
+    chain(ex)
+    for value in (1, 2, 3):
+        ex.run(parameters={"a": value})
+    fresh = xg.Experiment(ex.id, backend=ex.backend)  # nothing kept in memory yet
+    assert [r.trial_id for r in fresh.get_trials([3, 1, 99, 1])] == [1, 3]
+    assert [r.result for r in fresh.get_trials()] == [3, 5, 7]
+    assert fresh.get_trials([]) == []
