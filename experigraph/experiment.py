@@ -309,7 +309,9 @@ class Experiment:
             of raising its exception; either way it is recorded as failed. With a
             list of parameter sets, the first failure is raised once all are recorded.
         rerun_of, script
-            Recorded with the trial (the command line uses them).
+            Recorded with the trial (the command line uses them); a ``script``'s
+            ``source`` text is stored once as a blob (``source_hash``), read back
+            by :meth:`get_script`.
         progress : bool
             Show a progress bar (dask.distributed's own on a cluster).
         **dask_kwargs
@@ -331,6 +333,10 @@ class Experiment:
             for name in ps:
                 if name not in self._space.declared:
                     raise ParameterUndeclaredError(name, self._space.declared)
+        if script is not None and "source" in script:
+            script = dict(script)
+            script["source_hash"] = self._backend.put_blob(
+                "source", str(script.pop("source")).encode("utf-8"))
         events.computing()  # the caller computes (script mode leaves it alone from here)
         order = self._order(result)
         resolved = [self._trial_parameters(order, ps) for ps in parameter_sets]
@@ -636,6 +642,15 @@ class Experiment:
             blob = self._backend.get_blob("pickle", record.result_blob)
             return signing.loads(blob, what=f"result of trial {trial_id}", trust=trust)
         return record.result
+
+    def get_script(self, trial_id: int) -> str | None:
+        """The text of the script that ran ``trial_id`` (``python script.py`` or
+        ``experigraph run``); None for a trial computed from Python, or whose script
+        text is not in the store."""
+        script = self._read(trial_id).script
+        if not script or not script.get("source_hash"):
+            return None
+        return read_source(self._backend, script["source_hash"])
 
     def get_code(self, trial_id: int | None = None) -> str:
         """Source of the steps, as text: of a trial, or (no id) as declared now."""

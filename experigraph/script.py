@@ -464,9 +464,7 @@ def finish(session: ScriptSession) -> int:
             "decorated with @ex.result at module level, e.g. "
             "s = calculate_score(prepare_data(a, b)).")
     parameters, argv = _parameters_for(session, experiment, result)
-    script = {"path": str(session.path), "argv": argv,
-              "source_hash": experiment.backend.put_blob("source",
-                                                         session.source.encode("utf-8"))}
+    script = {"path": str(session.path), "argv": argv, "source": session.source}
     session.finishing = True
     try:
         experiment.set_parameters(**parameters)
@@ -658,10 +656,8 @@ def source_changes(experiment: Experiment, record: TrialRecord) -> list[str]:
     if not path.is_file():
         raise ScriptError(f"The script of trial {record.trial_id}, {path}, no longer exists.")
     now = read_script(path)
-    try:
-        then = experiment.backend.get_blob("source", script.get("source_hash", "")).decode(
-            "utf-8")
-    except KeyError:
+    then = experiment.get_script(record.trial_id)
+    if then is None:
         logger.warning("The source of %s recorded with trial %d is not in the backend; "
                        "cannot tell whether it changed.", path, record.trial_id)
         return []

@@ -130,7 +130,8 @@ def test_script_runs_one_trial_with_its_parameters_and_seed(script, tmp_path):
     assert recorded["path"] == str(script.resolve())
     assert recorded["argv"] == ["a=1", "b=3", "--seed", "7"]
     source = ex.backend.get_blob("source", recorded["source_hash"]).decode("utf-8")
-    assert source == script.read_text(encoding="utf-8")
+    assert source == script.read_text(encoding="utf-8") == ex.get_script(1)
+    assert "source" not in recorded  # the text is a blob, the record names it
 
 
 def test_failing_trial_exits_1_with_one_error_line_and_is_recorded(script, tmp_path):

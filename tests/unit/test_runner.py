@@ -121,3 +121,14 @@ def test_records_are_read_in_batches_and_missing_ids_left_out(make_experiment):
     assert [r.trial_id for r in fresh.get_trials([3, 1, 99, 1])] == [1, 3]
     assert [r.result for r in fresh.get_trials()] == [3, 5, 7]
     assert fresh.get_trials([]) == []
+
+
+def test_a_trial_computed_from_python_has_no_script(make_experiment):
+    ex = make_experiment()
+    chain(ex)
+    ex.run(parameters={"a": 1})
+    assert ex.get_script(1) is None
+    ex.run(parameters={"a": 2}, script={"path": "x.py", "argv": [], "source": "print(1)\n"})
+    assert ex.get_script(2) == "print(1)\n"
+    assert ex.get_trial(2).script == {"path": "x.py", "argv": [],
+                                      "source_hash": ex.get_trial(2).script["source_hash"]}
