@@ -554,11 +554,11 @@ class BoardSession:
             self.trial_div.text = f"<i>{html.escape(str(exc))}</i>"
             return
         note = ""
-        nodes, edges = graph_from_record(record)
         try:
             nodes, edges = graph_parts(self.ex.get_provenance(trial_id))
         except (ExperigraphError, KeyError, ValueError, OSError) as exc:
             note = f" (provenance graph unavailable: {html.escape(str(exc))}; from steps)"
+            nodes, edges = graph_from_record(record)
         add_cached(nodes, record)
         data, lines, heads = plots.graph_data(nodes, edges)
         if data != dict(self.nodes.data):
@@ -665,32 +665,11 @@ def graph_parts(graph: Any) -> tuple[dict[str, dict[str, Any]], list[tuple[str, 
 
 
 def graph_from_record(record: Any) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
-    """The step graph of a trial from its StepRecords (when ``get_provenance`` fails)."""
-    nodes: dict[str, dict[str, Any]] = {}
-    edges: list[tuple[str, str]] = []
-    keys = {s.key for s in record.steps}
-    for step in record.steps:
-        nodes[step.key] = {"kind": "step", "label": step.step, "duration": step.duration,
-                           "output_hash": step.output_hash, "input_hash": step.input_hash,
-                           "code_hash": step.code_hash, "succeeded": step.succeeded,
-                           "error": step.error}
-        for name in step.parameters:
-            node = f"parameter:{name}"
-            nodes.setdefault(node, {"kind": "parameter", "label": name,
-                                    "value": record.parameters.get(name)})
-            edges.append((node, step.key))
-        edges += [(dep, step.key) for dep in step.dependencies if dep in keys]
-        for item in step.inputs:
-            node = f"file:{item.get('path')}"
-            nodes.setdefault(node, {"kind": "file", "label": item.get("path"),
-                                    "hash": item.get("hash")})
-            edges.append((node, step.key))
-        for item in step.outputs:
-            node = f"file:{item.get('path')}"
-            nodes.setdefault(node, {"kind": "file", "label": item.get("path"),
-                                    "hash": item.get("hash")})
-            edges.append((step.key, node))
-    return nodes, edges
+    """The step graph of a trial from its own record alone (when ``get_provenance``, which
+    also looks for the trials that made its input files, fails)."""
+    from ..provenance import build_provenance
+
+    return graph_parts(build_provenance(record))
 
 
 def add_cached(nodes: dict[str, dict[str, Any]], record: Any) -> None:
