@@ -98,6 +98,21 @@ def backend_option(func: Callable[..., Any]) -> Callable[..., Any]:
                         help=BACKEND_HELP)(func)
 
 
+def artifacts_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--artifacts", "artifacts", metavar="URL", default=None,
+                        help="Where the experiment keeps files and models: a directory or "
+                             "an fsspec URL. Default: $EXPERIGRAPH_ARTIFACTS, else the file "
+                             "backend's directory.")(func)
+
+
+def artifacts_env(artifacts: str | None) -> dict[str, str]:
+    """``EXPERIGRAPH_ARTIFACTS`` for a script run with ``--artifacts``."""
+    if artifacts is None:
+        return {}
+    return {"EXPERIGRAPH_ARTIFACTS": artifacts if "://" in artifacts
+            else os.path.abspath(artifacts)}
+
+
 def backend_spec(backend: str | None) -> Any:
     """What ``--backend`` (or the environment, or the default) names, for resolve_backend."""
     from pathlib import Path
@@ -126,8 +141,8 @@ def open_store(backend: str | None) -> Store:
         raise click.BadParameter(str(exc), param_hint="'--backend'") from exc
 
 
-def open_experiment(experiment_id: str, backend: str | None, *, must_exist: bool = True
-                    ) -> Experiment:
+def open_experiment(experiment_id: str, backend: str | None, *, must_exist: bool = True,
+                    artifacts: str | None = None) -> Experiment:
     """The recorded experiment ``experiment_id``; a Failure when the backend has none.
 
     Nothing is created: the backend's experiment list is checked before the
@@ -144,7 +159,7 @@ def open_experiment(experiment_id: str, backend: str | None, *, must_exist: bool
     store = open_store(backend)
     try:
         return store.open(experiment_id, must_exist=must_exist,
-                          quiet="EXPERIGRAPH_LOG_LEVEL" not in os.environ)
+                          quiet="EXPERIGRAPH_LOG_LEVEL" not in os.environ, artifacts=artifacts)
     except ExperimentNotFoundError as exc:
         raise Failure(str(exc)) from exc
 
@@ -255,10 +270,14 @@ def run(script: str, assignments: tuple[str, ...], seed: int | None,
 @click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None,
               help="Override the recorded seed.")
+@click.option("--restore-inputs", is_flag=True,
+              help="Run on the input files as the trial read them (those it kept with "
+                   "ex.input(path, keep=True)); the current files are put back after.")
 @backend_option
+@artifacts_option
 @_expected_errors
 def rerun(experiment_id: str, trial_id: int, assignments: tuple[str, ...], seed: int | None,
-          backend: str | None) -> None:
+          restore_inputs: bool, backend: str | None, artifacts: str | None) -> None:
     """Re-run trial TRIAL_ID of EXPERIMENT: its script, parameters and seed.
 
     NAME=VALUE and --seed override the recorded values. A WARNING with the
@@ -269,9 +288,11 @@ def rerun(experiment_id: str, trial_id: int, assignments: tuple[str, ...], seed:
     from .script import parse_assignments, rerun as rerun_trial
 
     parse_assignments(assignments)
-    ex = open_experiment(experiment_id, backend)
+    ex = open_experiment(experiment_id, backend, artifacts=artifacts)
     read_trial(ex, trial_id)
-    outcome = rerun_trial(ex, trial_id, assignments, seed=seed, env=backend_env(backend))
+    with ex.restored_inputs(trial_id) if restore_inputs else contextlib.nullcontext():
+        outcome = rerun_trial(ex, trial_id, assignments, seed=seed,
+                              env={**backend_env(backend), **artifacts_env(artifacts)})
     _report_trials(outcome)
 
 
@@ -284,13 +305,15 @@ def rerun(experiment_id: str, trial_id: int, assignments: tuple[str, ...], seed:
               help="Only the last N trials.")
 @click.option("--verbose", "-v", is_flag=True, help="Add the Seed, Result Type and Status "
               "columns.")
+@click.option("--archived", is_flag=True, help="Show archived trials too (and an Archived "
+              "column).")
 @_expected_errors
 def history(experiment_id: str, backend: str | None, fmt: str, last: int | None,
-            verbose: bool) -> None:
+            verbose: bool, archived: bool) -> None:
     """The trials of EXPERIMENT, one row each (as ex.get_history())."""
     ex = open_experiment(experiment_id, backend)
     with _quiet():
-        frame = ex.get_history(verbose=verbose)
+        frame = ex.get_history(verbose=verbose, archived=archived)
     if last is not None:
         frame = frame.tail(last)
     if fmt == "csv":
@@ -538,6 +561,12 @@ def report(experiment_id: str, output: str, trials: list[int] | None,
         path = ex.report(output, trials=trials)
     click.echo(f"Wrote {path}")
 
+
+#: for commands defined in other modules (experigraph.cli_versioning)
+expected_errors = _expected_errors
+quiet = _quiet
+
+from . import cli_versioning  # noqa: E402,F401 - registers artifacts, get, lineage, gc, tag...
 
 if __name__ == "__main__":  # pragma: no cover
     main()
