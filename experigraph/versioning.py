@@ -398,6 +398,10 @@ class Versioning:
         return pd.DataFrame(rows, columns=["Time", "User", "Trial ID", "Action", "Name",
                                            "Value", "Text"])
 
+    def archived_trial_ids(self) -> set[int]:
+        """The ids of the trials archived now (hidden from history and the dashboard)."""
+        return set(self._annotations().archived)
+
     def get_notes(self, trial_id: int) -> list[str]:
         """The notes of a trial, oldest first."""
         trial_id = self._read(trial_id).trial_id

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,34 +23,9 @@ from experigraph.cli import main
 from experigraph.errors import ArtifactError, NotInTrialError, NotRecordedError
 
 from xg_testing import python_env
+from versioning_setup import setup  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(params=["file", "redis", "memory"])
-def setup(request, tmp_path, experiment_id):
-    """``make(id=None)`` -> an Experiment on this test's store, and the store's kind."""
-    kind = request.param
-    memory_root = f"memory://xg-{uuid.uuid4().hex}"
-
-    def make(id=None, **kwargs):
-        eid = id or experiment_id
-        if kind == "file":
-            return xg.Experiment(eid, backend=tmp_path / "store", **kwargs)
-        if kind == "redis":
-            backend = request.getfixturevalue("make_redis_backend")(eid)
-            return xg.Experiment(backend.experiment_id, backend=backend,
-                                 artifacts=tmp_path / "artifacts", **kwargs)
-        return xg.Experiment(eid, backend=tmp_path / "store", artifacts=memory_root, **kwargs)
-
-    make.kind = kind
-    yield make
-    if kind == "memory":
-        import fsspec
-
-        fs = fsspec.filesystem("memory")
-        if fs.exists(memory_root):
-            fs.rm(memory_root, recursive=True)
 
 
 def writer(ex, target: Path, **output_kwargs):
@@ -419,7 +393,7 @@ def test_cli_lists_gets_and_reruns_on_restored_inputs(tmp_path, monkeypatch):
 
 # -- bounded memory --------------------------------------------------------------------------
 LARGE = textwrap.dedent('''
-    import json, os, resource, sys
+    import json, os, sys
     import experigraph as xg
 
     big, store, report = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -437,8 +411,11 @@ LARGE = textwrap.dedent('''
     def keep(path):
         return ex.output(path)
 
-    def peak():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    def peak():  # this process's peak resident set (ru_maxrss would include the parent's
+        # size at fork: Linux keeps it across exec)
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
 
     small = big + ".small"
     open(small, "wb").write(b"warm-up")
@@ -455,7 +432,7 @@ LARGE = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
 def test_a_300_mb_file_is_kept_and_restored_with_bounded_memory(tmp_path):
     report = tmp_path / "report.json"
     script = tmp_path / "large.py"
