@@ -563,10 +563,15 @@ def report(experiment_id: str, output: str, trials: list[int] | None,
 
 
 #: for commands defined in other modules (experigraph.cli_versioning)
-expected_errors = _expected_errors
-quiet = _quiet
+expected_errors: Callable[[Callable[..., Any]], Callable[..., Any]] = _expected_errors
+quiet: Callable[[], contextlib.AbstractContextManager[None]] = _quiet
 
-from . import cli_versioning  # noqa: E402,F401 - registers artifacts, get, lineage, gc, tag...
+if __name__ != "__main__":  # artifacts, get, models, lineage, tag, note, archive, gc
+    from .cli_versioning import register as _register_versioning
+
+    _register_versioning(main)
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    from experigraph.cli import main as _main  # the module proper, with every command
+
+    _main()

@@ -1,13 +1,13 @@
 """The versioning commands of ``experigraph``: artifacts, get, models, lineage, tag, note,
-archive, unarchive, gc. Registered on :func:`experigraph.cli.main` when it is imported."""
+archive, gc. :func:`register` adds them to :func:`experigraph.cli.main`."""
 from __future__ import annotations
 
 import sys
 
 import click
 
-from .cli import (Failure, artifacts_option, backend_option, expected_errors, main,
-                  open_experiment, quiet, read_trial)
+from .cli import (Failure, artifacts_option, backend_option, expected_errors, open_experiment,
+                  quiet, read_trial)
 
 
 def _size(n: object) -> str:
@@ -21,7 +21,7 @@ def _size(n: object) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-@main.command()
+@click.command()
 @click.argument("experiment_id", metavar="EXPERIMENT")
 @click.argument("trial_id", metavar="TRIAL_ID", type=int)
 @backend_option
@@ -42,7 +42,7 @@ def artifacts(experiment_id: str, trial_id: int, backend: str | None,
                    f"{str(row['hash'])[:12]:<12}  {kept:<9}  {row['path']}")
 
 
-@main.command()
+@click.command()
 @click.argument("experiment_id", metavar="EXPERIMENT")
 @click.argument("trial_id", metavar="TRIAL_ID", type=int)
 @click.argument("path", metavar="PATH")
@@ -73,7 +73,7 @@ def get(experiment_id: str, trial_id: int, path: str, dest: str | None, overwrit
     click.echo(f"Wrote {written}")
 
 
-@main.command()
+@click.command()
 @click.argument("experiment_id", metavar="EXPERIMENT")
 @click.option("--archived", is_flag=True, help="Include models of archived trials.")
 @backend_option
@@ -92,7 +92,7 @@ def models(experiment_id: str, archived: bool, backend: str | None) -> None:
         click.echo(frame.to_string(index=False))
 
 
-@main.command()
+@click.command()
 @click.argument("experiment_id", metavar="EXPERIMENT")
 @click.argument("trial_id", metavar="TRIAL_ID", type=int)
 @click.option("--format", "fmt", type=click.Choice(["tree", "dot"]), default="tree",
@@ -113,7 +113,7 @@ def lineage(experiment_id: str, trial_id: int, fmt: str, backend: str | None) ->
             click.echo(render_tree(ex.backend, record), nl=False)
 
 
-@main.command()
+@click.command()
 @click.argument("experiment_id", metavar="EXPERIMENT")
 @click.argument("trial_id", metavar="TRIAL_ID", type=int)
 @click.argument("name")
@@ -138,7 +138,7 @@ def tag(experiment_id: str, trial_id: int, name: str, value: str | None, remove:
     click.echo(f"Tagged trial {trial_id}: {name}={parsed!r}")
 
 
-@main.command()
+@click.command()
 @click.argument("experiment_id", metavar="EXPERIMENT")
 @click.argument("trial_id", metavar="TRIAL_ID", type=int)
 @click.argument("text")
@@ -152,7 +152,7 @@ def note(experiment_id: str, trial_id: int, text: str, backend: str | None) -> N
     click.echo(f"Noted on trial {trial_id}")
 
 
-@main.command()
+@click.command()
 @click.argument("experiment_id", metavar="EXPERIMENT")
 @click.argument("trial_ids", metavar="TRIAL_ID...", type=int, nargs=-1, required=True)
 @click.option("--undo", is_flag=True, help="Unarchive them instead.")
@@ -170,7 +170,7 @@ def archive(experiment_id: str, trial_ids: tuple[int, ...], undo: bool,
                f"{', '.join(map(str, trial_ids))}")
 
 
-@main.command()
+@click.command()
 @click.argument("experiment_id", metavar="EXPERIMENT")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--grace", type=click.FloatRange(min=0), default=3600.0, show_default=True,
@@ -195,3 +195,9 @@ def gc(experiment_id: str, dry_run: bool, grace: float, backend: str | None,
         click.echo(f"{verb.lower().split()[-1]} {path}")
     click.echo(f"{verb} {len(outcome['removed'])} item(s), {'would free' if dry_run else 'freed'} "
                f"{_size(outcome['freed'])} ({outcome['freed']} bytes) in {outcome['store']}")
+
+
+def register(group: click.Group) -> None:
+    """Add the versioning commands to ``group`` (the ``experigraph`` command)."""
+    for command in (artifacts, get, models, lineage, tag, note, archive, gc):
+        group.add_command(command)
