@@ -204,6 +204,14 @@ class Versioning:
             raise
         return restored
 
+    def lineage_tree(self, trial_id: int) -> str:
+        """Where a trial's data came from, as the indented tree ``experigraph lineage``
+        prints: the trials (of any experiment in the store) that wrote the files it
+        read, or the persisted outputs it loaded, back to the first inputs."""
+        from .lineage import render_tree
+
+        return render_tree(self._backend, self._read(trial_id))
+
     # -- models ---------------------------------------------------------------------------
     def model(self, obj_or_path: Any, name: str, *, flavor: str | None = None) -> Any:
         """Inside a step: record a model with the trial, the step and its framework.
@@ -472,12 +480,17 @@ def with_annotations(frame: pd.DataFrame, notes: Annotations, archived: bool) ->
     for trial_id in frame.index:
         for name in notes.tags.get(int(trial_id), {}):
             names.setdefault(name)
+    import pandas as pd
+
+    columns: dict[str, list[Any]] = {}  # added at once: one column at a time fragments
     for name in names:
         column = name if name not in frame.columns else f"tag:{name}"
-        frame[column] = [notes.tags.get(int(t), {}).get(name) for t in frame.index]
+        columns[column] = [notes.tags.get(int(t), {}).get(name) for t in frame.index]
     if archived:
-        frame["Archived"] = [int(t) in notes.archived for t in frame.index]
-    return frame
+        columns["Archived"] = [int(t) in notes.archived for t in frame.index]
+    if not columns:
+        return frame
+    return pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
 
 
 def read_annotations(backend: Backend) -> Annotations:
