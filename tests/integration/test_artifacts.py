@@ -452,3 +452,47 @@ def test_a_300_mb_file_is_kept_and_restored_with_bounded_memory(tmp_path):
     assert r["after_restore"] < 300 * mib, r
     assert r["kept"]
     assert filecmp.cmp(tmp_path / "big.bin", tmp_path / "big.bin.restored", shallow=False)
+
+
+def test_a_kept_input_directory_is_restored_whole_for_a_rerun(make_experiment, tmp_path):
+    ex = make_experiment()
+    data = tmp_path / "shards"
+    data.mkdir()
+    (data / "a.txt").write_text("1\n")
+    (data / "b.txt").write_text("2\n")
+
+    @ex.result
+    def total():
+        directory = ex.input(data, keep=True)
+        return sum(int((directory / name).read_text()) for name in sorted(os.listdir(directory)))
+
+    assert total().compute() == 3
+    (data / "b.txt").write_text("20\n")
+    (data / "c.txt").write_text("300\n")  # a file the trial did not see
+    outcome = ex.reproduce(1, restore_inputs=True)
+    assert outcome.matches, str(outcome)
+    assert sorted(os.listdir(data)) == ["a.txt", "b.txt", "c.txt"]  # the current files, back
+    assert (data / "b.txt").read_text() == "20\n"
+
+
+def test_a_step_shared_by_a_sweep_keeps_its_output_for_every_trial(make_experiment, tmp_path):
+    ex = make_experiment()
+    a, b = ex.parameter("a"), ex.parameter("b")
+    target = tmp_path / "shared.txt"
+
+    @ex
+    def prepare(a):  # the same call for every trial of the sweep: it runs once
+        target.write_text(f"prepared {a}\n")
+        ex.output(target)
+        return a
+
+    @ex.result
+    def score(x, b):
+        return x * b
+
+    score(prepare(a), b)
+    ex.sweep(a=[7], b=[1, 2, 3], progress=False)
+    for trial_id in (1, 2, 3):
+        assert ex.get_artifact(trial_id, "shared.txt", tmp_path / f"s{trial_id}.txt") \
+            .read_text() == "prepared 7\n"
+    assert len([k for k, *_ in ex.artifact_store.stored() if k == "object"]) == 1

@@ -201,3 +201,34 @@ def test_a_file_written_and_read_in_one_trial_is_not_an_upstream_trial(make_expe
     trials, links = trace(ex.backend, ex.get_trial(1))
     assert list(trials) == [(ex.id, 1)]
     assert "written by step write of this trial" in render_tree(ex.backend, ex.get_trial(1))
+
+
+def test_a_file_another_experiment_wrote_is_linked_on_every_store(setup, tmp_path):
+    producer, consumer = setup("producer"), setup("consumer")
+    shared = tmp_path / "features.csv"
+    n = producer.parameter("n")
+
+    @producer.result
+    def write(n):
+        shared.write_text("\n".join(str(i) for i in range(n)) + "\n")
+        return str(producer.output(shared))
+
+    write(n)
+    producer.set_parameters(n=3).compute()
+    producer.set_parameters(n=5).compute()
+
+    @consumer.result
+    def read():
+        with open(consumer.input(shared)) as f:
+            return len(f.read().split())
+
+    assert read().compute() == 5
+    from experigraph.lineage import trace
+
+    trials, links = trace(consumer.backend, consumer.get_trial(1))
+    assert [link.producer for link in links] == [(producer.id, 2)]
+    assert trials[(producer.id, 2)].parameters == {"n": 5}
+    tree = consumer.lineage_tree(1)
+    assert f"written by {producer.id} trial 2 (succeeded): n=5, step write" in tree
+    # what the producer wrote is kept: trial 1's version comes back too
+    assert producer.get_artifact(1, shared, tmp_path / "v1.csv").read_text() == "0\n1\n2\n"
