@@ -123,6 +123,7 @@ class ArtifactStore:
         fs = self.fs
         if fs.exists(final):
             fs.rm(tmp)
+            self.touch(final)
             return
         fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
         if _is_local(fs):
@@ -142,6 +143,7 @@ class ArtifactStore:
         st = os.stat(path)
         known = known_file_hash(path, st)
         if known is not None and self.has(known):
+            self.touch(self.object_path(known))
             return {"hash": known, "size": st.st_size}
         fs = self.fs
         tmp = self._tmp()
@@ -173,6 +175,7 @@ class ArtifactStore:
         digest = h.hexdigest()
         final = self.object_path(digest)
         if self.fs.exists(final):
+            self.touch(final)
             return digest
         tmp = self._tmp()
         with self.fs.open(tmp, "wb") as dst:
@@ -195,7 +198,9 @@ class ArtifactStore:
                     files[rel], sizes[rel] = kept["hash"], kept["size"]
             digest = json_hash(files)
             final = self.manifest_path(digest)
-            if not self.fs.exists(final):
+            if self.fs.exists(final):
+                self.touch(final)
+            else:
                 tmp = self._tmp()
                 with self.fs.open(tmp, "wb") as dst:
                     dst.write(json.dumps({"files": files, "sizes": sizes}, sort_keys=True)
@@ -282,6 +287,34 @@ class ArtifactStore:
 
     def remove(self, path: str) -> None:
         self.fs.rm(path)
+
+    def remove_if_older(self, path: str, cutoff: float) -> bool:
+        """Remove ``path`` unless it changed (was kept again) after ``cutoff``; whether it did."""
+        try:
+            mtime = _mtime(self.fs.info(path))
+        except FileNotFoundError:
+            return False
+        if mtime is not None and mtime > cutoff:
+            return False
+        self.fs.rm(path)
+        return True
+
+    @property
+    def can_touch(self) -> bool:
+        """Whether content kept again is marked as new (a local file system); elsewhere gc
+        removes nothing while a trial runs."""
+        return _is_local(self.fs)
+
+    def touch(self, path: str) -> None:
+        """Mark an existing object as used now (so gc's grace period protects it)."""
+        fs = self.fs
+        try:
+            if _is_local(fs):
+                os.utime(path)
+            else:
+                fs.touch(path, truncate=False)
+        except (OSError, NotImplementedError, ValueError):
+            pass  # a file system that cannot: gc's re-check before removing still applies
 
 
 def _mtime(info: Mapping[str, Any]) -> float | None:

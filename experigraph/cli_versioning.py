@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .cli import (Failure, artifacts_option, backend_option, expected_errors, open_experiment,
+from .cli import (artifacts_option, backend_option, expected_errors, open_experiment,
                   quiet, read_trial)
 
 
@@ -180,16 +180,17 @@ def archive(experiment_id: str, trial_ids: tuple[int, ...], undo: bool,
 @expected_errors
 def gc(experiment_id: str, dry_run: bool, grace: float, backend: str | None,
        artifacts: str | None) -> None:
-    """Remove kept files and models of EXPERIMENT that no recorded trial refers to.
+    """Remove kept files, models and pickles of EXPERIMENT that no recorded trial
+    refers to (e.g. of trials that crashed before being recorded).
 
-    Archived trials still refer to theirs; content of trials still running is kept.
+    Archived trials still refer to theirs; what trials still running may refer to is
+    kept; cached outputs, code and environment snapshots are never removed.
     """
     ex = open_experiment(experiment_id, backend, artifacts=artifacts)
-    if ex.artifact_store is None:
-        raise Failure(f"Experiment {experiment_id!r} has no artifact location, so there is "
-                      "nothing to collect (give --artifacts URL if it keeps files elsewhere).")
     with quiet():
         outcome = ex.gc(dry_run=dry_run, grace=grace)
+    for why in outcome["skipped"]:
+        click.echo(f"not collected: {why}")
     verb = "Would remove" if dry_run else "Removed"
     for path in outcome["removed"]:
         click.echo(f"{verb.lower().split()[-1]} {path}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import importlib.metadata
 import logging
 import os
@@ -418,41 +419,100 @@ class Versioning:
     # -- garbage collection -----------------------------------------------------------------
     def gc(self, dry_run: bool = False, *, grace: float = store_mod.GC_GRACE_SECONDS
            ) -> dict[str, Any]:
-        """Remove stored file content that no recorded trial refers to; say what was freed.
+        """Remove stored content that no recorded trial refers to; say what was freed.
 
-        Only the artifact store is collected. Content written less than ``grace``
-        seconds ago, or since the oldest trial that is still running started, is
-        kept (a running trial may refer to it when it finishes). Archived trials
-        still refer to their content. Returns ``{"removed": [...], "freed": bytes,
-        "dry_run": bool}``.
+        Collected: the artifact store (kept files, directory listings, models, stale
+        copies in ``tmp/``) and the backend's pickle blobs (persisted outputs,
+        results, models kept in the backend) of trials that were never recorded.
+        Archived trials still refer to theirs; cached outputs (``cache=True``), code
+        and environment snapshots are never collected. Artifacts written less than
+        ``grace`` seconds ago, or since the oldest trial still running started, are
+        kept (a running trial refers to them when it finishes; a file kept again is
+        touched, so it counts as new). Pickle blobs carry no time: they are
+        collected only while no trial is running. Returns ``{"removed": [...],
+        "freed": bytes, "dry_run": bool, "store": url or None, "skipped": why}``.
         """
-        store = self.artifact_store
-        if store is None:
-            return {"removed": [], "freed": 0, "dry_run": dry_run, "store": None}
         records = self.get_trials()
+        last_seen = self._backend.last_trial_id()
         referenced: set[str] = set()
+        pickles: set[str] = set()
         oldest_running = None
         for record in records:
             if record.status is Status.RUNNING:
                 started = record.started.timestamp()
                 oldest_running = started if oldest_running is None else min(oldest_running,
                                                                             started)
+            if record.result_blob:
+                pickles.add(record.result_blob)
             for step in record.steps:
+                if step.persisted:
+                    pickles.add(step.persisted)
                 for item in (*step.inputs, *step.outputs):
                     if item.get("hash") and (item.get("kept") or item.get("kind") == "model"):
                         referenced.add(str(item["hash"]))
+                        if item.get("kind") == "model" and item.get("where") == "backend":
+                            pickles.add(str(item["hash"]))
         current = time.time()
         if oldest_running is not None:
             grace = max(grace, current - oldest_running)
-        garbage = store_mod.garbage(store, referenced, grace=grace, now=current)
-        if not dry_run:
-            for _kind, path, _size in garbage:
-                store.remove(path)
-        freed = sum(size for _kind, _path, size in garbage)
-        logger.info("gc of %s: %s %d item(s), %d bytes", store.url,
-                    "would remove" if dry_run else "removed", len(garbage), freed)
-        return {"removed": [path for _kind, path, _size in garbage], "freed": freed,
-                "dry_run": dry_run, "store": store.url}
+        removed: list[str] = []
+        freed = 0
+        skipped: list[str] = []
+        store = self.artifact_store
+        if store is not None and oldest_running is not None and not store.can_touch:
+            skipped.append(f"artifacts: a trial is running, and {store.url} cannot mark "
+                           "content kept again as new")
+        elif store is not None:
+            garbage = store_mod.garbage(store, referenced, grace=grace, now=current)
+            if garbage and not dry_run and not store.can_touch and \
+                    self._backend.last_trial_id() != last_seen:
+                skipped.append("artifacts: a trial started while gc ran; run it again")
+                garbage = []
+            for _kind, path, size in garbage:
+                if not dry_run and not store.remove_if_older(path, current - grace):
+                    continue  # kept again meanwhile
+                removed.append(path)
+                freed += size
+        if store is not None and not store.can_touch and removed and not dry_run and \
+                self._backend.last_trial_id() != last_seen:
+            logger.warning("gc: a trial started while gc removed artifacts from %s; if it "
+                           "kept a file with the content of one removed, that trial's copy "
+                           "is gone: run it again.", store.url)
+        blobs, why = self._unreferenced_pickles(pickles, oldest_running is not None)
+        if why:
+            skipped.append(why)
+        elif blobs and not dry_run and self._backend.last_trial_id() != last_seen:
+            skipped.append("pickle blobs: a trial started while gc ran; run it again")
+            blobs = []
+        for blob_hash in blobs:
+            size = len(self._backend.get_blob("pickle", blob_hash)) if dry_run else \
+                self._backend.delete_blob("pickle", blob_hash)
+            removed.append(f"{self._backend.uri} pickle blob {blob_hash}")
+            freed += size
+        logger.info("gc of experiment %s: %s %d item(s), %d bytes", self.id,
+                    "would remove" if dry_run else "removed", len(removed), freed)
+        return {"removed": removed, "freed": freed, "dry_run": dry_run,
+                "store": store.url if store is not None else None, "skipped": skipped}
+
+    def _unreferenced_pickles(self, referenced: set[str], running: bool
+                              ) -> tuple[list[str], str]:
+        """Pickle blobs no trial and no cache entry refers to, or why none are collected."""
+        backend = self._backend
+        stored = backend.blob_hashes("pickle")
+        if stored is None:
+            return [], f"pickle blobs: {type(backend).__name__} cannot list its blobs"
+        if running:
+            return [], "pickle blobs: a trial is running (they carry no time to tell)"
+        entries = backend.blob_hashes("cache")
+        if entries is None:
+            return [], "pickle blobs: the cache entries cannot be listed"
+        cached = set()
+        for entry in entries:  # a cache entry names the pickle of its output
+            try:
+                cached.add(str(json.loads(backend.get_blob("cache", entry))["output"]))
+            except (KeyError, ValueError, TypeError):
+                continue
+        return [h for h in stored if h not in referenced and h not in cached], ""
 
 
 def _ids(trial_ids: int | Iterable[int]) -> list[int]:

@@ -420,6 +420,17 @@ class Backend(abc.ABC):
         return sorted(name[len(METRIC_STREAM):] for name in self.stream_names(trial_id)
                       if name.startswith(METRIC_STREAM))
 
+    # -- collecting blobs: optional, a backend that cannot list them is never collected --
+    def blob_hashes(self, kind: str) -> list[str] | None:
+        """The hashes of the stored blobs of ``kind``, or None if this backend cannot list
+        them (``experigraph gc`` then leaves its blobs alone). Default: None."""
+        return None
+
+    def delete_blob(self, kind: str, blob_hash: str) -> int:
+        """Remove one blob; return the bytes freed (0 if it was not there). Only ``gc``
+        calls it, for blobs no recorded trial refers to."""
+        raise BackendError(f"{type(self).__name__} at {self.uri} cannot delete blobs.")
+
     # -- annotations (tags, notes, archive): append-only, on a stream of trial id 0 -----
     def append_annotation(self, entry: Mapping[str, Any]) -> None:
         """Add one annotation entry (a JSON-able dict) to the experiment's append-only log.

@@ -773,3 +773,18 @@ class BackendContract:
         assert backend.read_annotations() == expected
         assert other.read_annotations() == expected
         assert backend.metric_keys(1) == []  # not a metric of any trial
+
+    def test_blobs_are_listed_and_deleted_one_by_one(self, backend):
+        kept = backend.put_blob("pickle", b"kept")
+        gone = backend.put_blob("pickle", b"gone" * 100)
+        backend.put_blob("source", b"x = 1\n")
+        listed = backend.blob_hashes("pickle")
+        if listed is None:  # a backend may not list its blobs: gc then leaves them alone
+            return
+        assert sorted(listed) == sorted([kept, gone])
+        assert backend.delete_blob("pickle", gone) == 400
+        assert backend.delete_blob("pickle", gone) == 0
+        assert backend.blob_hashes("pickle") == [kept]
+        assert backend.get_blob("pickle", kept) == b"kept"
+        with pytest.raises(KeyError):
+            backend.get_blob("pickle", gone)

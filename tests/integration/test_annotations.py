@@ -265,3 +265,66 @@ def test_cli_gc_says_what_it_freed(make_experiment, tmp_path, backend_root):
     again = CliRunner().invoke(main, list(map(str, args)))
     assert "Removed 0 item(s)" in again.output
     assert os.path.isdir(ex.artifact_store.url)
+
+
+def test_gc_removes_pickles_of_unrecorded_trials_and_keeps_persisted_and_cached(setup):
+    from experigraph import signing
+
+    ex = setup()
+    a = ex.parameter("a")
+
+    @ex.step(cache=True)
+    def slow(a):
+        return [a] * 3
+
+    @ex.persist
+    def features(x):
+        return x + [0]
+
+    @ex.result
+    def total(f):
+        return sum(f)
+
+    total(features(slow(a)))
+    ex.set_parameters(a=1).compute()
+    crashed = ex.backend.put_blob("pickle", signing.dumps({"from": "a crashed trial"}))
+    dry = ex.gc(dry_run=True, grace=0)
+    assert dry["removed"] == [f"{ex.backend.uri} pickle blob {crashed}"], dry
+    assert dry["skipped"] == []
+    assert crashed in ex.backend.blob_hashes("pickle")
+    done = ex.gc(grace=0)
+    assert done["removed"] == dry["removed"] and done["freed"] == dry["freed"] > 0
+    assert crashed not in ex.backend.blob_hashes("pickle")
+    assert ex.get_persisted("features", 1) == [1, 1, 1, 0]
+    ex.set_parameters(a=1).compute()  # the cached output is still there
+    assert [s.cached for s in ex.get_trial(2).steps if s.step == "slow"] == [True]
+    assert ex.gc(grace=0)["removed"] == []
+
+
+def test_gc_collects_no_pickles_while_a_trial_runs(make_experiment):
+    import threading
+
+    from experigraph import signing
+
+    ex = make_experiment()
+    started, release = threading.Event(), threading.Event()
+
+    @ex.result
+    def train():
+        started.set()
+        release.wait(60)
+        return 1
+
+    orphan = ex.backend.put_blob("pickle", signing.dumps("orphan"))
+    worker = threading.Thread(target=train().compute)
+    worker.start()
+    try:
+        assert started.wait(60)
+        outcome = ex.gc(grace=0)
+        assert outcome["removed"] == []
+        assert any("a trial is running" in why for why in outcome["skipped"])
+        assert orphan in ex.backend.blob_hashes("pickle")
+    finally:
+        release.set()
+        worker.join(60)
+    assert ex.gc(grace=0)["removed"] == [f"{ex.backend.uri} pickle blob {orphan}"]
