@@ -363,7 +363,7 @@ def no_store_error(experiment_id: str, what: str) -> ArtifactError:
         "keep=False to record the hash only.")
 
 
-def declare(scope: Any, store: ArtifactStore | None, path: str | os.PathLike[str], *,
+def declare(store: ArtifactStore | None, path: str | os.PathLike[str], *,
             role: str, keep: bool | None, experiment_id: str) -> dict[str, Any]:
     """The entry ``ex.input``/``ex.output`` add to the step's record (inputs are hashed,
     and kept if asked, now; outputs when the step finishes)."""
@@ -519,8 +519,12 @@ def restore(entry: Mapping[str, Any], inner: str, store: ArtifactStore, dest: st
             overwrite: bool) -> Path:
     """Write a kept file (or directory, or a file of it) to ``dest``; returns its path.
 
-    An existing ``dest`` with other content is replaced only with ``overwrite``.
+    A file restored to an existing directory goes into it, under its own name (as
+    ``cp`` does). An existing ``dest`` with other content is replaced only with
+    ``overwrite``.
     """
+    if (inner or entry.get("kind") != "directory") and os.path.isdir(dest):
+        dest = os.path.join(dest, os.path.basename(inner or entry["path"]))
     if entry.get("kind") == "directory":
         manifest = store.manifest(entry["hash"])
         files: dict[str, str] = manifest["files"]

@@ -570,5 +570,4 @@ def resolve_artifacts(backend: Backend, artifacts: Any, experiment_id: str
 def declare_file(store: ArtifactStore | None, path: Any, role: str, keep: bool | None,
                  experiment_id: str) -> dict[str, Any]:
     """The entry ``ex.input``/``ex.output`` add to their step's record."""
-    return store_mod.declare(None, store, path, role=role, keep=keep,
-                             experiment_id=experiment_id)
+    return store_mod.declare(store, path, role=role, keep=keep, experiment_id=experiment_id)

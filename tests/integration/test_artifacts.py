@@ -496,3 +496,16 @@ def test_a_step_shared_by_a_sweep_keeps_its_output_for_every_trial(make_experime
         assert ex.get_artifact(trial_id, "shared.txt", tmp_path / f"s{trial_id}.txt") \
             .read_text() == "prepared 7\n"
     assert len([k for k, *_ in ex.artifact_store.stored() if k == "object"]) == 1
+
+
+def test_a_file_restored_to_a_directory_goes_into_it(make_experiment, tmp_path):
+    ex = make_experiment()
+    writer(ex, tmp_path / "pred.csv")
+    ex.set_parameters(a=3).compute()
+    out = tmp_path / "out"
+    out.mkdir()
+    assert ex.get_artifact(1, "pred.csv", out) == out / "pred.csv"
+    assert (out / "pred.csv").read_text() == "prediction,3\n"
+    got = CliRunner().invoke(main, ["get", ex.id, "1", "pred.csv", "-o", str(out),
+                                    "--backend", str(ex.backend.root)])
+    assert got.exit_code == 0 and f"Wrote {out / 'pred.csv'}" in got.output

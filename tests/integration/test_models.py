@@ -177,3 +177,29 @@ def test_dashboard_shows_which_trials_produced_models(make_experiment):
     table.refresh()
     assert "Models" in [c.title for c in table.columns]
     assert table.data()["m:Models"] == ["", "classifier, scaler"]
+
+
+def test_cli_lists_models(make_experiment, backend_root):
+    from click.testing import CliRunner
+
+    from experigraph.cli import main
+
+    ex = make_experiment()
+    training(ex)
+    ex.set_parameters(c=0.5).compute()
+    out = CliRunner().invoke(main, ["models", ex.id, "--backend", str(backend_root)])
+    assert out.exit_code == 0, out.output
+    header, row = out.output.splitlines()[:2]
+    assert header.split()[:5] == ["Model", "Trial", "ID", "Step", "Framework"]
+    assert row.split()[:4] == ["classifier", "1", "train", "sklearn"]
+    empty = make_experiment(id="nothing")
+    empty.parameter("x")
+
+    @empty.result
+    def noop(x):
+        return x
+
+    noop(empty.parameters["x"])
+    empty.set_parameters(x=1).compute()
+    none = CliRunner().invoke(main, ["models", "nothing", "--backend", str(backend_root)])
+    assert "No models recorded" in none.output
