@@ -70,15 +70,18 @@ class ArtifactStore:
     It pickles as its URL and opens the file system lazily, so it works on workers.
     """
 
-    def __init__(self, url: str | os.PathLike[str]) -> None:
+    def __init__(self, url: str | os.PathLike[str], location: str | None = None) -> None:
         self.url = os.fspath(url)
         if "://" not in self.url:
             self.url = os.path.abspath(self.url)
+        #: the artifact location shared by experiments (``artifacts=``), whose
+        #: ``.producers/`` index links trials of experiments recorded in other stores
+        self.location = location
         self._fs: Any = None
         self._root = ""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.url,))
+        return (type(self), (self.url, self.location))
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.url!r})"
@@ -343,7 +346,9 @@ def resolve_store(backend: Backend, artifacts: Any, experiment_id: str) -> Artif
                 f"artifacts= takes a directory or an fsspec URL (e.g. 's3://bucket/prefix', "
                 f"'memory://name'), got {artifacts!r}.")
         url = os.fspath(artifacts).rstrip("/")
-        return ArtifactStore(f"{url}/{experiment_id}")
+        if "://" not in url:
+            url = os.path.abspath(url)
+        return ArtifactStore(f"{url}/{experiment_id}", location=url)
     path = getattr(backend, "path", None)
     from .backends.file import FileBackend
 
@@ -364,7 +369,8 @@ def no_store_error(experiment_id: str, what: str) -> ArtifactError:
 
 
 def declare(store: ArtifactStore | None, path: str | os.PathLike[str], *,
-            role: str, keep: bool | None, experiment_id: str) -> dict[str, Any]:
+            role: str, keep: bool | None, experiment_id: str,
+            producer: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The entry ``ex.input``/``ex.output`` add to the step's record (inputs are hashed,
     and kept if asked, now; outputs when the step finishes)."""
     if keep is not None and not isinstance(keep, bool):
@@ -392,6 +398,8 @@ def declare(store: ArtifactStore | None, path: str | os.PathLike[str], *,
             entry.update(found)
     elif wanted:
         entry["keep"] = store
+        if producer is not None and store is not None and store.location:
+            entry["producer"] = dict(producer)  # indexed in the location, then dropped
     return entry
 
 
@@ -407,15 +415,66 @@ def finish_output(out: dict[str, Any]) -> None:
     if out.get("kind") == "model":  # kept when ex.model() was called
         return
     store = out.pop("keep", None)
+    producer = out.pop("producer", None)
     try:
         if isinstance(store, ArtifactStore):
             out.update(_keep(store, out["path"]))
+            if producer is not None:
+                note_producer(store, out, producer)
         else:
             found = path_hash(out["path"])
             found.pop("files", None)
             out.update(found)
     except OSError as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
+
+
+# -- who wrote what, across stores sharing an artifact location ----------------------
+PRODUCERS = ".producers"
+
+
+def note_producer(store: ArtifactStore, out: Mapping[str, Any],
+                  producer: Mapping[str, Any]) -> None:
+    """Index a kept output in the artifact location: ``.producers/<ab>/<hash>/<uuid>.json``
+    names the experiment, trials, step, path and store that wrote it (append-only: one new
+    small file each; a failure is logged, the output stays kept)."""
+    if not store.location or not out.get("hash"):
+        return
+    entry = {**producer, "path": out["path"], "hash": out["hash"], "time": time.time()}
+    content_hash = str(out["hash"])
+    target = "/".join((store.location.rstrip("/"), PRODUCERS, content_hash[:2], content_hash,
+                       f"{uuid.uuid4().hex}.json"))
+    try:
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(target)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as f:
+            f.write(json.dumps(entry, sort_keys=True).encode("utf-8"))
+    except Exception as exc:  # lineage across stores is lost for this file, nothing else
+        logger.warning("Could not note in %s that %s was written by trial(s) %s of %s: %s",
+                       store.location, out["path"], producer.get("trial_ids"),
+                       producer.get("experiment_id"), exc)
+
+
+def producers(location: str, content_hash: str) -> list[dict[str, Any]]:
+    """The trials that kept content ``content_hash`` in the artifact location, oldest first."""
+    from fsspec.core import url_to_fs
+
+    fs, base = url_to_fs("/".join((location.rstrip("/"), PRODUCERS, content_hash[:2],
+                                   content_hash)))
+    try:
+        names = fs.ls(base, detail=False)
+    except (FileNotFoundError, OSError):
+        return []
+    out = []
+    for name in names:
+        try:
+            with fs.open(name, "rb") as f:
+                out.append(json.loads(f.read().decode("utf-8")))
+        except (OSError, ValueError) as exc:
+            logger.warning("Skipping unreadable producer note %s: %s", name, exc)
+    return sorted(out, key=lambda e: e.get("time", 0))
 
 
 # -- reading back --------------------------------------------------------------------

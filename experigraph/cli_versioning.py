@@ -98,19 +98,22 @@ def models(experiment_id: str, archived: bool, backend: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["tree", "dot"]), default="tree",
               show_default=True, help="tree for people; dot for graphviz (dot -Tsvg).")
 @backend_option
+@artifacts_option
 @expected_errors
-def lineage(experiment_id: str, trial_id: int, fmt: str, backend: str | None) -> None:
+def lineage(experiment_id: str, trial_id: int, fmt: str, backend: str | None,
+            artifacts: str | None) -> None:
     """Where the data of trial TRIAL_ID of EXPERIMENT came from: the trials (of any
-    experiment in the store) that wrote the files it read, back to the first inputs."""
-    from .lineage import render_dot, render_tree
+    experiment in the store, or in another store sharing its --artifacts location) that
+    wrote the files it read, back to the first inputs."""
+    from .lineage import render_dot
 
-    ex = open_experiment(experiment_id, backend)
-    record = read_trial(ex, trial_id)
+    ex = open_experiment(experiment_id, backend, artifacts=artifacts)
+    read_trial(ex, trial_id)
     with quiet():
         if fmt == "dot":
             click.echo(render_dot(ex.get_provenance(trial_id, upstream=True)), nl=False)
         else:
-            click.echo(render_tree(ex.backend, record), nl=False)
+            click.echo(ex.lineage_tree(trial_id), nl=False)
 
 
 @click.command()

@@ -530,7 +530,8 @@ class Experiment(Versioning):
         store, that reads it with ``ex.input`` is linked to this one.
         """
         scope = self._scope("ex.output")
-        scope.outputs.append(declare_file(self._artifacts, path, "output", keep, self.id))
+        scope.outputs.append(declare_file(self._artifacts, path, "output", keep, self.id,
+                                          scope))
         return path
 
     def rng(self) -> Any:
@@ -778,7 +779,9 @@ class Experiment(Versioning):
         if upstream:
             from .lineage import upstream_provenance
 
-            return upstream_provenance(self._backend, self._read(trial_id))
+            store = self.artifact_store
+            return upstream_provenance(self._backend, self._read(trial_id),
+                                       store.location if store is not None else None)
 
         record = self._read(trial_id)
         others = self._runner.records() if any(s.inputs for s in record.steps) else ()

@@ -64,6 +64,8 @@ class Link:
     producer: TrialKey | None
     producer_step: str | None
     candidates: int = 0
+    #: the store the producer is recorded in, when it is not the consumer's own
+    where: str | None = None
 
 
 class _Store:
@@ -123,16 +125,24 @@ def _before(producer: TrialRecord, consumer: TrialRecord) -> bool:
     return producer.started <= consumer.started
 
 
-def trace(backend: Backend, record: TrialRecord) -> tuple[dict[TrialKey, TrialRecord], list[Link]]:
-    """The trial and every trial upstream of it, and the links between them."""
-    store = _Store(backend)
+def trace(backend: Backend, record: TrialRecord, location: str | None = None
+          ) -> tuple[dict[TrialKey, TrialRecord], list[Link]]:
+    """The trial and every trial upstream of it, and the links between them.
+
+    ``location``: the artifact location the trial's experiment shares with others
+    (``artifacts=``); its ``.producers/`` index finds writers recorded in other stores.
+    Their keys are ``("<experiment> in <store uri>", trial id)``; one whose store cannot
+    be opened from here is a link without a record (``Link.where`` names the store).
+    """
+    root_store = _Store(backend)
+    stores: dict[str, _Store | None] = {backend.uri: root_store}
     root = (record.experiment_id, record.trial_id)
     trials: dict[TrialKey, TrialRecord] = {root: record}
     links: list[Link] = []
-    todo = [record]
+    todo: list[tuple[TrialRecord, _Store]] = [(record, root_store)]
     while todo:
-        consumer = todo.pop()
-        key = (consumer.experiment_id, consumer.trial_id)
+        consumer, store = todo.pop()
+        key = _key(consumer, store, root_store)
         seen: set[tuple[str, str, Any]] = set()
         for step in consumer.steps:
             for item in step.inputs:
@@ -141,8 +151,10 @@ def trace(backend: Backend, record: TrialRecord) -> tuple[dict[TrialKey, TrialRe
                     continue
                 seen.add(ident)
                 producer: TrialRecord | None = None
+                producer_store = store
                 producer_step = None
                 candidates = 0
+                where = None
                 own = [s.step for s in consumer.steps for o in s.outputs
                        if o["path"] == item["path"] and o.get("hash") == item.get("hash")
                        and s.step != step.step]
@@ -163,26 +175,82 @@ def trace(backend: Backend, record: TrialRecord) -> tuple[dict[TrialKey, TrialRe
                         candidates = len({(r.experiment_id, r.trial_id) for r, _ in found})
                         if found:
                             producer, producer_step = max(found, key=lambda f: f[0].started)
-                pkey = (producer.experiment_id, producer.trial_id) if producer else None
+                        elif location:
+                            note = _noted_writer(location, item, consumer, store)
+                            if note is not None:
+                                candidates, where = note[1], str(note[0]["backend"])
+                                producer_step = str(note[0]["step"])
+                                if where not in stores:
+                                    stores[where] = _open_store(
+                                        where, str(note[0]["experiment_id"]))
+                                other = stores[where]
+                                trial_id = int(note[0]["trial_ids"][0])
+                                producer = None if other is None else other.trial(
+                                    str(note[0]["experiment_id"]), trial_id)
+                                if producer is None:  # named, but not readable from here
+                                    label = f"{note[0]['experiment_id']} in {where}"
+                                    links.append(Link(key, step.step, kind, item["path"],
+                                                      item.get("hash"), (label, trial_id),
+                                                      producer_step, candidates, where))
+                                    continue
+                                producer_store = other  # type: ignore[assignment]
+                pkey = _key(producer, producer_store, root_store) if producer else None
                 links.append(Link(key, step.step, kind, item["path"], item.get("hash"), pkey,
-                                  producer_step, candidates))
+                                  producer_step, candidates,
+                                  where if producer_store is not root_store else None))
                 if producer is not None and pkey not in trials:
                     trials[pkey] = producer  # type: ignore[index]
-                    todo.append(producer)
+                    todo.append((producer, producer_store))
     return trials, links
+
+
+def _key(record: TrialRecord, store: _Store, root: _Store) -> TrialKey:
+    if store is root:
+        return (record.experiment_id, record.trial_id)
+    return (f"{record.experiment_id} in {store.backend.uri}", record.trial_id)
+
+
+def _noted_writer(location: str, item: Any, consumer: TrialRecord, store: _Store
+                  ) -> tuple[dict[str, Any], int] | None:
+    """The latest trial of another store that kept this content before ``consumer``
+    started (same path first), from the artifact location's index, and how many did."""
+    from .artifacts import producers
+
+    started = consumer.started.timestamp()
+    notes = [n for n in producers(location, str(item["hash"]))
+             if n.get("backend") != store.backend.uri and n.get("time", 0) <= started
+             and n.get("trial_ids")]
+    if not notes:
+        return None
+    same_path = [n for n in notes if n.get("path") == item["path"]]
+    chosen = (same_path or notes)[-1]
+    return chosen, len({(n.get("backend"), n.get("experiment_id"), tuple(n["trial_ids"]))
+                        for n in notes})
+
+
+def _open_store(uri: str, experiment_id: str) -> _Store | None:
+    """The store at ``uri`` (as another store recorded it), or None if it cannot be opened."""
+    from .backends import resolve_backend
+
+    try:
+        return _Store(resolve_backend(uri, experiment_id))
+    except Exception as exc:  # a masked password, a store not reachable from here
+        logger.info("Lineage cannot open the store %s: %s", uri, exc)
+        return None
 
 
 def _prefix(key: TrialKey, root: TrialKey) -> str:
     return "" if key == root else f"{key[0]}:{key[1]}/"
 
 
-def upstream_provenance(backend: Backend, record: TrialRecord) -> nx.DiGraph:
+def upstream_provenance(backend: Backend, record: TrialRecord, location: str | None = None
+                        ) -> nx.DiGraph:
     """The provenance graph of a trial and of every trial upstream of it (see the module)."""
     import networkx as nx
 
     from .provenance import build_provenance
 
-    trials, links = trace(backend, record)
+    trials, links = trace(backend, record, location)
     root = (record.experiment_id, record.trial_id)
     g = nx.DiGraph(trial_id=record.trial_id, experiment_id=record.experiment_id,
                    upstream=True, links=links)
@@ -201,7 +269,14 @@ def upstream_provenance(backend: Backend, record: TrialRecord) -> nx.DiGraph:
             continue  # a first input, or a file written earlier in the same trial
         consumer_node = _prefix(link.consumer, root) + f"file:{link.path}"
         producer_prefix = _prefix(link.producer, root)
-        producer = trials[link.producer]
+        producer = trials.get(link.producer)
+        if producer is None:  # recorded in a store that cannot be read from here
+            trial_node = f"trial:{link.producer[0]}:{link.producer[1]}"
+            g.add_node(trial_node, kind="trial", experiment_id=link.producer[0],
+                       trial_id=link.producer[1], label=f"{link.producer[0]} trial "
+                       f"{link.producer[1]}", status=None, parameters=None, where=link.where)
+            g.add_edge(trial_node, consumer_node, kind="produced")
+            continue
         if link.kind == "file":
             source = producer_prefix + f"file:{link.path}"
         else:
@@ -214,15 +289,17 @@ def upstream_provenance(backend: Backend, record: TrialRecord) -> nx.DiGraph:
     return g
 
 
-def render_tree(backend: Backend, record: TrialRecord) -> str:
+def render_tree(backend: Backend, record: TrialRecord, location: str | None = None) -> str:
     """The upstream chain of a trial as an indented tree (``experigraph lineage``)."""
-    trials, links = trace(backend, record)
+    trials, links = trace(backend, record, location)
     by_consumer: dict[TrialKey, list[Link]] = {}
     for link in links:
         by_consumer.setdefault(link.consumer, []).append(link)
 
     def title(key: TrialKey) -> str:
-        rec = trials[key]
+        rec = trials.get(key)
+        if rec is None:
+            return f"{key[0]} trial {key[1]} (its store cannot be read from here)"
         params = ", ".join(f"{k}={v!r}" for k, v in rec.parameters.items())
         return f"{key[0]} trial {key[1]} ({rec.status.value}){': ' + params if params else ''}"
 
@@ -247,7 +324,7 @@ def render_tree(backend: Backend, record: TrialRecord) -> str:
             more = f", 1 of {link.candidates} trials that wrote it" if link.candidates > 1 else ""
             verb = "persisted by" if link.kind == "persisted" else "written by"
             yield f"{inner}└── {verb} {title(link.producer)}, step {link.producer_step}{more}"
-            if link.producer in path:
+            if link.producer in path or link.producer not in trials:
                 yield f"{inner}    └── (already shown above)"
                 continue
             yield from walk(link.producer, inner + "    ", (*path, link.producer))

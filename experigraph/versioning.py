@@ -211,7 +211,9 @@ class Versioning:
         read, or the persisted outputs it loaded, back to the first inputs."""
         from .lineage import render_tree
 
-        return render_tree(self._backend, self._read(trial_id))
+        store = self.artifact_store
+        return render_tree(self._backend, self._read(trial_id),
+                           store.location if store is not None else None)
 
     # -- models ---------------------------------------------------------------------------
     def model(self, obj_or_path: Any, name: str, *, flavor: str | None = None) -> Any:
@@ -568,6 +570,13 @@ def resolve_artifacts(backend: Backend, artifacts: Any, experiment_id: str
 
 
 def declare_file(store: ArtifactStore | None, path: Any, role: str, keep: bool | None,
-                 experiment_id: str) -> dict[str, Any]:
-    """The entry ``ex.input``/``ex.output`` add to their step's record."""
-    return store_mod.declare(store, path, role=role, keep=keep, experiment_id=experiment_id)
+                 experiment_id: str, scope: Any = None) -> dict[str, Any]:
+    """The entry ``ex.input``/``ex.output`` add to their step's record (``scope``: the
+    running step, which an output kept in a shared artifact location is indexed with)."""
+    producer = None
+    if scope is not None and role == "output":
+        producer = {"experiment_id": experiment_id, "trial_ids": list(scope.ctx.trial_ids),
+                    "step": getattr(scope.step, "name", str(scope.step)),
+                    "backend": scope.ctx.backend.uri}
+    return store_mod.declare(store, path, role=role, keep=keep, experiment_id=experiment_id,
+                             producer=producer)

@@ -232,3 +232,46 @@ def test_a_file_another_experiment_wrote_is_linked_on_every_store(setup, tmp_pat
     assert f"written by {producer.id} trial 2 (succeeded): n=5, step write" in tree
     # what the producer wrote is kept: trial 1's version comes back too
     assert producer.get_artifact(1, shared, tmp_path / "v1.csv").read_text() == "0\n1\n2\n"
+
+
+def test_experiments_in_different_stores_sharing_an_artifact_location_are_linked(tmp_path):
+    shared_location = tmp_path / "team-artifacts"
+    data = tmp_path / "clean.csv"
+    prep = xg.Experiment("prep", backend=tmp_path / "ana", artifacts=shared_location)
+    level = prep.parameter("level")
+
+    @prep.result
+    def clean(level):
+        data.write_text(f"{level}\n")
+        return str(prep.output(data))
+
+    clean(level)
+    prep.set_parameters(level=1).compute()
+    prep.set_parameters(level=2).compute()
+
+    model = xg.Experiment("model", backend=tmp_path / "bo", artifacts=shared_location)
+
+    @model.result
+    def fit():
+        return int(open(model.input(data)).read())
+
+    assert fit().compute() == 2
+    tree = model.lineage_tree(1)
+    where = (tmp_path / "ana").absolute().as_uri()
+    assert f"written by prep in {where} trial 2 (succeeded): level=2, step clean" in tree, tree
+    g = model.get_provenance(1, upstream=True)
+    assert g.nodes[f"trial:prep in {where}:2"]["parameters"] == {"level": 2}
+    # through the CLI, with the location given
+    proc = run("lineage", "model", 1, "--backend", tmp_path / "bo", "--artifacts",
+               shared_location, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"written by prep in {where} trial 2" in proc.stdout
+    # without the shared location, the other store is not searched
+    alone = xg.Experiment("model", backend=tmp_path / "bo")
+    assert "(first input: no recorded trial wrote it)" in alone.lineage_tree(1)
+    # a store that cannot be opened from here is still named
+    import shutil
+
+    shutil.rmtree(tmp_path / "ana")
+    assert f"written by prep in {where} trial 2 (its store cannot be read from here), " \
+        "step clean" in model.lineage_tree(1)
