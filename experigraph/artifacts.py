@@ -499,6 +499,27 @@ def artifact_entries(record: TrialRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def describe(record: TrialRecord) -> list[str]:
+    """Lines naming the files and models a trial recorded (for ``experigraph show``)."""
+    lines = []
+    rows = artifact_entries(record)
+    if rows:
+        lines += ["", "Files (role, step, size, kept):"]
+        for r in rows:
+            size = f"{r['size']} B" if isinstance(r["size"], int) else "-"
+            kept = "kept" if r["kept"] else ("not readable" if r["error"] else "hash only")
+            lines.append(f"  {r['role']:<6} {r['step']:<20} {size:>12}  {kept:<9}  {r['path']}")
+    models = [(step.step, item) for step in record.steps for item in step.outputs
+              if item.get("kind") == "model"]
+    if models:
+        lines += ["", "Models:"]
+        for step, item in models:
+            version = f" {item['framework_version']}" if item.get("framework_version") else ""
+            lines.append(f"  {item.get('model')}: {item.get('type')} ({item.get('framework')}"
+                         f"{version}), step {step}")
+    return lines
+
+
 def find_entry(record: TrialRecord, path: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
     """The kept entry for ``path`` in a trial, and the file inside it (for a file in a
     kept directory; else ""). ``path``: as recorded, relative to the current

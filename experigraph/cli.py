@@ -441,6 +441,9 @@ def format_trial(record: TrialRecord, code: str = "") -> str:
         for event in record.drift:
             lines.append(f"  [{event.kind}] {event.message}")
             lines += [f"    {line}" for line in event.diff]
+    from .artifacts import describe
+
+    lines += describe(record)  # files declared with ex.input/ex.output, models
     if record.code:
         lines += ["", "Code (step: code hash):"]
         lines += [f"  {step}: {entry.get('code_hash', '-')}" for step, entry in record.code.items()]

@@ -203,3 +203,28 @@ def test_cli_lists_models(make_experiment, backend_root):
     empty.set_parameters(x=1).compute()
     none = CliRunner().invoke(main, ["models", "nothing", "--backend", str(backend_root)])
     assert "No models recorded" in none.output
+
+
+def test_show_names_the_files_and_models_of_a_trial(make_experiment, backend_root, tmp_path):
+    from click.testing import CliRunner
+
+    from experigraph.cli import main
+
+    ex = make_experiment()
+    out = tmp_path / "pred.csv"
+
+    @ex.result
+    def train():
+        out.write_text("1\n")
+        ex.output(out)
+        ex.model(LogisticRegression(), "clf")
+        return 1
+
+    train().compute()
+    shown = CliRunner().invoke(main, ["show", ex.id, "1", "--backend", str(backend_root)])
+    assert shown.exit_code == 0, shown.output
+    files = [line.split() for line in shown.output.splitlines() if line.endswith(str(out))]
+    assert files == [["output", "train", "2", "B", "kept", str(out)]], shown.output
+    version = importlib.metadata.version("scikit-learn")
+    assert (f"clf: sklearn.linear_model._logistic.LogisticRegression (sklearn {version}), "
+            "step train") in shown.output
