@@ -509,3 +509,44 @@ def test_a_file_restored_to_a_directory_goes_into_it(make_experiment, tmp_path):
     got = CliRunner().invoke(main, ["get", ex.id, "1", "pred.csv", "-o", str(out),
                                     "--backend", str(ex.backend.root)])
     assert got.exit_code == 0 and f"Wrote {out / 'pred.csv'}" in got.output
+
+
+CONCURRENT = textwrap.dedent('''
+    import sys
+    import experigraph as xg
+
+    store, who, content_file = sys.argv[1], sys.argv[2], sys.argv[3]
+    ex = xg.Experiment("together", backend=__import__("pathlib").Path(store))
+    who_p = ex.parameter("who")
+
+    @ex.result
+    def write(who):
+        target = f"{content_file}.{who}"
+        with open(content_file, "rb") as src, open(target, "wb") as dst:
+            dst.write(src.read())
+        return ex.output(target)
+
+    write(who_p)
+    for round in range(3):
+        ex.set_parameters(who=f"{who}-{round}").compute()
+''')
+
+
+def test_processes_keeping_the_same_content_at_once_store_it_once(tmp_path):
+    content = tmp_path / "same.bin"
+    content.write_bytes(os.urandom(8 << 20))
+    script = tmp_path / "together.py"
+    script.write_text(CONCURRENT)
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "store"), f"p{i}",
+                               str(content)], env=python_env(), stderr=subprocess.PIPE,
+                              text=True) for i in range(4)]
+    for proc in procs:
+        assert proc.wait(timeout=180) == 0, proc.stderr.read()
+    ex = xg.Experiment("together", backend=tmp_path / "store")
+    assert ex.get_history().index.tolist() == list(range(1, 13))
+    store = ex.artifact_store
+    assert [kind for kind, *_ in store.stored()] == ["object"]  # one copy, no tmp left
+    for trial_id in (1, 7, 12):
+        restored = ex.get_artifact(trial_id, ex.get_artifacts(trial_id)["path"][0],
+                                   tmp_path / f"r{trial_id}")
+        assert filecmp.cmp(restored, content, shallow=False)
