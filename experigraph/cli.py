@@ -507,9 +507,11 @@ def list_(backend: str | None) -> None:
               help="The port to serve on (0: any free port).")
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="The address to bind; 0.0.0.0 serves every interface.")
+@click.option("--archived", is_flag=True, help="Show archived trials too.")
 @backend_option
 @_expected_errors
-def board(experiment_id: str | None, port: int, address: str, backend: str | None) -> None:
+def board(experiment_id: str | None, port: int, address: str, archived: bool,
+          backend: str | None) -> None:
     """Serve the dashboard of EXPERIMENT's trials until interrupted (Ctrl-C).
 
     Without EXPERIMENT: the store's experiments, each opening its board. An
@@ -521,10 +523,10 @@ def board(experiment_id: str | None, port: int, address: str, backend: str | Non
             from .board import start_dashboard
 
             start_dashboard(None, port=port, blocking=True, address=address,
-                            store=open_store(backend))
+                            store=open_store(backend), archived=archived)
         else:
             ex = open_experiment(experiment_id, backend, must_exist=False)
-            ex.start_dashboard(port=port, blocking=True, address=address)
+            ex.start_dashboard(port=port, blocking=True, address=address, archived=archived)
     except KeyboardInterrupt:
         click.echo("Dashboard stopped.", err=True)
     except ImportError as exc:

@@ -103,8 +103,9 @@ class TrialTable:
     rebuilds, else it streams ``rows_since`` and patches ``changed_since``.
     """
 
-    def __init__(self, experiment: Experiment) -> None:
+    def __init__(self, experiment: Experiment, archived: bool = False) -> None:
         self.experiment = experiment
+        self.archived = archived  # show archived trials (ex.archive) too
         self.trial_ids: list[int] = []
         self.positions: dict[int, int] = {}
         self.raw: list[dict[str, Any]] = []
@@ -159,7 +160,7 @@ class TrialTable:
                 self.unreadable.pop(trial_id, None)
             else:  # reserved with no record yet, or unreadable: read again later
                 self.unreadable.setdefault(trial_id, now)
-        if records:  # archived trials (ex.archive) are not shown
+        if records and not self.archived:  # archived trials (ex.archive) are not shown
             hidden = self.experiment.archived_trial_ids()
             records = [r for r in records if r.trial_id not in hidden]
         return self.apply(records)

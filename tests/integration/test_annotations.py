@@ -145,6 +145,9 @@ def test_the_dashboard_hides_archived_trials(make_experiment):
     table = TrialTable(ex)
     table.refresh()
     assert table.trial_ids == [1, 3]
+    everything = TrialTable(ex, archived=True)  # start_dashboard(archived=True), --archived
+    everything.refresh()
+    assert everything.trial_ids == [1, 2, 3]
 
 
 def test_cli_tags_notes_archives_and_shows_history(tmp_path, make_experiment, backend_root):
@@ -328,3 +331,16 @@ def test_gc_collects_no_pickles_while_a_trial_runs(make_experiment):
         release.set()
         worker.join(60)
     assert ex.gc(grace=0)["removed"] == [f"{ex.backend.uri} pickle blob {orphan}"]
+
+
+def test_a_served_dashboard_hides_archived_trials_unless_asked(make_experiment):
+    pytest.importorskip("bokeh")
+    ex = make_experiment()
+    three_trials(ex)
+    ex.archive([1, 2])
+    for archived, expected in ((False, [3]), (True, [1, 2, 3])):
+        dashboard = ex.start_dashboard(port=0, blocking=False, archived=archived)
+        try:
+            assert dashboard._state(ex.id).table.trial_ids == expected
+        finally:
+            dashboard.stop()
