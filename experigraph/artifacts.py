@@ -622,6 +622,7 @@ def restore(entry: Mapping[str, Any], inner: str, store: ArtifactStore, dest: st
                 f"{dest} has files that differ from the kept ones ({', '.join(clashes[:5])}"
                 f"{' ...' if len(clashes) > 5 else ''}); nothing was written. Give another "
                 "destination, or overwrite=True (--overwrite) to replace them.")
+        os.makedirs(dest, exist_ok=True)  # also for a directory kept empty
         for rel, h in files.items():
             _restore_one(store, h, os.path.join(dest, rel), True)
         return Path(dest)

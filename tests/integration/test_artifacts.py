@@ -550,3 +550,19 @@ def test_processes_keeping_the_same_content_at_once_store_it_once(tmp_path):
         restored = ex.get_artifact(trial_id, ex.get_artifacts(trial_id)["path"][0],
                                    tmp_path / f"r{trial_id}")
         assert filecmp.cmp(restored, content, shallow=False)
+
+
+def test_an_empty_directory_output_comes_back_as_an_empty_directory(make_experiment, tmp_path):
+    ex = make_experiment()
+    empty = tmp_path / "empty"
+
+    @ex.result
+    def write():
+        empty.mkdir()
+        return ex.output(empty)
+
+    write().compute()
+    row = ex.get_artifacts(1).iloc[0]
+    assert (row["kind"], row["size"], row["kept"]) == ("directory", 0, True)
+    back = ex.get_artifact(1, empty, tmp_path / "back")
+    assert back.is_dir() and list(back.iterdir()) == []
