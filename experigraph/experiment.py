@@ -654,7 +654,8 @@ class Experiment(Versioning):
                            f"(persisted steps: {', '.join(persisted) or 'none'}). Declare the "
                            "step with @ex.persist to save its output.")
         blob = self._backend.get_blob("pickle", saved[-1].persisted)  # type: ignore[arg-type]
-        note_persisted_read(self.id, record.trial_id, step_name, saved[-1].persisted)
+        note_persisted_read(self.id, record.trial_id, step_name, saved[-1].persisted,
+                            self._backend.uri)
         return signing.loads(blob, what=f"persisted output of {step_name!r} (trial {trial_id})",
                              trust=trust)
 

@@ -39,8 +39,10 @@ logger = logging.getLogger(__name__)
 TrialKey = tuple[str, int]  # (experiment id, trial id)
 
 
-def note_persisted_read(experiment_id: str, trial_id: int, step: str, blob: str | None) -> None:
-    """Inside a step: record that it loaded a persisted output (a no-op outside a trial)."""
+def note_persisted_read(experiment_id: str, trial_id: int, step: str, blob: str | None,
+                        backend: str | None = None) -> None:
+    """Inside a step: record that it loaded a persisted output (a no-op outside a trial);
+    ``backend`` is the URI of the store that experiment is recorded in."""
     from .hooks import current_scope
 
     scope = current_scope()
@@ -48,7 +50,7 @@ def note_persisted_read(experiment_id: str, trial_id: int, step: str, blob: str 
         return
     scope.inputs.append({"path": f"persisted:{experiment_id}/{trial_id}/{step}",
                          "kind": "persisted", "hash": blob, "experiment_id": experiment_id,
-                         "trial_id": trial_id, "step": step})
+                         "trial_id": trial_id, "step": step, "backend": backend})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,10 +165,27 @@ def trace(backend: Backend, record: TrialRecord, location: str | None = None
                                       key, own[0], 1))
                     continue
                 if item.get("kind") == "persisted":
-                    producer = store.trial(str(item["experiment_id"]), int(item["trial_id"]))
-                    producer_step = str(item["step"])
-                    candidates = 1 if producer is not None else 0
                     kind = "persisted"
+                    producer_step = str(item["step"])
+                    where = item.get("backend")
+                    if where and where != store.backend.uri:
+                        if where not in stores:
+                            stores[where] = _open_store(where, str(item["experiment_id"]))
+                        producer_store = stores[where]  # type: ignore[assignment]
+                    producer = None if producer_store is None else producer_store.trial(
+                        str(item["experiment_id"]), int(item["trial_id"]))
+                    if producer is not None and not any(
+                            s.step == producer_step and s.persisted == item.get("hash")
+                            for s in producer.steps):
+                        logger.warning(
+                            "Lineage: trial %s of %s in %s has no persisted output %s of step "
+                            "%s (the store was changed?); not linked.", item["trial_id"],
+                            item["experiment_id"], producer_store.backend.uri,  # type: ignore[union-attr]
+                            item.get("hash"), producer_step)
+                        producer = None
+                    if producer is None:
+                        producer_store = store
+                    candidates = 1 if producer is not None else 0
                 else:
                     kind = "file"
                     if item.get("hash") and item.get("size") != 0:

@@ -275,3 +275,32 @@ def test_experiments_in_different_stores_sharing_an_artifact_location_are_linked
     shutil.rmtree(tmp_path / "ana")
     assert f"written by prep in {where} trial 2 (its store cannot be read from here), " \
         "step clean" in model.lineage_tree(1)
+
+
+def test_a_persisted_output_from_another_store_is_never_taken_for_a_namesake(tmp_path):
+    def prep_in(store, factor):
+        prep = xg.Experiment("prep", backend=store)
+
+        @prep.persist
+        def features():
+            return [factor]
+
+        @prep.result
+        def done(f):
+            return f[0]
+
+        done(features()).compute()
+        return prep
+
+    remote = prep_in(tmp_path / "theirs", 10)
+    prep_in(tmp_path / "ours", 99)  # a namesake: experiment "prep", trial 1, in our store
+    model = xg.Experiment("model", backend=tmp_path / "ours")
+
+    @model.result
+    def fit():
+        return remote.get_persisted("features", 1)[0]
+
+    assert fit().compute() == 10
+    tree = model.lineage_tree(1)
+    theirs = (tmp_path / "theirs").absolute().as_uri()
+    assert f"persisted by prep in {theirs} trial 1 (succeeded), step features" in tree, tree
