@@ -98,6 +98,21 @@ def backend_option(func: Callable[..., Any]) -> Callable[..., Any]:
                         help=BACKEND_HELP)(func)
 
 
+def artifacts_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--artifacts", "artifacts", metavar="URL", default=None,
+                        help="Where the experiment keeps files and models: a directory or "
+                             "an fsspec URL. Default: $EXPERIGRAPH_ARTIFACTS, else the file "
+                             "backend's directory.")(func)
+
+
+def artifacts_env(artifacts: str | None) -> dict[str, str]:
+    """``EXPERIGRAPH_ARTIFACTS`` for a script run with ``--artifacts``."""
+    if artifacts is None:
+        return {}
+    return {"EXPERIGRAPH_ARTIFACTS": artifacts if "://" in artifacts
+            else os.path.abspath(artifacts)}
+
+
 def backend_spec(backend: str | None) -> Any:
     """What ``--backend`` (or the environment, or the default) names, for resolve_backend."""
     from pathlib import Path
@@ -126,8 +141,8 @@ def open_store(backend: str | None) -> Store:
         raise click.BadParameter(str(exc), param_hint="'--backend'") from exc
 
 
-def open_experiment(experiment_id: str, backend: str | None, *, must_exist: bool = True
-                    ) -> Experiment:
+def open_experiment(experiment_id: str, backend: str | None, *, must_exist: bool = True,
+                    artifacts: str | None = None) -> Experiment:
     """The recorded experiment ``experiment_id``; a Failure when the backend has none.
 
     Nothing is created: the backend's experiment list is checked before the
@@ -144,7 +159,7 @@ def open_experiment(experiment_id: str, backend: str | None, *, must_exist: bool
     store = open_store(backend)
     try:
         return store.open(experiment_id, must_exist=must_exist,
-                          quiet="EXPERIGRAPH_LOG_LEVEL" not in os.environ)
+                          quiet="EXPERIGRAPH_LOG_LEVEL" not in os.environ, artifacts=artifacts)
     except ExperimentNotFoundError as exc:
         raise Failure(str(exc)) from exc
 
@@ -255,10 +270,14 @@ def run(script: str, assignments: tuple[str, ...], seed: int | None,
 @click.argument("assignments", nargs=-1, metavar="[NAME=VALUE]...")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=None,
               help="Override the recorded seed.")
+@click.option("--restore-inputs", is_flag=True,
+              help="Run on the input files as the trial read them (those it kept with "
+                   "ex.input(path, keep=True)); the current files are put back after.")
 @backend_option
+@artifacts_option
 @_expected_errors
 def rerun(experiment_id: str, trial_id: int, assignments: tuple[str, ...], seed: int | None,
-          backend: str | None) -> None:
+          restore_inputs: bool, backend: str | None, artifacts: str | None) -> None:
     """Re-run trial TRIAL_ID of EXPERIMENT: its script, parameters and seed.
 
     NAME=VALUE and --seed override the recorded values. A WARNING with the
@@ -269,9 +288,11 @@ def rerun(experiment_id: str, trial_id: int, assignments: tuple[str, ...], seed:
     from .script import parse_assignments, rerun as rerun_trial
 
     parse_assignments(assignments)
-    ex = open_experiment(experiment_id, backend)
+    ex = open_experiment(experiment_id, backend, artifacts=artifacts)
     read_trial(ex, trial_id)
-    outcome = rerun_trial(ex, trial_id, assignments, seed=seed, env=backend_env(backend))
+    with ex.restored_inputs(trial_id) if restore_inputs else contextlib.nullcontext():
+        outcome = rerun_trial(ex, trial_id, assignments, seed=seed,
+                              env={**backend_env(backend), **artifacts_env(artifacts)})
     _report_trials(outcome)
 
 
@@ -284,13 +305,15 @@ def rerun(experiment_id: str, trial_id: int, assignments: tuple[str, ...], seed:
               help="Only the last N trials.")
 @click.option("--verbose", "-v", is_flag=True, help="Add the Seed, Result Type and Status "
               "columns.")
+@click.option("--archived", is_flag=True, help="Show archived trials too (and an Archived "
+              "column).")
 @_expected_errors
 def history(experiment_id: str, backend: str | None, fmt: str, last: int | None,
-            verbose: bool) -> None:
+            verbose: bool, archived: bool) -> None:
     """The trials of EXPERIMENT, one row each (as ex.get_history())."""
     ex = open_experiment(experiment_id, backend)
     with _quiet():
-        frame = ex.get_history(verbose=verbose)
+        frame = ex.get_history(verbose=verbose, archived=archived)
     if last is not None:
         frame = frame.tail(last)
     if fmt == "csv":
@@ -418,6 +441,9 @@ def format_trial(record: TrialRecord, code: str = "") -> str:
         for event in record.drift:
             lines.append(f"  [{event.kind}] {event.message}")
             lines += [f"    {line}" for line in event.diff]
+    from .artifacts import describe
+
+    lines += describe(record)  # files declared with ex.input/ex.output, models
     if record.code:
         lines += ["", "Code (step: code hash):"]
         lines += [f"  {step}: {entry.get('code_hash', '-')}" for step, entry in record.code.items()]
@@ -481,9 +507,11 @@ def list_(backend: str | None) -> None:
               help="The port to serve on (0: any free port).")
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="The address to bind; 0.0.0.0 serves every interface.")
+@click.option("--archived", is_flag=True, help="Show archived trials too.")
 @backend_option
 @_expected_errors
-def board(experiment_id: str | None, port: int, address: str, backend: str | None) -> None:
+def board(experiment_id: str | None, port: int, address: str, archived: bool,
+          backend: str | None) -> None:
     """Serve the dashboard of EXPERIMENT's trials until interrupted (Ctrl-C).
 
     Without EXPERIMENT: the store's experiments, each opening its board. An
@@ -495,10 +523,10 @@ def board(experiment_id: str | None, port: int, address: str, backend: str | Non
             from .board import start_dashboard
 
             start_dashboard(None, port=port, blocking=True, address=address,
-                            store=open_store(backend))
+                            store=open_store(backend), archived=archived)
         else:
             ex = open_experiment(experiment_id, backend, must_exist=False)
-            ex.start_dashboard(port=port, blocking=True, address=address)
+            ex.start_dashboard(port=port, blocking=True, address=address, archived=archived)
     except KeyboardInterrupt:
         click.echo("Dashboard stopped.", err=True)
     except ImportError as exc:
@@ -539,5 +567,16 @@ def report(experiment_id: str, output: str, trials: list[int] | None,
     click.echo(f"Wrote {path}")
 
 
+#: for commands defined in other modules (experigraph.cli_versioning)
+expected_errors: Callable[[Callable[..., Any]], Callable[..., Any]] = _expected_errors
+quiet: Callable[[], contextlib.AbstractContextManager[None]] = _quiet
+
+if __name__ != "__main__":  # artifacts, get, models, lineage, tag, note, archive, gc
+    from .cli_versioning import register as _register_versioning
+
+    _register_versioning(main)
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    from experigraph.cli import main as _main  # the module proper, with every command
+
+    _main()

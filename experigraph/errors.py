@@ -219,3 +219,7 @@ class PersistError(ExperigraphError, TypeError):
             f"({type(reason).__name__}: {reason}). Return a picklable value (e.g. plain "
             "data instead of open files, locks or connections), or save it yourself to a "
             f"file declared with ex.output(path) and declare the step with @ex instead.")
+
+
+class ArtifactError(ExperigraphError, ValueError):
+    """A file kept with a trial (an artifact or a model) cannot be kept, found or restored."""

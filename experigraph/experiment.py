@@ -49,11 +49,13 @@ from .environment.collector import (
     text_lines,
     validate_collectors,
 )
-from .hashing import path_hash
 from .hooks import StepHook, current_scope
 from .records import DriftEvent, Status, TrialRecord, Unrepresentable, check_seed
 from .present import history_frame, result_type
 from .trial import Outcome, RunOptions, TrialRunner, new_seed, read_source, source_files
+from .lineage import note_persisted_read
+from .versioning import (Versioning, declare_file, read_annotations, resolve_artifacts,
+                         with_annotations)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,7 +91,7 @@ class Step:
         return f"<experigraph {self.spec.kind} {self.spec.name!r} of {self._experiment.id!r}>"
 
 
-class Experiment:
+class Experiment(Versioning):
     """An experiment: parameters and steps whose every compute is a recorded trial.
 
     Parameters
@@ -112,6 +114,12 @@ class Experiment:
         ``experigraph.collectors`` entry-point group (see README, "Extending
         experigraph"). Their categories are recorded and checked for drift
         like the built-in ones.
+    artifacts : str or path, optional
+        Where files declared with ``ex.output`` (and ``ex.input(path, keep=True)``)
+        and models are kept: a directory or an ``fsspec`` URL (``s3://bucket/prefix``,
+        ``memory://name``...); the experiment uses its ``<id>`` sub-directory.
+        Default: the file backend's directory; Redis and MongoDB keep no files
+        without it (see README, "Artifacts and models").
 
     Examples
     --------
@@ -121,7 +129,7 @@ class Experiment:
 
     def __init__(self, id: str, backend: Any = None, seed: int | None = None,
                  hooks: Sequence[StepHook] = (),
-                 collectors: Sequence[Collector] | None = None) -> None:
+                 collectors: Sequence[Collector] | None = None, artifacts: Any = None) -> None:
         self.id = validate_experiment_id(id)
         self._collectors = validate_collectors(collectors)
         if seed is not None:
@@ -129,6 +137,7 @@ class Experiment:
         for hook in hooks:
             self._check_hook(hook)
         self._backend: Backend = resolve_backend(backend, self.id)
+        self._artifacts = resolve_artifacts(self._backend, artifacts, self.id)
         self.seed = seed
         self._space = ParameterSpace()
         self._steps: dict[str, Step] = {}
@@ -195,7 +204,7 @@ class Experiment:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A step that refers to ``ex`` carries it to workers: send the configuration only.
-        return (_restore_experiment, (self.id, self._backend, self.seed))
+        return (_restore_experiment, (self.id, self._backend, self.seed, self._artifacts))
 
     # -- declaring ----------------------------------------------------------------
     def parameter(self, name: str, default: Any = NOTHING, type: Any = None) -> Parameter:
@@ -497,25 +506,32 @@ class Experiment:
         """Inside a step: set the trial's description (the history's Description column)."""
         self._scope("ex.set_description").description = str(text)
 
-    def input(self, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    def input(self, path: str | os.PathLike[str], keep: bool = False
+              ) -> str | os.PathLike[str]:
         """Inside a step: declare a data file (or directory) the step reads; returns ``path``.
 
         Its content hash is recorded now. If it changes while the step's inputs
         (parameters and upstream values) do not, the trial reports data drift.
+        With ``keep=True`` its content is kept with the trial too (see
+        :meth:`output`), so ``reproduce(t, restore_inputs=True)`` can run on it.
         """
         scope = self._scope("ex.input")
-        entry = path_hash(path)
-        entry.pop("files", None)
-        scope.inputs.append({"path": os.path.abspath(os.fspath(path)), **entry})
+        scope.inputs.append(declare_file(self._artifacts, path, "input", keep, self.id))
         return path
 
-    def output(self, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    def output(self, path: str | os.PathLike[str], keep: bool | None = None
+               ) -> str | os.PathLike[str]:
         """Inside a step: declare a data file (or directory) the step writes; returns ``path``.
 
-        Its content hash is recorded when the step finishes; a later trial that
-        reads it with ``ex.input`` is linked to this one in the provenance graph.
+        When the step finishes, its content hash is recorded and its content is
+        kept with the trial in the artifact store (content-addressed, so the same
+        content is stored once; streamed; see :meth:`get_artifact`), unless
+        ``keep=False``. A later trial, of this or another experiment in the same
+        store, that reads it with ``ex.input`` is linked to this one.
         """
-        self._scope("ex.output").outputs.append({"path": os.path.abspath(os.fspath(path))})
+        scope = self._scope("ex.output")
+        scope.outputs.append(declare_file(self._artifacts, path, "output", keep, self.id,
+                                          scope))
         return path
 
     def rng(self) -> Any:
@@ -592,14 +608,20 @@ class Experiment:
             return self._runner.records()
         return self._runner.read_many([_trial_id(i) for i in trial_ids])
 
-    def get_history(self, verbose: bool = False) -> pd.DataFrame:
+    def get_history(self, verbose: bool = False, archived: bool = False) -> pd.DataFrame:
         """One row per trial, indexed by ``Trial ID``.
 
         Columns: each parameter, then ``Result``, ``Success``, ``Finished``,
         ``Process Time``, ``Description``; ``verbose`` adds ``Seed``,
-        ``Result Type`` and ``Status``; scalar metrics and labels follow.
+        ``Result Type`` and ``Status``; scalar metrics, labels and tags
+        (:meth:`tag`) follow. Archived trials (:meth:`archive`) are left out
+        unless ``archived=True``, which adds an ``Archived`` column.
         """
-        return history_frame(self._runner.records(), self._space.declared, verbose)
+        notes = read_annotations(self._backend)
+        records = [r for r in self._runner.records()
+                   if archived or r.trial_id not in notes.archived]
+        return with_annotations(history_frame(records, self._space.declared, verbose),
+                                notes, archived)
 
     def get_parameters(self, trial_id: int | None = None) -> dict[str, Any]:
         """The parameters of a trial, or (no id) the current values, defaults included."""
@@ -632,6 +654,8 @@ class Experiment:
                            f"(persisted steps: {', '.join(persisted) or 'none'}). Declare the "
                            "step with @ex.persist to save its output.")
         blob = self._backend.get_blob("pickle", saved[-1].persisted)  # type: ignore[arg-type]
+        note_persisted_read(self.id, record.trial_id, step_name, saved[-1].persisted,
+                            self._backend.uri)
         return signing.loads(blob, what=f"persisted output of {step_name!r} (trial {trial_id})",
                              trust=trust)
 
@@ -687,7 +711,8 @@ class Experiment:
             read_source=lambda h: read_source(self._backend, h),
             read_environment=self._runner.environment.read, collectors=self._collectors)
 
-    def reproduce(self, trial_id: int, **dask_kwargs: Any) -> Reproduction:
+    def reproduce(self, trial_id: int, restore_inputs: bool = False,
+                  **dask_kwargs: Any) -> Reproduction:
         """Run a new trial with the parameters and seed of ``trial_id`` and check the result.
 
         Uses the latest Result of this experiment. Returns a :class:`Reproduction`:
@@ -696,7 +721,9 @@ class Experiment:
         Outputs without a deterministic hash (an object of a class dask cannot
         tokenize, e.g. a fitted model) are not compared: ``not_compared`` names
         them and says why, and ``matches`` is never True for a result that could
-        not be compared.
+        not be compared. With ``restore_inputs=True``, the files the trial read
+        with ``ex.input(path, keep=True)`` are written back to their paths as the
+        trial read them for the rerun, and the current files are put back after.
         """
         original = self._read(trial_id)
         if self._result is None:
@@ -713,8 +740,10 @@ class Experiment:
                 f"{', '.join(map(repr, kept_by_repr))} were recorded by their repr only (JSON "
                 "cannot hold them), so their values are not known. Give such data as a file "
                 "read with ex.input(path), or as parameters JSON can hold.")
-        outcome = self.run(self._result, parameters=original.parameters, seed=original.seed,
-                           rerun_of=trial_id, raise_errors=False, **dask_kwargs)
+        with self.restored_inputs(trial_id) if restore_inputs else contextlib.nullcontext():
+            outcome = self.run(self._result, parameters=original.parameters,
+                               seed=original.seed, rerun_of=trial_id, raise_errors=False,
+                               **dask_kwargs)
         rerun_id = outcome.trial_id
         rerun = self._read(rerun_id)
         diff = self.compare(trial_id, rerun_id)
@@ -737,12 +766,23 @@ class Experiment:
         log("%s", str(result).splitlines()[0])
         return result
 
-    def get_provenance(self, trial_id: int) -> Any:
+    def get_provenance(self, trial_id: int, upstream: bool = False) -> Any:
         """The trial's provenance graph (a ``networkx.DiGraph``): parameters, steps, files.
 
-        See :mod:`experigraph.provenance` for the node and edge attributes.
+        See :mod:`experigraph.provenance` for the node and edge attributes. With
+        ``upstream=True`` it follows the files the trial read (and the persisted
+        outputs it loaded) back to the trials, of this or other experiments in
+        the same store, that wrote them, and on to the first inputs (see
+        :mod:`experigraph.lineage`).
         """
         from .provenance import build_provenance
+
+        if upstream:
+            from .lineage import upstream_provenance
+
+            store = self.artifact_store
+            return upstream_provenance(self._backend, self._read(trial_id),
+                                       store.location if store is not None else None)
 
         record = self._read(trial_id)
         others = self._runner.records() if any(s.inputs for s in record.steps) else ()
@@ -917,8 +957,8 @@ class Store:
         """The ids of the experiments that have recorded something here, sorted."""
         return self._backend.experiment_ids()
 
-    def open(self, experiment_id: str, *, must_exist: bool = True, quiet: bool = True
-             ) -> Experiment:
+    def open(self, experiment_id: str, *, must_exist: bool = True, quiet: bool = True,
+             artifacts: Any = None) -> Experiment:
         """The experiment ``experiment_id`` of this store, to query (or run).
 
         With ``must_exist``, an id this store has no trials of raises
@@ -934,7 +974,7 @@ class Store:
                 raise ExperimentNotFoundError(experiment_id, self.uri, known)
         backend = self._backend.for_experiment(experiment_id)
         if not quiet:
-            return Experiment(experiment_id, backend=backend)
+            return Experiment(experiment_id, backend=backend, artifacts=artifacts)
         log, backends = logging.getLogger("experigraph"), logging.getLogger(
             "experigraph.backends")
         saved = log.level, backends.level
@@ -942,7 +982,7 @@ class Store:
             log.setLevel(logging.ERROR)
             backends.setLevel(min(logging.WARNING, backends.getEffectiveLevel()))
         try:
-            return Experiment(experiment_id, backend=backend)
+            return Experiment(experiment_id, backend=backend, artifacts=artifacts)
         finally:
             log.setLevel(saved[0])
             backends.setLevel(saved[1])
@@ -969,10 +1009,11 @@ def _trial_id(value: Any) -> int:
     return operator.index(value)
 
 
-def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None) -> Experiment:
+def _restore_experiment(experiment_id: str, backend: Backend, seed: int | None,
+                        artifacts: Any = None) -> Experiment:
     """An Experiment rebuilt on a worker: it can record into running trials and query."""
     ex = Experiment.__new__(Experiment)
-    ex.id, ex._backend, ex.seed = experiment_id, backend, seed
+    ex.id, ex._backend, ex.seed, ex._artifacts = experiment_id, backend, seed, artifacts
     ex._space = ParameterSpace()
     ex._steps, ex._result, ex._collectors, ex._walked = {}, None, (), None
     ex._runner = TrialRunner(experiment_id, backend)

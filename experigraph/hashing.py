@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - xxhash is in install_requires
 NONDETERMINISTIC = None
 _GENERIC = normalize_token.dispatch(object)  # dask's fallback: pickle, or a random token
 _CHUNK = 1 << 22
+CHUNK = _CHUNK
 
 
 _CONTENT_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None),
@@ -234,6 +235,26 @@ class _FileHashCache:
 
 
 _FILES = _FileHashCache()  # per-process cache of file content hashes (see module docstring)
+
+
+def new_hasher() -> Any:
+    """The streaming hasher behind file hashes (``update(bytes)``, ``hexdigest()``)."""
+    return _new_hasher()
+
+
+def known_file_hash(path: str, st: os.stat_result) -> str | None:
+    """The hash this process already computed for ``path`` at this size and mtime, or None."""
+    with _FILES._lock:
+        hit = _FILES._entries.get(path)
+    if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+        return hit[2]
+    return None
+
+
+def remember_file_hash(path: str, st: os.stat_result, digest: str) -> None:
+    """Note a hash computed elsewhere (while a file was copied), so it is not read again."""
+    with _FILES._lock:
+        _FILES._entries[path] = (st.st_size, st.st_mtime_ns, digest)
 
 
 def path_hash(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import signing
+from .artifacts import finish_output
 from .hashing import big_array, input_hash, output_hash, path_hash
 from .records import StepRecord, now, type_name
 
@@ -700,12 +701,8 @@ class Recording(_Builtin):
     def after_step(  # type: ignore[override]
             self, *, scope: StepScope, value: Any, error: BaseException | None,
                    **kwargs: Any) -> None:
-        for out in scope.outputs:
-            try:
-                out.update(path_hash(out["path"]))
-                out.pop("files", None)
-            except OSError as exc:
-                out["error"] = f"{type(exc).__name__}: {exc}"
+        for out in scope.outputs:  # hashed, and kept unless declared with keep=False
+            finish_output(out)
         served = scope.served
         if error is not None:
             scope.ctx.sink.add(_record(scope, None, error=f"{type(error).__name__}: {error}"))
@@ -864,7 +861,8 @@ def _cached(ctx: TrialContext, cache_key: str, spec: Any) -> Served | str:
             entry = json.loads(backend.get_blob("cache", entry_hash))
             saved_seed = entry.get("seed")
             changed = [i["path"] for i in entry["inputs"]
-                       if path_hash(i["path"])["hash"] != i.get("hash")]
+                       if i.get("kind") != "persisted"  # another trial's: never changes
+                       and path_hash(i["path"])["hash"] != i.get("hash")]
             if saved_seed is not None and saved_seed != ctx.seed:
                 why = (f"its saved output used the trial's randomness under seed {saved_seed} "
                        f"(this trial's seed is {ctx.seed})")

@@ -6,7 +6,9 @@ Nodes are identified by strings and carry a ``kind`` attribute:
 * ``<step key>``: one step call (``label`` = step name, ``duration``,
   ``input_hash``, ``output_hash``, ``code_hash``, ``succeeded``, ``persisted``);
 * ``file:<path>``: a data file read with ``ex.input`` or written with
-  ``ex.output`` (``hash``);
+  ``ex.output`` (``hash``, ``kept``; ``file_kind``: file, directory, ``model``
+  for ``file:model:<name>`` recorded with ``ex.model``, ``persisted`` for
+  ``file:persisted:<experiment>/<trial>/<step>`` loaded with ``get_persisted``);
 * ``trial:<id>``: an earlier trial that wrote a file this trial read (same path and
   content hash).
 
@@ -42,13 +44,15 @@ def build_provenance(record: TrialRecord, others: Iterable[TrialRecord] = ()) ->
         for dep in step.dependencies:
             if dep in keys:
                 g.add_edge(dep, step.key)
-        for item in step.inputs:
+        for item in step.inputs:  # kind "persisted": another trial's persisted output
             node = f"file:{item['path']}"
-            g.add_node(node, kind="file", label=item["path"], hash=item.get("hash"))
+            g.add_node(node, kind="file", label=item["path"], hash=item.get("hash"),
+                       file_kind=item.get("kind"), kept=bool(item.get("kept")))
             g.add_edge(node, step.key)
-        for item in step.outputs:
+        for item in step.outputs:  # kind "model": a model recorded with ex.model
             node = f"file:{item['path']}"
-            g.add_node(node, kind="file", label=item["path"], hash=item.get("hash"))
+            g.add_node(node, kind="file", label=item["path"], hash=item.get("hash"),
+                       file_kind=item.get("kind"), kept=bool(item.get("kept")))
             g.add_edge(step.key, node)
     wanted = {i["path"]: i.get("hash") for s in record.steps for i in s.inputs}
     if wanted:

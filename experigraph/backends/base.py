@@ -50,6 +50,10 @@ BLOB_KINDS = ("source", "environment", "pickle", "cache")
 #: how many taken ids ``start_trial`` skips before it gives up (only a store that keeps
 #: losing its counter while many processes claim ids gets near this)
 MAX_CLAIM_ATTEMPTS = 1000
+#: the annotation log (tags, notes, archive) is the stream METRIC_STREAM + ANNOTATIONS_KEY
+#: of this trial id, which no trial has (ids start at 1)
+ANNOTATIONS_TRIAL = 0
+ANNOTATIONS_KEY = "experigraph.annotations"
 
 #: the namespaces of the key index, each with the prefix its keys are stored under
 #: (the prefixes are those of the one "output hash" index of earlier versions, so a
@@ -415,6 +419,34 @@ class Backend(abc.ABC):
         """Names of the metric curves saved for a trial, sorted."""
         return sorted(name[len(METRIC_STREAM):] for name in self.stream_names(trial_id)
                       if name.startswith(METRIC_STREAM))
+
+    # -- collecting blobs: optional, a backend that cannot list them is never collected --
+    def blob_hashes(self, kind: str) -> list[str] | None:
+        """The hashes of the stored blobs of ``kind``, or None if this backend cannot list
+        them (``experigraph gc`` then leaves its blobs alone). Default: None."""
+        return None
+
+    def delete_blob(self, kind: str, blob_hash: str) -> int:
+        """Remove one blob; return the bytes freed (0 if it was not there). Only ``gc``
+        calls it, for blobs no recorded trial refers to."""
+        raise BackendError(f"{type(self).__name__} at {self.uri} cannot delete blobs.")
+
+    # -- annotations (tags, notes, archive): append-only, on a stream of trial id 0 -----
+    def append_annotation(self, entry: Mapping[str, Any]) -> None:
+        """Add one annotation entry (a JSON-able dict) to the experiment's append-only log.
+
+        Built on ``append_stream`` of trial id 0, which no trial ever has (a metric
+        stream name, which every backend accepts): appends are safe from many
+        processes, and nothing is ever rewritten.
+        """
+        self.append_stream(ANNOTATIONS_TRIAL, METRIC_STREAM + ANNOTATIONS_KEY,
+                           [_line(encode_value(dict(entry)))])
+
+    def read_annotations(self) -> list[dict[str, Any]]:
+        """Every annotation entry, in the order they were appended."""
+        return [dict(decode_value(obj)) for obj in self._parsed(
+            ANNOTATIONS_TRIAL, METRIC_STREAM + ANNOTATIONS_KEY, "annotation")
+            if isinstance(obj, dict)]
 
     # -- the key index, by namespace ----------------------------------------------------
     @staticmethod

@@ -406,6 +406,24 @@ class FileBackend(Backend):
         except OSError as exc:
             raise self._translate(exc, f"reading {kind} blob {blob_hash}") from exc
 
+    def blob_hashes(self, kind: str) -> list[str] | None:
+        ext = _EXT.get(kind, "")
+        base = self.path / "blobs" / kind
+        with self._errors(f"listing {kind} blobs"):
+            return sorted(p.name[:len(p.name) - len(ext)] if ext else p.name
+                          for p in base.glob("*/*") if p.is_file()
+                          and not p.name.startswith(".") and p.name.endswith(ext))
+
+    def delete_blob(self, kind: str, blob_hash: str) -> int:
+        path = self._blob_path(kind, blob_hash)
+        with self._errors(f"removing {kind} blob {blob_hash}"):
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return 0
+        return size
+
     # -- the key index --------------------------------------------------------------
     def _sync_outputs(self) -> None:
         """Read what was appended to outputs.jsonl since last time (call with the lock)."""

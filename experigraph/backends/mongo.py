@@ -456,6 +456,22 @@ class MongoBackend(Backend):
                            f"({len(data)} of {head.get('length')} bytes)")
         return data
 
+    def blob_hashes(self, kind: str) -> list[str] | None:
+        with self._errors(f"listing {kind} blobs"):
+            heads = self._db().blobs.find({"experiment_id": self.experiment_id, "kind": kind},
+                                          {"hash": 1})
+            return sorted(str(h["hash"]) for h in heads)
+
+    def delete_blob(self, kind: str, blob_hash: str) -> int:
+        blob_id = self._id(kind, blob_hash)
+        with self._errors(f"removing {kind} blob {blob_hash}"):
+            db = self._db()
+            head = db.blobs.find_one_and_delete({"_id": blob_id})
+            if head is None:
+                return 0
+            db.blob_chunks.delete_many({"blob": blob_id})
+        return int(head.get("length") or 0)
+
     # -- the key index --------------------------------------------------------------
     def swap_index_values(self, values: Mapping[str, str]) -> dict[str, str | None]:
         """One atomic ``find_one_and_update`` per key (the value it replaced)."""

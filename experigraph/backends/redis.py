@@ -478,6 +478,21 @@ class RedisBackend(Backend):
             raise KeyError(f"no {kind} blob {blob_hash} in {self._uri}")
         return data if isinstance(data, bytes) else str(data).encode("utf-8")
 
+    def blob_hashes(self, kind: str) -> list[str] | None:
+        prefix = self._key("blob", kind, "")
+        with self._errors(f"listing {kind} blobs"):
+            keys = self._redis().scan_iter(match=prefix + "*", count=1000)
+            return sorted(_text(k)[len(prefix):] for k in keys)
+
+    def delete_blob(self, kind: str, blob_hash: str) -> int:
+        key = self._key("blob", kind, blob_hash)
+        with self._errors(f"removing {kind} blob {blob_hash}"):
+            pipe = self._redis().pipeline(transaction=True)
+            pipe.strlen(key)
+            pipe.delete(key)
+            size, removed = pipe.execute()
+        return int(size) if removed else 0
+
     # -- the key index --------------------------------------------------------------
     def swap_index_values(self, hashes: Mapping[str, str]) -> dict[str, str | None]:
         """Swap many values atomically, in one round trip (a Lua script)."""

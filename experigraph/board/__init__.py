@@ -54,9 +54,10 @@ class Dashboard:
     """
 
     def __init__(self, experiment: Experiment | None, *, port: int, address: str,
-                 refresh_ms: int, server_kwargs: dict[str, Any], store: Store | None = None
-                 ) -> None:
+                 refresh_ms: int, server_kwargs: dict[str, Any], store: Store | None = None,
+                 archived: bool = False) -> None:
         self.experiment = experiment
+        self._archived = archived
         self.store = store if store is not None else experiment.store  # type: ignore
         self._states: dict[str, BoardState] = {}
         self.address = address
@@ -107,7 +108,8 @@ class Dashboard:
             else:
                 ex = self.store.open(experiment_id, must_exist=False)
             state = self._states[experiment_id] = BoardState(
-                ex, refresh_ms=self._refresh_ms, overview_url=OVERVIEW_URL)
+                ex, refresh_ms=self._refresh_ms, overview_url=OVERVIEW_URL,
+                archived=self._archived)
             state.refresh(force=True, limit=FIRST_READ)  # enough for the first page
             if state.table.is_behind:
                 state.loading = True
@@ -231,7 +233,7 @@ class Dashboard:
 def start_dashboard(experiment: Experiment | None, port: int = 5000,
                     blocking: bool | None = None, address: str = "127.0.0.1", *,
                     refresh_ms: int = 1000, show: bool = False, store: Store | None = None,
-                    **server_kwargs: Any) -> Dashboard:
+                    archived: bool = False, **server_kwargs: Any) -> Dashboard:
     """Serve the dashboard of ``experiment`` (read only), or of every experiment in ``store``.
 
     Parameters
@@ -257,6 +259,8 @@ def start_dashboard(experiment: Experiment | None, port: int = 5000,
         when the page is reached through another host name).
     store : Store, optional
         The store whose experiments are listed when ``experiment`` is None.
+    archived : bool
+        Show archived trials (``ex.archive``) too; by default they are hidden.
 
     Returns
     -------
@@ -273,7 +277,7 @@ def start_dashboard(experiment: Experiment | None, port: int = 5000,
     if experiment is None and store is None:
         raise ValueError("start_dashboard needs an experiment, or a store for the overview")
     dashboard = Dashboard(experiment, port=port, address=address, refresh_ms=refresh_ms,
-                          server_kwargs=server_kwargs, store=store)._start()
+                          server_kwargs=server_kwargs, store=store, archived=archived)._start()
     logger.info("Dashboard of %s at %s", dashboard._what, dashboard.url)
     if show:
         import webbrowser

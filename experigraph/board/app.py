@@ -68,11 +68,11 @@ class BoardState:
     """
 
     def __init__(self, experiment: Experiment, refresh_ms: int = 1000,
-                 overview_url: str = OVERVIEW_QUERY) -> None:
+                 overview_url: str = OVERVIEW_QUERY, archived: bool = False) -> None:
         self.experiment = experiment
         self.refresh_ms = refresh_ms
         self.overview_url = overview_url
-        self.table = TrialTable(experiment)
+        self.table = TrialTable(experiment, archived)
         self.error: str | None = None
         self.loading = False  # a long history is being read in chunks
         self._last_refresh = -math.inf

@@ -57,11 +57,20 @@ class Column:
     numeric: bool
 
 
+def model_names(record: TrialRecord) -> str:
+    """``"classifier, scaler"``: the models a trial recorded with ``ex.model``."""
+    return ", ".join(dict.fromkeys(str(item.get("model")) for step in record.steps
+                                   for item in step.outputs if item.get("kind") == "model"))
+
+
 def record_row(record: TrialRecord) -> dict[str, Any]:
     """The raw values of one trial's row, keyed by field (as ``get_history(verbose=True)``)."""
     f = trial_fields(record)
     row: dict[str, Any] = {f"p:{k}": v for k, v in f["parameters"].items()}
     row.update({f"m:{k}": v for k, v in f["extras"].items()})
+    models = model_names(record)
+    if models:  # a "Models" column appears once a trial recorded one (ex.model)
+        row["m:Models"] = models
     row.update({
         "trial_id": f["trial_id"],
         "result": f["result"],
@@ -94,8 +103,9 @@ class TrialTable:
     rebuilds, else it streams ``rows_since`` and patches ``changed_since``.
     """
 
-    def __init__(self, experiment: Experiment) -> None:
+    def __init__(self, experiment: Experiment, archived: bool = False) -> None:
         self.experiment = experiment
+        self.archived = archived  # show archived trials (ex.archive) too
         self.trial_ids: list[int] = []
         self.positions: dict[int, int] = {}
         self.raw: list[dict[str, Any]] = []
@@ -150,6 +160,9 @@ class TrialTable:
                 self.unreadable.pop(trial_id, None)
             else:  # reserved with no record yet, or unreadable: read again later
                 self.unreadable.setdefault(trial_id, now)
+        if records and not self.archived:  # archived trials (ex.archive) are not shown
+            hidden = self.experiment.archived_trial_ids()
+            records = [r for r in records if r.trial_id not in hidden]
         return self.apply(records)
 
     def apply(self, records: Iterable[TrialRecord]) -> bool:

@@ -759,3 +759,32 @@ class BackendContract:
             backend.read_trial(1)  # left as it was
         assert sum(where in m for m in caplog.messages) == 1
         assert any("recorded as trial 2" in m for m in caplog.messages)
+
+    # -- the annotation log (tags, notes, archive), on a stream of trial id 0 ----------
+    def test_annotations_are_appended_never_rewritten_and_seen_by_every_copy(
+            self, backend, make_backend):
+        other = make_backend(experiment_id="contract")
+        assert backend.read_annotations() == []
+        backend.append_annotation({"action": "tag", "trial_id": 1, "name": "a",
+                                   "value": [1, 2]})
+        other.append_annotation({"action": "note", "trial_id": 1, "text": "é ok"})
+        expected = [{"action": "tag", "trial_id": 1, "name": "a", "value": [1, 2]},
+                    {"action": "note", "trial_id": 1, "text": "é ok"}]
+        assert backend.read_annotations() == expected
+        assert other.read_annotations() == expected
+        assert backend.metric_keys(1) == []  # not a metric of any trial
+
+    def test_blobs_are_listed_and_deleted_one_by_one(self, backend):
+        kept = backend.put_blob("pickle", b"kept")
+        gone = backend.put_blob("pickle", b"gone" * 100)
+        backend.put_blob("source", b"x = 1\n")
+        listed = backend.blob_hashes("pickle")
+        if listed is None:  # a backend may not list its blobs: gc then leaves them alone
+            return
+        assert sorted(listed) == sorted([kept, gone])
+        assert backend.delete_blob("pickle", gone) == 400
+        assert backend.delete_blob("pickle", gone) == 0
+        assert backend.blob_hashes("pickle") == [kept]
+        assert backend.get_blob("pickle", kept) == b"kept"
+        with pytest.raises(KeyError):
+            backend.get_blob("pickle", gone)

@@ -40,3 +40,14 @@ def test_quickstart_notebook_runs_and_records(tmp_path, monkeypatch):
     assert history.loc[3, "final_loss"] == 0.125
     assert ex.get_persisted("features", 3) == [2, 5, 10]
     assert ex.get_trial(5).rerun_of == 1
+
+    # files, models and lineage
+    assert "3\n4\n1\n9\n2\n6" in joined  # trial 1's clean.csv, brought back
+    assert "written by quickstart-prep trial 2 (succeeded): threshold=2, step clean" in joined
+    prep = xg.Experiment(id="quickstart-prep", backend=tmp_path / "experigraph_cache")
+    assert (tmp_path / "clean.csv").read_text() == "3\n4\n9\n6\n"
+    assert prep.get_artifacts(1)["kept"].tolist() == [True]
+    model = xg.Experiment(id="quickstart-model", backend=tmp_path / "experigraph_cache")
+    assert model.list_models()[["Model", "Trial ID", "Framework"]].values.tolist() == [
+        ["trend", 1, "numpy"]]
+    assert len(model.get_model("trend")) == 2
