@@ -120,6 +120,11 @@ class Experiment(Versioning):
         ``memory://name``...); the experiment uses its ``<id>`` sub-directory.
         Default: the file backend's directory; Redis and MongoDB keep no files
         without it (see README, "Artifacts and models").
+    report_drift : bool
+        When an experiment with trials is opened, compare this process's
+        environment with its last trial's and log a WARNING per change (the
+        default). ``Store.open(quiet=True)``, used by the command line and the
+        dashboard, which run no trial, turns it off.
 
     Examples
     --------
@@ -129,7 +134,8 @@ class Experiment(Versioning):
 
     def __init__(self, id: str, backend: Any = None, seed: int | None = None,
                  hooks: Sequence[StepHook] = (),
-                 collectors: Sequence[Collector] | None = None, artifacts: Any = None) -> None:
+                 collectors: Sequence[Collector] | None = None, artifacts: Any = None,
+                 report_drift: bool = True) -> None:
         self.id = validate_experiment_id(id)
         self._collectors = validate_collectors(collectors)
         if seed is not None:
@@ -150,7 +156,7 @@ class Experiment(Versioning):
         if last:
             logger.info("Loaded experiment %s from %s (last trial id %d)", self.id,
                         self._backend.uri, last)
-            previous = self._runner.previous_trial()
+            previous = self._runner.previous_trial() if report_drift else None
             if previous is not None:
                 self._runner.environment.on_open(previous)
 
@@ -982,7 +988,8 @@ class Store:
             log.setLevel(logging.ERROR)
             backends.setLevel(min(logging.WARNING, backends.getEffectiveLevel()))
         try:
-            return Experiment(experiment_id, backend=backend, artifacts=artifacts)
+            return Experiment(experiment_id, backend=backend, artifacts=artifacts,
+                              report_drift=False)
         finally:
             log.setLevel(saved[0])
             backends.setLevel(saved[1])

@@ -52,3 +52,33 @@ def test_an_unknown_experiment_is_named_with_the_ones_there(location):
     assert store.open("new", must_exist=False).get_history().empty
     with pytest.raises(xg.errors.InvalidExperimentIdError):
         store.open("../up")
+
+
+def test_opening_reports_drift_unless_a_viewer_opens_it(tmp_path, caplog):
+    import logging
+
+    from experigraph import Collector
+
+    state = {"threads": "4"}
+
+    class Threads(Collector):
+        name = "threads"
+
+        def snapshot(self, **kwargs):
+            return dict(state)
+
+    ex = xg.Experiment("viewed", backend=tmp_path, collectors=[Threads()])
+
+    @ex.result
+    def one():
+        return 1
+
+    one()
+    ex.compute()
+    state["threads"] = "8"
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        xg.Experiment("viewed", backend=tmp_path, collectors=[Threads()],
+                      report_drift=False)
+        assert "threads" not in caplog.text
+        xg.Experiment("viewed", backend=tmp_path, collectors=[Threads()])
+        assert "Environment (threads) has changed (since trial 1)" in caplog.text
