@@ -156,8 +156,8 @@ class Experiment(Versioning):
         if last:
             logger.info("Loaded experiment %s from %s (last trial id %d)", self.id,
                         self._backend.uri, last)
-            previous = self._runner.previous_trial() if report_drift else None
-            if previous is not None:
+            previous = self._runner.previous_trial()  # names a torn latest record
+            if previous is not None and report_drift:
                 self._runner.environment.on_open(previous)
 
     @property
