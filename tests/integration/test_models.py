@@ -235,12 +235,12 @@ def test_models_and_outputs_are_kept_from_distributed_workers(client, make_redis
     backend = make_redis_backend()
     ex = xg.Experiment(backend.experiment_id, backend=backend, artifacts=tmp_path / "art")
     c = ex.parameter("c")
-    target = tmp_path / "coef.txt"
 
     @ex.result
     def train(c):
         x = np.array([[0.0], [1.0], [2.0], [3.0]])
         clf = LogisticRegression(C=c).fit(x, [0, 0, 1, 1])
+        target = tmp_path / f"coef-{c}.txt"  # one file per trial: the trials run at once
         target.write_text(f"{clf.coef_[0][0]:.6f}\n")
         ex.output(target)
         ex.model(clf, "clf")
@@ -251,5 +251,6 @@ def test_models_and_outputs_are_kept_from_distributed_workers(client, make_redis
     for trial_id, value in ((1, 0.1), (2, 10.0)):
         assert ex.get_model("clf", trial_id).C == value
         assert ex.get_artifacts(trial_id)["kept"].tolist() == [True]
-        kept = ex.get_artifact(trial_id, "coef.txt", tmp_path / f"c{trial_id}.txt").read_text()
+        kept = ex.get_artifact(trial_id, f"coef-{value}.txt",
+                               tmp_path / f"c{trial_id}.txt").read_text()
         assert float(kept) == pytest.approx(ex.get_trial(trial_id).result, abs=1e-6)
