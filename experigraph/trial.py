@@ -552,10 +552,8 @@ class TrialRunner:
         cached = self.finished.get(trial_id)
         if cached is not None:
             return cached
-        written = self.written.get(trial_id)
-        if written is not None:
-            record = self.finished[trial_id] = read_back(written)
-            return record
+        # not ``self.written``: its result is the live object the caller got back (and may
+        # have changed since); a reader gets the record as stored
         record = derive_status(self.backend.read_trial(trial_id))
         if record.status is not Status.RUNNING:
             self.finished[trial_id] = record

@@ -81,3 +81,24 @@ def test_the_history_columns_are_typed_as_cells_of_timestamps_made_them():
     for records in (RECORDS, [RECORDS[0], RECORDS[3]], [RECORDS[2]], [RECORDS[1]]):
         frame = present.history_frame(records)
         assert frame.dtypes[["Finished", "Process Time"]].tolist() == per_cell(records).tolist()
+
+
+def test_a_trial_is_read_as_stored_not_as_its_result_was_changed_since(tmp_path):
+    """get_trial() reads the record back, even for the trial this process just ran and
+    whose returned result the user then changed (the history no longer reads records
+    first, which used to hide this)."""
+    import experigraph as xg
+
+    ex = xg.Experiment("live", backend=tmp_path)
+    a = ex.parameter("a", default=1)
+
+    @ex.result
+    def items(a):
+        return [a]
+
+    items(a)
+    out = ex.compute()
+    out.append(99)
+    assert ex.get_trial(1).result == [1]
+    assert ex.get_trials([1])[0].result == [1]
+    assert ex.get_history()["Result"].tolist() == [[1]]
