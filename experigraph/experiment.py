@@ -624,7 +624,7 @@ class Experiment(Versioning):
         unless ``archived=True``, which adds an ``Archived`` column.
         """
         notes = read_annotations(self._backend)
-        records = [r for r in self._runner.records()
+        records = [r for r in self._runner.summaries()
                    if archived or r.trial_id not in notes.archived]
         return with_annotations(history_frame(records, self._space.declared, verbose),
                                 notes, archived)

@@ -14,7 +14,7 @@ import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .records import DriftEvent, Status, TrialRecord, Unrepresentable
+from .records import DriftEvent, Status, TrialRecord, TrialSummary, Unrepresentable, gc_paused
 
 #: the history's columns after the parameters, as daskperiment had them
 HISTORY_COLUMNS = ["Result", "Success", "Finished", "Process Time", "Description"]
@@ -63,7 +63,7 @@ def local_time(t: _dt.datetime | None) -> _dt.datetime | None:
     return t.astimezone(local_zone()).replace(tzinfo=None)
 
 
-def result_type(record: TrialRecord) -> str:
+def result_type(record: TrialRecord | TrialSummary) -> str:
     """The result's type as daskperiment wrote it: ``"<class 'float'>"``; ``"None"`` when
     the trial has no result (failed, or still running) or its result is None."""
     name = record.result_type
@@ -75,6 +75,12 @@ def result_type(record: TrialRecord) -> str:
 def drift_summary(events: Sequence[DriftEvent]) -> str:
     """``"code, environment"``: the kinds of drift a trial recorded, in first-seen order."""
     return ", ".join(dict.fromkeys(e.kind for e in events))
+
+
+def _drift_text(record: TrialRecord | TrialSummary) -> str:
+    if isinstance(record, TrialSummary):
+        return ", ".join(dict.fromkeys(record.drift_kinds))
+    return drift_summary(record.drift)
 
 
 def is_number(value: Any) -> bool:
@@ -93,9 +99,9 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def trial_fields(record: TrialRecord) -> dict[str, Any]:
+def trial_fields(record: TrialRecord | TrialSummary) -> dict[str, Any]:
     """The values one trial shows, by field: what the history's row and the dashboard's
-    row are both made of. ``extras`` holds scalar metrics, then labels (a metric wins
+    row are both made of (a record or its summary give the same). ``extras`` holds scalar metrics, then labels (a metric wins
     over a label of the same name)."""
     extras = dict(record.metrics)
     for name, value in record.labels.items():
@@ -112,12 +118,12 @@ def trial_fields(record: TrialRecord) -> dict[str, Any]:
         "description": record.description or "",
         "seed": record.seed,
         "result_type": result_type(record),
-        "drift": drift_summary(record.drift),
+        "drift": _drift_text(record),
         "extras": extras,
     }
 
 
-def history_frame(records: Iterable[TrialRecord], declared: Iterable[str] = (),
+def history_frame(records: Iterable[TrialRecord | TrialSummary], declared: Iterable[str] = (),
                   verbose: bool = False) -> Any:
     """The history table of ``records``: one row per trial, indexed by ``Trial ID``.
 
@@ -129,6 +135,12 @@ def history_frame(records: Iterable[TrialRecord], declared: Iterable[str] = (),
     import numpy as np
     import pandas as pd
 
+    with gc_paused():
+        return _history_frame(pd, np, records, declared, verbose)
+
+
+def _history_frame(pd: Any, np: Any, records: Iterable[TrialRecord | TrialSummary],
+                   declared: Iterable[str], verbose: bool) -> Any:
     rows_of = [trial_fields(r) for r in records]
     params: dict[str, None] = dict.fromkeys(declared)
     extra: dict[str, None] = {}
@@ -139,27 +151,56 @@ def history_frame(records: Iterable[TrialRecord], declared: Iterable[str] = (),
         else list(params)
     extra_columns = [e for e in extra if e not in used]
     columns = used + HISTORY_COLUMNS + (VERBOSE_COLUMNS if verbose else []) + extra_columns
-    rows = []
+    # one list per column, then typed columns: a Timestamp per cell is slow on 10,000 rows
+    cols: dict[str, list[Any]] = {c: [] for c in columns}
+    finished, process_time = cols["Finished"], cols["Process Time"]
     for f in rows_of:
-        row: dict[str, Any] = {p: f["parameters"].get(p) for p in used}
-        finished = local_time(f["finished"])
-        row.update({
-            "Result": f["result"],
-            "Success": f["succeeded"],
-            "Finished": pd.NaT if finished is None else pd.Timestamp(finished),
-            "Process Time": pd.Timedelta(seconds=f["process_time"])
-            if f["process_time"] is not None else pd.NaT,
-            "Description": f["description"] or np.nan,
-        })
+        values = f["parameters"]
+        for p in used:
+            cols[p].append(values.get(p))
+        cols["Result"].append(f["result"])
+        cols["Success"].append(f["succeeded"])
+        finished.append(local_time(f["finished"]))
+        process_time.append(f["process_time"])
+        cols["Description"].append(f["description"] or np.nan)
         if verbose:
-            row.update({"Seed": f["seed"], "Result Type": f["result_type"],
-                        "Status": f["status"]})
+            cols["Seed"].append(f["seed"])
+            cols["Result Type"].append(f["result_type"])
+            cols["Status"].append(f["status"])
+        extras = f["extras"]
         for name in extra_columns:
-            row[name] = f["extras"].get(name)
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=columns,
-                         index=pd.Index([f["trial_id"] for f in rows_of], name="Trial ID",
-                                        dtype="int64"))
+            cols[name].append(extras.get(name))
+    index = pd.Index([f["trial_id"] for f in rows_of], name="Trial ID", dtype="int64")
+    data: dict[str, Any] = dict(cols)
+    if rows_of:
+        data["Finished"] = _times(pd, finished)
+        data["Process Time"] = _durations(pd, np, process_time)
+        frame = pd.DataFrame(data, columns=columns, index=index)
+    else:
+        frame = pd.DataFrame([], columns=columns, index=index)
     # text or NaN: one dtype whether or not a trial has failed yet
     frame["Description"] = frame["Description"].astype(object)
     return frame
+
+
+def _times(pd: Any, values: list[_dt.datetime | None]) -> Any:
+    """``Finished``: naive local times, typed as a column of ``pd.Timestamp`` cells was
+    (microseconds; all missing: what pandas makes of ``NaT`` cells)."""
+    if all(v is None for v in values):
+        return [pd.NaT] * len(values)
+    return pd.array([pd.NaT if v is None else v for v in values], dtype="datetime64[us]")
+
+
+def _durations(pd: Any, np: Any, seconds: list[float | None]) -> Any:
+    """``Process Time``: each value as ``pd.Timedelta(seconds=...)`` makes it (whole
+    nanoseconds, truncated), typed as a column of such cells was: microseconds when every
+    value is whole microseconds, else nanoseconds; all missing as ``NaT`` cells were."""
+    missing = np.array([s is None for s in seconds], dtype=bool)
+    if missing.all():
+        return [pd.NaT] * len(seconds)
+    floats = np.array([0.0 if s is None else s for s in seconds], dtype="float64")
+    ns = (floats * 1e9).astype("int64")
+    unit = "us" if not (ns[~missing] % 1000).any() else "ns"
+    values = ns.view("timedelta64[ns]").copy()
+    values[missing] = np.timedelta64("NaT")
+    return pd.array(values.astype(f"timedelta64[{unit}]"))

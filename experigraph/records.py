@@ -17,14 +17,16 @@ kept by its ``repr`` (:class:`Unrepresentable`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import gc
 import json
 import math
 import reprlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 SCHEMA = 1
@@ -62,6 +64,9 @@ class Status(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+_STATUSES = {s.value: s for s in Status}
 
 
 class Unrepresentable:
@@ -506,3 +511,182 @@ def merge_steps(local: Sequence[StepRecord], remote: Sequence[StepRecord]) -> tu
     for rec in (*local, *remote):
         seen.setdefault((rec.key, rec.started.isoformat()), rec)
     return tuple(sorted(seen.values(), key=lambda r: r.started))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSummary:
+    """What the history shows of a trial: its record without steps, code, environment,
+    drift details, error traceback and script (:meth:`of` a record).
+
+    Backends keep summaries as an index next to the records, so a whole history is read
+    without decoding every record; the records stay the source of truth (see
+    ``Backend.read_summaries``).
+    """
+
+    experiment_id: str
+    trial_id: int
+    status: Status
+    parameters: Mapping[str, Any]
+    seed: int
+    started: _dt.datetime
+    finished: _dt.datetime | None = None
+    process_time: float | None = None
+    description: str = ""
+    result: Any = None
+    result_type: str | None = None
+    host: str = ""
+    pid: int = 0
+    #: the kinds of the trial's drift events, in record order (repeats kept)
+    drift_kinds: tuple[str, ...] = ()
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    labels: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is Status.SUCCEEDED
+
+    def replace(self, **changes: Any) -> TrialSummary:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def of(cls, record: TrialRecord) -> TrialSummary:
+        """The summary of ``record``."""
+        return cls(experiment_id=record.experiment_id, trial_id=record.trial_id,
+                   status=record.status, parameters=record.parameters, seed=record.seed,
+                   started=record.started, finished=record.finished,
+                   process_time=record.process_time, description=record.description,
+                   result=record.result, result_type=record.result_type, host=record.host,
+                   pid=record.pid, drift_kinds=tuple(e.kind for e in record.drift),
+                   metrics=record.metrics, labels=record.labels)
+
+    @staticmethod
+    def json_of(record: TrialRecord) -> dict[str, Any]:
+        """``TrialSummary.of(record).to_json()``, taken from the record's own JSON form
+        (``record.to_json()``) without decoding anything."""
+        return _summary_json(record.to_json())
+
+    @staticmethod
+    def json_of_dict(record_json: Mapping[str, Any]) -> dict[str, Any]:
+        """The summary's JSON form from a record's JSON form (``TrialRecord.to_json()``)."""
+        return _summary_json(record_json)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "experiment_id": self.experiment_id,
+            "trial_id": self.trial_id,
+            "status": self.status.value,
+            "parameters": encode_value(dict(self.parameters)),
+            "parameter_order": list(self.parameters),
+            "seed": self.seed,
+            "started": _time_to_json(self.started),
+            "finished": _time_to_json(self.finished),
+            "process_time": self.process_time,
+            "description": self.description,
+            "result": encode_value(self.result),
+            "result_type": self.result_type,
+            "host": self.host,
+            "pid": self.pid,
+            "drift_kinds": list(self.drift_kinds),
+            "metrics": encode_value(dict(self.metrics)),
+            "labels": encode_value(dict(self.labels)),
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TrialSummary:
+        """A summary from :meth:`to_json`'s form (or from a whole record's JSON)."""
+        schema = obj.get("schema")
+        if not isinstance(schema, int) or schema > SCHEMA:
+            raise ValueError(f"unknown record schema {schema!r} (this experigraph reads "
+                             f"up to {SCHEMA}; upgrade experigraph)")
+        kinds = obj.get("drift_kinds")
+        if kinds is None:  # a whole record's JSON
+            kinds = [d["kind"] for d in obj.get("drift", ())]
+        status = obj["status"]
+        values = dict(
+            experiment_id=obj["experiment_id"],
+            trial_id=int(obj["trial_id"]),
+            status=_STATUSES.get(status) or Status(status),
+            parameters=_in_order(_decode(obj.get("parameters", {})),
+                                 obj.get("parameter_order")),
+            seed=int(obj["seed"]),
+            started=_time_from_json(obj["started"]),
+            finished=_time_from_json(obj.get("finished")),
+            process_time=obj.get("process_time"),
+            description=obj.get("description", ""),
+            result=_decode(obj.get("result")),
+            result_type=obj.get("result_type"),
+            host=obj.get("host", ""),
+            pid=int(obj.get("pid", 0)),
+            drift_kinds=tuple(kinds),
+            metrics=_decode(obj.get("metrics", {})),
+            labels=_decode(obj.get("labels", {})),
+        )
+        # every field is given: set them as the frozen __init__ would, without its 16
+        # object.__setattr__ calls (a third of the time of a 10,000-trial history)
+        summary = object.__new__(cls)
+        summary.__dict__.update(values)
+        return summary
+
+
+#: the fields a summary copies as they are from a record's JSON form
+_SUMMARY_FIELDS = ("schema", "experiment_id", "trial_id", "status", "parameters",
+                   "parameter_order", "seed", "started", "finished", "process_time",
+                   "description", "result", "result_type", "host", "pid", "metrics", "labels")
+
+
+def _summary_json(record_json: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: record_json.get(k) for k in _SUMMARY_FIELDS}
+    out["drift_kinds"] = [d["kind"] for d in record_json.get("drift", ())]
+    return out
+
+
+def _decode(obj: Any) -> Any:
+    """``decode_value``, skipping plain values and flat dicts that hold no tag (most
+    parameters, results and metrics: the history decodes thousands of them)."""
+    if type(obj) is dict:
+        for k, v in obj.items():
+            if k[:1] == "$" or type(v) in (dict, list):
+                return decode_value(obj)
+        return dict(obj)
+    if type(obj) is list:
+        return decode_value(obj)
+    return obj
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a history is decoded or tabulated.
+
+    Decoding thousands of records makes millions of containers, none of them cyclic;
+    each collection would walk the whole heap (pandas' included) again and again. The
+    collector runs as before once the block ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_ORJSON: list[Any] = []  # [orjson.loads or None], filled on first use
+
+
+def loads_fast(data: bytes | str) -> Any:
+    """``json.loads``, through orjson when it is installed (an optional fast path for
+    reading a whole history; it refuses integers over 64 bits, which json then reads)."""
+    if not _ORJSON:
+        loads: Any = None
+        try:
+            from orjson import loads
+        except ImportError:
+            pass
+        _ORJSON.append(loads)
+    if _ORJSON[0] is not None:
+        try:
+            return _ORJSON[0](data)
+        except ValueError:
+            pass
+    return json.loads(data)

@@ -33,9 +33,10 @@ import time
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import dask
+import dask.local
 import dask.threaded
 
 from . import drift as drift_checks
@@ -48,8 +49,8 @@ from .present import parameters_text, short
 from .hooks import (HOST, RecordSink, StepFailure, StepHook, TrialContext, call_hooks,
                     seed_globals)
 from .sweep import progress
-from .records import (MAX_SEED, DriftEvent, Status, StepRecord, TrialRecord, is_json_exact, merge_steps,
-                      now, type_name)
+from .records import (MAX_SEED, DriftEvent, Status, StepRecord, TrialRecord, TrialSummary,
+                      is_json_exact, merge_steps, now, type_name)
 
 logger = logging.getLogger(__name__)
 
@@ -405,8 +406,12 @@ def _result_fields(backend: Backend, value: Any) -> dict[str, Any]:
     return fields
 
 
-def derive_status(record: TrialRecord) -> TrialRecord:
-    """A ``running`` record whose process is gone on this host reads as interrupted."""
+_Rec = TypeVar("_Rec", TrialRecord, TrialSummary)
+
+
+def derive_status(record: _Rec) -> _Rec:
+    """A ``running`` record (or summary) whose process is gone on this host reads as
+    interrupted."""
     if record.status is Status.RUNNING and record.host == HOST and record.pid:
         try:
             os.kill(record.pid, 0)
@@ -547,10 +552,8 @@ class TrialRunner:
         cached = self.finished.get(trial_id)
         if cached is not None:
             return cached
-        written = self.written.get(trial_id)
-        if written is not None:
-            record = self.finished[trial_id] = read_back(written)
-            return record
+        # not ``self.written``: its result is the live object the caller got back (and may
+        # have changed since); a reader gets the record as stored
         record = derive_status(self.backend.read_trial(trial_id))
         if record.status is not Status.RUNNING:
             self.finished[trial_id] = record
@@ -585,6 +588,12 @@ class TrialRunner:
                 self.finished[trial_id] = record
         return [self.finished.get(i) or fresh[i] for i in ids
                 if i in self.finished or i in fresh]
+
+    def summaries(self) -> list[TrialSummary]:
+        """What the history shows of every readable trial, by id (``Backend.read_summaries``;
+        a running trial whose process is gone reads as interrupted)."""
+        return [derive_status(s) if s.status is Status.RUNNING else s
+                for s in self.backend.read_summaries()]
 
     def previous_trial(self) -> TrialRecord | None:
         """The newest readable trial (of the last 50 ids), what a new trial compares with."""

@@ -22,7 +22,8 @@ index                  ``swap_index_values``, ``read_index_values``
 
 Everything else is written once, here, on top of them: claiming an id with its
 running record (``start_trial``), finishing a trial without replacing another's
-record (``finish_trial``), batched reads (``read_trials``), ``last_trial``,
+record (``finish_trial``), batched reads (``read_trials``), the history's summaries
+(``read_summaries``), ``last_trial``,
 ``has_trial``, step records and metrics (streams), the namespaced index
 (``index_swap``, ``index_read``) and the one WARNING per unreadable record.
 A backend overrides a derived method only to do the same faster (Redis reads
@@ -41,7 +42,7 @@ from typing import Any
 
 from ..errors import (BackendError, CorruptRecordError, InvalidArgumentError,
                       TrialIDNotFoundError)
-from ..records import StepRecord, TrialRecord, decode_value, encode_value
+from ..records import StepRecord, TrialRecord, TrialSummary, decode_value, encode_value
 
 logger = logging.getLogger(__name__)
 
@@ -341,6 +342,16 @@ class Backend(abc.ABC):
             except CorruptRecordError:
                 continue  # logged by unreadable_record
         return out
+
+    def read_summaries(self) -> list[TrialSummary]:
+        """What the history shows of every readable trial (``TrialSummary``), by id,
+        skipping torn records (one WARNING each).
+
+        Derived from ``read_trials``. A backend that keeps summaries next to its records
+        overrides it to read them without decoding whole records; the records stay the
+        source of truth, so a summary that no longer matches its record is never used.
+        """
+        return [TrialSummary.of(record) for record in self.read_trials()]
 
     def last_trial(self) -> TrialRecord | None:
         """The most recent readable record, looked up from the last reserved id downwards."""

@@ -10,6 +10,9 @@ On disk, under ``<root>/<experiment_id>/``::
     blobs/<kind>/<ab>/<hash><ext>    content-addressed: step source as .py text,
                                  environment snapshots as .json, signed pickles as .pkl,
                                  cache entries (output pickle + files read) as .json
+    summaries.jsonl              what the history shows of each finished trial, one JSON
+                                 line per final record written: {"id", "sig", "summary"}
+                                 (``sig``: the record file's inode, size and ctime in ns)
     outputs.jsonl                the key index: {"k": "<namespace prefix>:<key>", "h": value}
                                  lines (impurity references, taints, cache entries),
                                  appended when new or changed; the last line wins
@@ -38,6 +41,14 @@ Invariants:
   ``outputs.jsonl``: O(1) in the history size. Each backend object keeps an
   index of ``outputs.jsonl`` and reads only the bytes appended since it last looked.
 
+* ``summaries.jsonl`` is an index, never the truth: a line is appended (one
+  ``O_APPEND`` write) after its record file is in place, and is used only while
+  the record file still has the signature the line names; any other trial (no
+  line, a torn or stale line, a record changed or torn since) is read from its
+  record file. So a killed writer, a torn line or a hand-edited record costs a
+  read, never a lost or misattributed trial. Readers append the lines that are
+  missing, and rewrite the file when most of its lines are stale.
+
 Nothing here fsyncs: a killed process loses nothing the kernel has accepted;
 a power cut may lose the last trial.
 """
@@ -53,21 +64,33 @@ import errno
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
-from filelock import FileLock
-
-from ..errors import BackendError, TrialIDNotFoundError
+from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..hashing import bytes_hash
-from ..records import TrialRecord, encode_value, now
+from ..records import (Status, TrialRecord, TrialSummary, encode_value, gc_paused, loads_fast,
+                       now)
 from .base import METRIC_STREAM, STEPS_STREAM, Backend
+
+if TYPE_CHECKING:
+    from filelock import FileLock
+
 
 logger = logging.getLogger(__name__)
 
 _EXT = {"source": ".py", "environment": ".json", "pickle": ".pkl", "cache": ".json"}
 #: the content of ``trials/<id>.json`` for an id reserved by ``next_trial_id`` only
 _RESERVED = b'{"reserved": true}\n'
+#: the summary index (see the module docstring)
+SUMMARIES = "summaries.jsonl"
+#: a file's signature: (inode, size, ctime in ns); any write, truncation, replacement,
+#: chmod or chown of the file changes it
+Signature = tuple[int, int, int]
+
+
+def _signature(st: os.stat_result) -> Signature:
+    return (st.st_ino, st.st_size, st.st_ctime_ns)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -86,6 +109,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(", ", ": "))
+_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _compact = _ENCODER.encode  # one encoder: json.dumps with options builds one per call
 
 
@@ -104,6 +128,12 @@ def _dump(obj: Mapping[str, Any]) -> bytes:
         else:
             lines.append(f" {json.dumps(key)}: {_compact(value)}")
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode("utf-8")
+
+
+def _summary_line(trial_id: int, record_json: Mapping[str, Any], sig: Signature) -> str:
+    """One line of ``summaries.jsonl``."""
+    return _LINE({"id": int(trial_id), "sig": list(sig),
+                  "summary": TrialSummary.json_of_dict(record_json)})
 
 
 #: appends are written in pieces of whole lines of at most this many bytes
@@ -269,9 +299,10 @@ class FileBackend(Backend):
         self._ensure()
         path = self._trial_path(record.trial_id)
         tmp = path.with_name(f".create.{uuid.uuid4().hex}.tmp")
+        obj = record.to_json()
         with self._errors(f"writing trial {record.trial_id}"):
             try:
-                tmp.write_bytes(_dump(record.to_json()))
+                tmp.write_bytes(_dump(obj))
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
@@ -279,17 +310,21 @@ class FileBackend(Backend):
             finally:
                 tmp.unlink(missing_ok=True)
         self._id_hint = max(self._id_hint or 0, record.trial_id)
+        self._add_summary(record, obj)
         return True
 
     def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
         """Claim the next id and write its running record in one step (see module docstring)."""
-        made: dict[int, TrialRecord] = {}
+        made: dict[int, tuple[TrialRecord, dict[str, Any]]] = {}
 
         def content(trial_id: int) -> bytes:
-            made[trial_id] = make_record(trial_id)
-            return _dump(made[trial_id].to_json())
+            record = make_record(trial_id)
+            made[trial_id] = (record, record.to_json())
+            return _dump(made[trial_id][1])
 
-        return made[self._claim(content)]
+        record, obj = made[self._claim(content)]
+        self._add_summary(record, obj)
+        return record
 
     def last_trial_id(self) -> int:
         hint = self._id_hint
@@ -304,19 +339,34 @@ class FileBackend(Backend):
 
     def write_trial(self, record: TrialRecord) -> None:
         self._ensure()
+        path = self._trial_path(record.trial_id)
+        obj = record.to_json()
         with self._errors(f"writing trial {record.trial_id}"):
-            write_atomic(self._trial_path(record.trial_id), _dump(record.to_json()))
+            write_atomic(path, _dump(obj))
+        self._add_summary(record, obj)
 
     def read_trial(self, trial_id: int) -> TrialRecord:
+        return self._load(trial_id)[0]
+
+    def _load(self, trial_id: int) -> tuple[TrialRecord, Signature]:
+        """A record and the signature of the file it was read from."""
         try:
             path = self._trial_path(trial_id)
-            raw = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, ValueError, TypeError):
             raise TrialIDNotFoundError(trial_id) from None
         except OSError as exc:  # e.g. not readable by this user
             raise self.unreadable_record(
                 str(path.absolute()), f"{type(exc).__name__}: {exc.strerror or exc}",
                 "Check that this user may read it (ls -l; chmod or chown)") from exc
+        try:
+            with open(fd, "rb") as f:
+                st = os.fstat(fd)
+                raw = f.read()
+        except OSError as exc:
+            raise self.unreadable_record(
+                str(path.absolute()), f"{type(exc).__name__}: {exc.strerror or exc}") from exc
+        sig = _signature(st)
         if raw == _RESERVED:
             raise TrialIDNotFoundError(
                 trial_id, f"Trial {trial_id} is reserved but its record was never written "
@@ -324,7 +374,7 @@ class FileBackend(Backend):
         if not raw.strip():
             raise self.unreadable_record(str(path.absolute()), "the file is empty")
         try:
-            return TrialRecord.from_json(json.loads(raw))
+            return TrialRecord.from_json(json.loads(raw)), sig
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise self.unreadable_record(str(path.absolute()),
                                          f"{type(exc).__name__}: {exc}") from exc
@@ -343,6 +393,119 @@ class FileBackend(Backend):
                 pass
             out.append(trial_id)
         return out
+
+    # -- the summary index ----------------------------------------------------------
+    def _add_summary(self, record: TrialRecord, obj: Mapping[str, Any]) -> None:
+        """Append the summary line of a final record just put in place, with its file's
+        signature (a running record has none: it is read from its file). A failure costs
+        readers a record read, never a wrong history, so it is not raised."""
+        if record.status is Status.RUNNING:
+            return
+        try:
+            sig = _signature(os.stat(self._trial_path(record.trial_id)))
+            _append_lines(self.path / SUMMARIES, [_summary_line(record.trial_id, obj, sig)])
+        except OSError as exc:
+            logger.debug("Could not append to %s: %s", self.path / SUMMARIES, exc)
+
+    def _signatures(self) -> dict[int, Signature | None]:
+        """Each id with a record file, and the file's signature (None: not stat-able)."""
+        out: dict[int, Signature | None] = {}
+        try:
+            entries = os.scandir(self.path / "trials")
+        except FileNotFoundError:
+            return out
+        with entries:
+            for entry in entries:
+                stem, _, ext = entry.name.partition(".")
+                if ext != "json" or not stem.isdigit():
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    out[int(stem)] = None
+                    continue
+                out[int(stem)] = _signature(st)
+        return out
+
+    def _summary_index(self) -> tuple[dict[int, tuple[Any, Any]], int]:
+        """The lines of ``summaries.jsonl`` as ``{id: (sig, summary JSON)}`` (the last line
+        of an id wins) and how many lines it has; torn lines are left out."""
+        try:
+            with open(self.path / SUMMARIES, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return {}, 0
+        lines = data.splitlines()
+        try:  # one parse for the whole file: a torn line fails it, then parse line by line
+            parsed = loads_fast(b"[" + b",".join(lines) + b"]")
+        except ValueError:
+            parsed = []
+            for line in lines:
+                try:
+                    parsed.append(loads_fast(line))
+                except ValueError:
+                    continue
+        index: dict[int, tuple[Any, Any]] = {}
+        for item in parsed:
+            try:
+                index[item["id"]] = (tuple(item["sig"]), item["summary"])
+            except (KeyError, TypeError):
+                continue
+        return index, len(lines)
+
+    def read_summaries(self) -> list[TrialSummary]:
+        """Summaries of every readable trial, by id: from ``summaries.jsonl`` where its line
+        matches the record file's signature, else from the record file (the missing
+        lines are then appended; see the module docstring)."""
+        with self._errors("listing trials"):
+            sigs = self._signatures()
+        with gc_paused():
+            out, repaired, n_lines = self._summaries(sigs)
+        if repaired:
+            self._repair_summaries(repaired, n_lines, len(sigs))
+        return out
+
+    def _summaries(self, sigs: Mapping[int, Signature | None]
+                   ) -> tuple[list[TrialSummary], list[str], int]:
+        index, n_lines = self._summary_index()
+        out: list[TrialSummary] = []
+        repaired: list[str] = []
+        for trial_id in sorted(sigs):
+            sig = sigs[trial_id]
+            entry = index.get(trial_id)
+            if entry is not None and sig is not None and entry[0] == sig:
+                try:
+                    out.append(TrialSummary.from_json(entry[1]))
+                    continue
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    pass  # a damaged line: the record says what it is
+            try:
+                record, read_sig = self._load(trial_id)
+            except (TrialIDNotFoundError, CorruptRecordError):  # the latter logged once
+                continue
+            out.append(TrialSummary.of(record))
+            if record.status is not Status.RUNNING and read_sig == sig:
+                repaired.append(_summary_line(trial_id, record.to_json(), read_sig))
+        return out, repaired, n_lines
+
+    def _repair_summaries(self, lines: list[str], n_lines: int, n_trials: int) -> None:
+        """Append missing summary lines; rewrite the file (only its lines that still
+        match) when most of it is stale. Never raises: the index is only a cache."""
+        path = self.path / SUMMARIES
+        try:
+            if n_lines + len(lines) > 2 * n_trials + 100:
+                sigs = self._signatures()
+                index, _ = self._summary_index()
+                keep = [_LINE({"id": i, "sig": list(sig), "summary": summary})
+                        for i, (sig, summary) in sorted(index.items()) if sigs.get(i) == sig]
+                write_atomic(path, "".join(line + "\n" for line in keep + lines)
+                             .encode("utf-8"))
+            else:
+                _append_lines(path, lines)
+        except OSError as exc:  # a read-only store: readers just read the records
+            logger.debug("Could not update %s: %s", path, exc)
 
     # -- streams ------------------------------------------------------------------
     def _stream_path(self, trial_id: int, stream: str) -> Path:
@@ -458,6 +621,8 @@ class FileBackend(Backend):
             if all(old[k] == h for k, h in hashes.items()):
                 return old  # nothing to write: no file lock needed
             if self._outputs_file_lock is None:
+                from filelock import FileLock  # only a writer of the index needs it
+
                 self._outputs_file_lock = FileLock(self.path / "outputs.lock")
             with self._outputs_file_lock:
                 self._sync_outputs()  # what other processes appended meanwhile

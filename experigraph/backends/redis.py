@@ -11,6 +11,8 @@ Keys, for an experiment ``<id>`` (``P`` is ``experigraph:<id>:``)::
     P:blob:<kind>:<hash>         content-addressed bytes (SET NX), returned as-is
     P:outputs                    the key index: hash "<namespace prefix>:<key>" -> value
                                  (impurity references, taints, cache entries)
+    P:summaries                  hash trial id -> "<record length> <TrialSummary JSON>":
+                                 what the history shows of each finished trial
 
 Invariants:
 
@@ -26,6 +28,14 @@ Invariants:
 * A record is one ``HSET`` of one field: readers see the old record or the new
   one; it is written over only by the trial that claimed it. A field that fails
   to parse raises ``CorruptRecordError`` (one WARNING per record).
+* A summary is written together with its record (in the same script or
+  ``MULTI``), and is used only while the record still has the length it names;
+  otherwise (no summary, a record torn or edited by hand since) the history reads
+  the record itself, and puts the missing summary back. Records stay the truth.
+* A trial takes 4 round trips: the last id (for drift), claiming an id together
+  with the running record (one script), the key index swap, and the final record
+  with its summary (one script that checks the claim); a 5th reads step records
+  sent by workers in other processes, when there can be any.
 * Every per-trial operation is O(1) in the history size (no ``KEYS``/``SCAN``);
   only ``trial_ids()`` (``HKEYS``) and ``experiment_ids()`` list.
 * Nothing read back is unpickled: records are JSON, blobs are bytes.
@@ -44,9 +54,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import hashlib
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -58,8 +69,8 @@ from redis.retry import Retry
 
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..hashing import bytes_hash
-from ..records import TrialRecord
-from .base import METRIC_STREAM, STEPS_STREAM, Backend, mask_uri
+from ..records import Status, TrialRecord, TrialSummary, gc_paused, loads_fast
+from .base import MAX_CLAIM_ATTEMPTS, METRIC_STREAM, STEPS_STREAM, Backend, mask_uri
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +113,98 @@ end
 return n
 """
 
+#: _CLAIM; if that gives the id ARGV[2] that the client expected, create its record
+#: ARGV[3] there, with its summary "<length> ARGV[4]" when ARGV[4] is not empty (KEYS:
+#: next_id, trials, experiments, summaries; ARGV[1]: experiment id); returns {id, 1 if
+#: the record was created else 0}
+_START = """
+redis.call('SADD', KEYS[3], ARGV[1])
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('HEXISTS', KEYS[2], tostring(n)) == 1 then
+  local top = 0
+  for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+    local v = tonumber(field)
+    if v and v > top then top = v end
+  end
+  if top >= n then
+    n = top + 1
+    redis.call('SET', KEYS[1], n)
+  end
+end
+if tostring(n) ~= ARGV[2] or redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then
+  return {n, 0}
+end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[2], string.len(ARGV[3]) .. ' ' .. ARGV[4])
+else
+  redis.call('HDEL', KEYS[4], ARGV[2])
+end
+return {n, 1}
+"""
+
+#: create record ARGV[2] of id ARGV[1] unless it has one, with its summary ARGV[3] (if
+#: not empty); returns 1 if created (KEYS: trials, summaries, experiments; ARGV[4]:
+#: experiment id)
+_CREATE = """
+redis.call('SADD', KEYS[3], ARGV[4])
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], string.len(ARGV[2]) .. ' ' .. ARGV[3])
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 1
+"""
+
+#: replace the record of id ARGV[1] with ARGV[2] (and its summary ARGV[3]) only if the
+#: stored one is this trial's own: same experiment ARGV[4] and claim token ARGV[5];
+#: returns 1 if written, 0 if the stored record is missing, unreadable or another's
+#: (KEYS: trials, summaries, experiments)
+_FINISH = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return 0 end
+local ok, obj = pcall(cjson.decode, old)
+if not ok or type(obj) ~= 'table' or obj['claim'] ~= ARGV[5]
+    or obj['experiment_id'] ~= ARGV[4] or tostring(obj['trial_id']) ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], string.len(ARGV[2]) .. ' ' .. ARGV[3])
+else
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+redis.call('SADD', KEYS[3], ARGV[4])
+return 1
+"""
+
+#: every trial id with its summary, or false where the summary is missing or names
+#: another length than the record's (KEYS: trials, summaries)
+_SUMMARIES = """
+local out = {}
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  out[#out + 1] = field
+  local s = redis.call('HGET', KEYS[2], field)
+  local n = s and tonumber(string.match(s, '^(%d+) '))
+  if n and n == redis.call('HSTRLEN', KEYS[1], field) then
+    out[#out + 1] = s
+  else
+    out[#out + 1] = false
+  end
+end
+return out
+"""
+
+#: put back the summary ARGV[3] of record ARGV[1] read with SHA-1 ARGV[2], if the record
+#: is still that one (KEYS: trials, summaries)
+_REPAIR = """
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if record and redis.sha1hex(record) == ARGV[2] then
+  redis.call('HSET', KEYS[2], ARGV[1], string.len(record) .. ' ' .. ARGV[3])
+end
+return 0
+"""
+
 #: the highest id reserved or recorded, without writing (KEYS: next_id, trials)
 _LAST = """
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -140,6 +243,11 @@ def _uri_from_settings(settings: Mapping[str, Any], kind: str) -> str:
         return f"unix://{auth}{settings.get('path', '')}?db={db}"
     scheme = "rediss" if kind == "ssl" else "redis"
     return f"{scheme}://{auth}{settings.get('host', 'localhost')}:{settings.get('port', 6379)}/{db}"
+
+
+def _dumps(obj: Any) -> str:
+    """A record (or summary) as stored: compact JSON, keys sorted, UTF-8 kept."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(value: bytes | str) -> str:
@@ -207,9 +315,11 @@ class RedisBackend(Backend):
         self._swap_script: Any = None
         self._claim_script: Any = None
         self._last_script: Any = None
+        self._scripts: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._prefix = f"{PREFIX}:{experiment_id}:"
         self._registered = False
+        self._seen = 0  # the last trial id this object saw reserved
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -256,6 +366,9 @@ class RedisBackend(Backend):
                 self._swap_script = self._client.register_script(_SWAP)
                 self._claim_script = self._client.register_script(_CLAIM)
                 self._last_script = self._client.register_script(_LAST)
+                self._scripts = {name: self._client.register_script(text) for name, text in (
+                    ("start", _START), ("create", _CREATE), ("finish", _FINISH),
+                    ("summaries", _SUMMARIES), ("repair", _REPAIR))}
             return self._client
 
     def _process_pool(self) -> redis.ConnectionPool:
@@ -294,6 +407,7 @@ class RedisBackend(Backend):
                 self._pool = None
             self._client = None
             self._swap_script = self._claim_script = self._last_script = None
+            self._scripts = {}
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -343,37 +457,102 @@ class RedisBackend(Backend):
                 keys=[self._key("next_id"), self._key("trials"), EXPERIMENTS_KEY],
                 args=[self.experiment_id]))
         self._registered = True
+        self._seen = max(self._seen, trial_id)
         return trial_id
 
     def last_trial_id(self) -> int:
         with self._errors("reading the last trial id"):
             self._redis()
-            return int(self._last_script(keys=[self._key("next_id"), self._key("trials")]))
+            last = int(self._last_script(keys=[self._key("next_id"), self._key("trials")]))
+        self._seen = last  # what start_trial expects to claim next, plus one
+        return last
 
     @staticmethod
-    def _encode(record: TrialRecord) -> str:
-        return json.dumps(record.to_json(), sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False)
+    def _summary(record: TrialRecord, obj: dict[str, Any]) -> str:
+        """The summary stored with ``record`` (its JSON form ``obj``), without its id (the
+        hash field names it); "" for a running record, which has none."""
+        if record.status is Status.RUNNING:
+            return ""
+        summary = TrialSummary.json_of_dict(obj)
+        del summary["trial_id"]
+        return _dumps(summary)
+
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        self._redis()
+        return self._scripts[name](keys=keys, args=args)
+
+    def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
+        """Claim an id and create its record, in one round trip when the id is the one
+        expected (the last id this object saw, plus one): a script reserves the next id
+        (repairing the counter as ``next_trial_id`` does) and creates the record only if
+        it got that id. Otherwise the id it got is used as ``Backend.start_trial`` would."""
+        expected = self._seen + 1
+        record = make_record(expected)
+        obj = record.to_json()
+        with self._errors("claiming a trial id"):
+            trial_id, created = self._script(
+                "start", [self._key("next_id"), self._key("trials"), EXPERIMENTS_KEY,
+                          self._key("summaries")],
+                [self.experiment_id, str(expected), _dumps(obj), self._summary(record, obj)])
+        trial_id = int(trial_id)
+        self._seen = max(self._seen, trial_id)
+        self._registered = True
+        if int(created):
+            return record
+        for _ in range(MAX_CLAIM_ATTEMPTS):  # another id than expected: claim it as usual
+            record = make_record(trial_id)
+            if self.create_trial(record):
+                return record
+            trial_id = self.next_trial_id()
+        raise BackendError(
+            f"Could not claim a trial id in {self.uri} for experiment {self.experiment_id!r}: "
+            f"{MAX_CLAIM_ATTEMPTS} ids in a row were taken by other records. Check that no "
+            "process keeps resetting the store's trial id counter.")
 
     def create_trial(self, record: TrialRecord) -> bool:
-        """``HSETNX`` of the record's field: never replaces a record."""
+        """``HSETNX`` of the record's field (with its summary): never replaces a record."""
+        obj = record.to_json()
         with self._errors(f"writing trial {record.trial_id}"):
-            pipe = self._redis().pipeline(transaction=False)
-            pipe.hsetnx(self._key("trials"), str(int(record.trial_id)), self._encode(record))
-            pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)  # listed again after a restart
-            created = bool(pipe.execute()[0])
+            created = bool(self._script(
+                "create", [self._key("trials"), self._key("summaries"), EXPERIMENTS_KEY],
+                [str(int(record.trial_id)), _dumps(obj), self._summary(record, obj),
+                 self.experiment_id]))
         self._registered = True
         return created
 
     def write_trial(self, record: TrialRecord) -> None:
-        data = self._encode(record)
+        obj = record.to_json()
+        field = str(int(record.trial_id))
+        summary = self._summary(record, obj)
+        data = _dumps(obj)
         with self._errors(f"writing trial {record.trial_id}"):
-            pipe = self._redis().pipeline(transaction=False)
-            pipe.hset(self._key("trials"), str(int(record.trial_id)), data)
+            pipe = self._redis().pipeline(transaction=True)  # the record and its summary
+            pipe.hset(self._key("trials"), field, data)
+            if summary:
+                pipe.hset(self._key("summaries"), field,
+                          f"{len(data.encode('utf-8'))} {summary}")
+            else:
+                pipe.hdel(self._key("summaries"), field)
             if not self._registered:
                 pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)
             pipe.execute()
         self._registered = True
+
+    def finish_trial(self, record: TrialRecord) -> TrialRecord:
+        """Replace the trial's own running record in one round trip (a script compares
+        the stored record's claim token); anything else (the record lost, unreadable
+        or another trial's) goes the general way of ``Backend.finish_trial``."""
+        if not record.claim:
+            return super().finish_trial(record)
+        obj = record.to_json()
+        with self._errors(f"writing trial {record.trial_id}"):
+            done = int(self._script(
+                "finish", [self._key("trials"), self._key("summaries"), EXPERIMENTS_KEY],
+                [str(int(record.trial_id)), _dumps(obj), self._summary(record, obj),
+                 self.experiment_id, record.claim]))
+        if done:
+            return record
+        return super().finish_trial(record)
 
     def _parse(self, trial_id: int, raw: bytes | str) -> TrialRecord:
         where = f"{self._uri} (key {self._key('trials')}, field {trial_id})"
@@ -422,6 +601,72 @@ class RedisBackend(Backend):
                 except CorruptRecordError:
                     continue  # logged once by unreadable_record
         return out
+
+    def read_summaries(self) -> list[TrialSummary]:
+        """Summaries of every readable trial, by id, in one round trip where each record
+        still has the length its summary names (a script); the other records are read
+        (torn ones skipped, one WARNING each) and their summaries put back."""
+        with self._errors("reading the history"):
+            flat = self._script("summaries", [self._key("trials"), self._key("summaries")], [])
+        found: dict[int, TrialSummary] = {}
+        with gc_paused():
+            ids = [int(field) for field in flat[0::2]]
+            texts = [text.split(b" ", 1)[1] if isinstance(text, bytes) else None
+                     for text in flat[1::2]]
+            parsed: list[Any] = []
+            try:  # one parse for all of them; else one by one
+                parsed = loads_fast(b"[" + b",".join(t for t in texts if t is not None) + b"]")
+            except ValueError:
+                parsed = []
+                for t in texts:
+                    if t is not None:
+                        try:
+                            parsed.append(loads_fast(t))
+                        except ValueError:
+                            parsed.append(None)
+            objs = iter(parsed)
+            missing = []
+            for trial_id, text in zip(ids, texts):
+                obj = next(objs) if text is not None else None
+                if isinstance(obj, dict):
+                    try:
+                        obj["trial_id"] = trial_id
+                        found[trial_id] = TrialSummary.from_json(obj)
+                        continue
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        pass
+                missing.append(trial_id)
+            repairs = []
+            for trial_id, raw in self._raw_records(missing):
+                try:
+                    record = self._parse(trial_id, raw)
+                except CorruptRecordError:
+                    continue  # logged once by unreadable_record
+                found[trial_id] = TrialSummary.of(record)
+                summary = self._summary(record, record.to_json())
+                if summary:
+                    data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
+                    repairs.append((trial_id, hashlib.sha1(data).hexdigest(), summary))
+        if repairs:
+            try:
+                pipe = self._redis().pipeline(transaction=False)
+                for trial_id, digest, summary in repairs:
+                    self._scripts["repair"](keys=[self._key("trials"), self._key("summaries")],
+                                            args=[trial_id, digest, summary], client=pipe)
+                pipe.execute()
+            except redis.exceptions.RedisError as exc:  # only a cache: readers read records
+                logger.debug("Could not put summaries back in %s: %s", self._uri, exc)
+        return [found[i] for i in sorted(found)]
+
+    def _raw_records(self, trial_ids: Sequence[int]) -> Iterator[tuple[int, bytes | str]]:
+        """The stored text of records that exist, in batches of ``_BATCH``."""
+        for start in range(0, len(trial_ids), _BATCH):
+            chunk = trial_ids[start:start + _BATCH]
+            with self._errors("reading trials"):
+                raws = self._redis().hmget(self._key("trials"), [str(i) for i in chunk])
+            for trial_id, raw in zip(chunk, raws):
+                if raw is not None:
+                    yield trial_id, raw
 
     # -- streams ------------------------------------------------------------------
     def _stream_key(self, trial_id: int, stream: str) -> str:

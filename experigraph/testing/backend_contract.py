@@ -56,7 +56,8 @@ import experigraph as xg
 from experigraph.backends.base import INDEX_NAMESPACES, Backend
 from experigraph.errors import (CorruptRecordError, InvalidArgumentError, SignatureError,
                                 TrialIDNotFoundError)
-from experigraph.records import DriftEvent, Status, StepRecord, TrialRecord, Unrepresentable
+from experigraph.records import (DriftEvent, Status, StepRecord, TrialRecord, TrialSummary,
+                                 Unrepresentable)
 
 UTC = dt.timezone.utc
 #: ``make_backend(experiment_id=...)``: a backend for that experiment, in this test's store
@@ -319,6 +320,26 @@ class BackendContract:
         assert any(where in r.getMessage() and r.levelno == logging.WARNING
                    for r in caplog.records)
         assert not backend.has_trial(2)
+
+    def test_summaries_are_those_of_the_readable_records(self, backend, caplog):
+        for a in range(4):
+            running = backend.start_trial(lambda i: record(backend, i, claim=f"claim-{i}"))
+            backend.finish_trial(running.replace(
+                status=Status.SUCCEEDED, result=(a, "x"), metrics={"m": a}, labels={"l": "y"},
+                drift=(DriftEvent("code", "s", "m", ("-a", "+b")),), description=f"d{a}"))
+        backend.start_trial(lambda i: record(backend, i))  # 5 is still running
+        backend.write_trial(backend.read_trial(4).replace(description="written again"))
+        where = self.corrupt_record(backend, 2)
+        self.forget_record(backend, 3)
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            summaries = backend.read_summaries()
+        assert [s.trial_id for s in summaries] == [1, 4, 5]
+        assert summaries == [TrialSummary.of(r) for r in backend.read_trials()]
+        assert summaries[0].result == (0, "x") and summaries[0].drift_kinds == ("code",)
+        assert summaries[1].description == "written again"
+        assert summaries[2].status is Status.RUNNING
+        assert sum(where in r.getMessage() for r in caplog.records) == 1
+        assert backend.read_summaries() == summaries  # read again: the same
 
     def test_trial_ids_and_last_trial(self, backend):
         assert backend.trial_ids() == [] and backend.last_trial() is None

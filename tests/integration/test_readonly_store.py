@@ -241,3 +241,21 @@ def test_a_signing_key_that_cannot_be_created_is_one_clear_error(tmp_path, unpri
     history = xg.Experiment("keyed", backend=tmp_path / "experigraph_cache").get_history()
     assert history["Success"].tolist() == [False]  # the trial is recorded as failed
     assert "signing key file" in history.loc[1, "Description"]
+
+
+def test_history_of_a_read_only_store_without_its_summary_index(recorded, unprivileged,
+                                                                 tmp_path):
+    """The summary index is only a cache: missing, it is not rebuilt on a store this user
+    cannot write, and the history is read from the records, unchanged on disk."""
+    script, store = recorded
+    proc = subprocess.run([sys.executable, script.name, "a=2"], cwd=tmp_path,
+                          env=python_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    (store / "simple" / "summaries.jsonl").unlink()
+    read_only(store)
+    before = files(store)
+    proc = unprivileged([sys.executable, "-m", "experigraph.cli", "history", "simple",
+                         "--format", "csv"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split(",")[0] for line in proc.stdout.splitlines()[1:]] == ["1", "2"]
+    assert files(store) == before

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 
 import pytest
 import redis
@@ -10,6 +11,7 @@ import experigraph as xg
 from experigraph.backends import resolve_backend
 from experigraph.backends.redis import RedisBackend, mask_uri
 from experigraph.errors import BackendError
+from experigraph.environment.cpu import cpu_info
 from fixtures_backends import free_port
 
 
@@ -312,3 +314,79 @@ def test_missing_redis_server_fails_under_ci_and_skips_otherwise(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         unavailable("redis-server is not installed")
+
+
+def _round_trips(monkeypatch) -> list[str]:
+    """Count what reaches the server: each command, and each pipeline, is one round trip."""
+    trips: list[str] = []
+    original = redis.client.Redis.execute_command
+    original_pipe = redis.client.Pipeline.execute
+
+    def command(self, *args, **kwargs):
+        trips.append(str(args[0]).upper())
+        return original(self, *args, **kwargs)
+
+    def pipeline(self, *args, **kwargs):
+        trips.append("PIPELINE " + " ".join(str(c[0][0]).upper() for c in self.command_stack))
+        return original_pipe(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Redis, "execute_command", command)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline)
+    return trips
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_a_trial_is_four_round_trips(make_redis_backend, monkeypatch, scheduler):
+    """The last id (drift), the claim with its running record, the key index swap, and
+    the final record with its summary; workers' step records need no read back when
+    every step ran in this process."""
+    b = make_redis_backend(experiment_id="trips")
+    ex = xg.Experiment(id=b.experiment_id, backend=b)
+    a = ex.parameter("a")
+
+    @ex
+    def inc(a):
+        return a + 1
+
+    @ex.result
+    def double(x):
+        return 2 * x
+
+    r = double(inc(a))
+    deadline = time.monotonic() + 60  # the environment complete: no new snapshot below
+    while cpu_info() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ex.set_parameters(a=0).compute(scheduler=scheduler)
+    trips = _round_trips(monkeypatch)
+    for value in (1, 2, 3):
+        ex.set_parameters(a=value).compute(scheduler=scheduler)
+    assert len(trips) == 12, trips
+    assert list(ex.get_history()["Result"]) == [2, 4, 6, 8]
+
+
+def test_the_history_reads_summaries_and_falls_back_to_records(make_redis_backend,
+                                                               redis_server):
+    b = make_redis_backend(experiment_id="summaries")
+    ex = xg.Experiment(id=b.experiment_id, backend=b)
+    a = ex.parameter("a")
+
+    @ex.result
+    def ten(a):
+        return 10 * a
+
+    ten(a)
+    for value in (1, 2, 3):
+        ex.set_parameters(a=value).compute()
+    client = redis.Redis.from_url(redis_server.url())
+    summaries = f"experigraph:{b.experiment_id}:summaries"
+    trials = f"experigraph:{b.experiment_id}:trials"
+    assert sorted(int(f) for f in client.hkeys(summaries)) == [1, 2, 3]
+    client.hdel(summaries, "1")  # lost: read from the record, and put back
+    edited = client.hget(trials, "2").replace(b'"a":2', b'"a":222')  # a hand edit
+    client.hset(trials, "2", edited)
+    history = xg.Experiment(id=b.experiment_id, backend=b).get_history()
+    assert list(history["a"]) == [1, 222, 3] and list(history["Result"]) == [10, 20, 30]
+    assert sorted(int(f) for f in client.hkeys(summaries)) == [1, 2, 3]
+    length, _ = client.hget(summaries, "2").split(b" ", 1)
+    assert int(length) == len(edited)  # the summary put back is the edited record's
+    client.close()
