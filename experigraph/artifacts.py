@@ -134,7 +134,9 @@ class ArtifactStore:
         else:
             fs.mv(tmp, final)
 
-    def _tmp(self) -> str:
+    def temp_path(self) -> str:
+        """A new temporary path in the store's ``tmp/`` (where copies are written before
+        they are moved into place; ``gc`` removes stale ones)."""
         fs = self.fs
         directory = self._path("tmp")
         fs.makedirs(directory, exist_ok=True)
@@ -149,7 +151,7 @@ class ArtifactStore:
             self.touch(self.object_path(known))
             return {"hash": known, "size": st.st_size}
         fs = self.fs
-        tmp = self._tmp()
+        tmp = self.temp_path()
         h = new_hasher()
         size = 0
         try:
@@ -180,7 +182,7 @@ class ArtifactStore:
         if self.fs.exists(final):
             self.touch(final)
             return digest
-        tmp = self._tmp()
+        tmp = self.temp_path()
         with self.fs.open(tmp, "wb") as dst:
             dst.write(data)
         self._publish(tmp, final)
@@ -204,7 +206,7 @@ class ArtifactStore:
             if self.fs.exists(final):
                 self.touch(final)
             else:
-                tmp = self._tmp()
+                tmp = self.temp_path()
                 with self.fs.open(tmp, "wb") as dst:
                     dst.write(json.dumps({"files": files, "sizes": sizes}, sort_keys=True)
                               .encode("utf-8"))

@@ -346,9 +346,9 @@ class FileBackend(Backend):
         self._add_summary(record, obj)
 
     def read_trial(self, trial_id: int) -> TrialRecord:
-        return self._load(trial_id)[0]
+        return self.read_signed(trial_id)[0]
 
-    def _load(self, trial_id: int) -> tuple[TrialRecord, Signature]:
+    def read_signed(self, trial_id: int) -> tuple[TrialRecord, Signature]:
         """A record and the signature of the file it was read from."""
         try:
             path = self._trial_path(trial_id)
@@ -482,7 +482,7 @@ class FileBackend(Backend):
                 except (ValueError, KeyError, TypeError, AttributeError):
                     pass  # a damaged line: the record says what it is
             try:
-                record, read_sig = self._load(trial_id)
+                record, read_sig = self.read_signed(trial_id)
             except (TrialIDNotFoundError, CorruptRecordError):  # the latter logged once
                 continue
             out.append(TrialSummary.of(record))

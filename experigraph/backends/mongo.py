@@ -205,7 +205,8 @@ class MongoBackend(Backend):
         return (type(self), (self._location, self.experiment_id))
 
     # -- connection ---------------------------------------------------------------
-    def _db(self) -> Any:
+    def database(self) -> Any:
+        """The pymongo Database (opened on first use, and again in a forked child)."""
         if self._pid != os.getpid():  # a forked child: MongoClient is not fork-safe
             if self._client is not None:  # ours: open another (a given Database is kept)
                 self._client = self._database = None
@@ -264,7 +265,8 @@ class MongoBackend(Backend):
                 f"MongoDB backend at {self._uri} failed while {action} for experiment "
                 f"{self.experiment_id!r} ({detail}). {_hint(exc)}") from exc
 
-    def _id(self, *parts: Any) -> str:
+    def document_id(self, *parts: Any) -> str:
+        """The ``_id`` of this experiment's document named by ``parts``."""
         return ":".join([self.experiment_id, *(str(p) for p in parts)])
 
     # -- trials -----------------------------------------------------------------
@@ -277,13 +279,13 @@ class MongoBackend(Backend):
     def next_trial_id(self) -> int:
         """``$inc`` the counter, repaired first if it is missing or behind."""
         with self._errors("reserving a trial id"):
-            db = self._db()
+            db = self.database()
             while True:
                 doc = db.counters.find_one_and_update(
                     {"_id": self.experiment_id}, {"$inc": {"trial_id": 1}}, upsert=True,
                     return_document=ReturnDocument.AFTER)
                 trial_id = int(doc["trial_id"])
-                if trial_id > 1 and db.trials.find_one({"_id": self._id(trial_id)},
+                if trial_id > 1 and db.trials.find_one({"_id": self.document_id(trial_id)},
                                                        {"_id": 1}) is None:
                     return trial_id
                 top = self._top_recorded(db)  # first id, or a taken one: check the counter
@@ -294,14 +296,14 @@ class MongoBackend(Backend):
 
     def last_trial_id(self) -> int:
         with self._errors("reading the last trial id"):
-            db = self._db()
+            db = self.database()
             doc = db.counters.find_one({"_id": self.experiment_id})
             return max(int(doc["trial_id"]) if doc else 0, self._top_recorded(db))
 
     def _document(self, record: TrialRecord) -> dict[str, Any]:
         text = _json(record.to_json())
         trial_id = int(record.trial_id)
-        doc: dict[str, Any] = {"_id": self._id(trial_id), "experiment_id": self.experiment_id,
+        doc: dict[str, Any] = {"_id": self.document_id(trial_id), "experiment_id": self.experiment_id,
                                "trial_id": trial_id}
         data = text.encode("utf-8")
         if len(data) > CHUNK_SIZE:
@@ -315,7 +317,7 @@ class MongoBackend(Backend):
         doc = self._document(record)
         with self._errors(f"writing trial {record.trial_id}"):
             try:
-                self._db().trials.insert_one(doc)
+                self.database().trials.insert_one(doc)
             except pymongo.errors.DuplicateKeyError:
                 return False
         return True
@@ -323,7 +325,7 @@ class MongoBackend(Backend):
     def write_trial(self, record: TrialRecord) -> None:
         doc = self._document(record)
         with self._errors(f"writing trial {record.trial_id}"):
-            self._db().trials.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+            self.database().trials.replace_one({"_id": doc["_id"]}, doc, upsert=True)
 
     def _parse(self, doc: Mapping[str, Any]) -> TrialRecord:
         where = f"{self._uri} (collection trials, _id {doc.get('_id')!r})"
@@ -340,11 +342,11 @@ class MongoBackend(Backend):
 
     def read_trial(self, trial_id: int) -> TrialRecord:
         try:
-            key = self._id(int(trial_id))
+            key = self.document_id(int(trial_id))
         except (TypeError, ValueError):
             raise TrialIDNotFoundError(trial_id) from None
         with self._errors(f"reading trial {trial_id}"):
-            doc = self._db().trials.find_one({"_id": key})
+            doc = self.database().trials.find_one({"_id": key})
         if doc is None:
             if 0 < int(trial_id) <= self.last_trial_id():
                 raise TrialIDNotFoundError(
@@ -355,7 +357,7 @@ class MongoBackend(Backend):
 
     def trial_ids(self) -> list[int]:
         with self._errors("listing trial ids"):
-            docs = self._db().trials.find({"experiment_id": self.experiment_id},
+            docs = self.database().trials.find({"experiment_id": self.experiment_id},
                                            {"trial_id": 1, "_id": 0})
             return sorted(int(d["trial_id"]) for d in docs)
 
@@ -365,7 +367,7 @@ class MongoBackend(Backend):
         if trial_ids is not None:
             query["trial_id"] = {"$in": [int(i) for i in trial_ids]}
         with self._errors("reading trials"):
-            docs = list(self._db().trials.find(query).sort("trial_id", 1))
+            docs = list(self.database().trials.find(query).sort("trial_id", 1))
         out = []
         for doc in docs:
             try:
@@ -388,7 +390,7 @@ class MongoBackend(Backend):
             raise ValueError(f"Unknown stream {stream!r}: accepted are {STEPS_STREAM!r} and "
                              f"{METRIC_STREAM!r} followed by a metric name.")
         with self._errors(f"appending to stream {stream!r} of trial {trial_id}"):
-            self._db()[collection].insert_many(docs, ordered=True)
+            self.database()[collection].insert_many(docs, ordered=True)
 
     def read_stream(self, trial_id: int, stream: str) -> list[str]:
         query: dict[str, Any] = {"experiment_id": self.experiment_id, "trial_id": int(trial_id)}
@@ -400,13 +402,13 @@ class MongoBackend(Backend):
             raise ValueError(f"Unknown stream {stream!r}: accepted are {STEPS_STREAM!r} and "
                              f"{METRIC_STREAM!r} followed by a metric name.")
         with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
-            docs = list(self._db()[collection].find(query).sort("_id", 1))
+            docs = list(self.database()[collection].find(query).sort("_id", 1))
         return [_item_text(d) for d in docs]
 
     def stream_names(self, trial_id: int) -> list[str]:
         query = {"experiment_id": self.experiment_id, "trial_id": int(trial_id)}
         with self._errors(f"listing the streams of trial {trial_id}"):
-            db = self._db()
+            db = self.database()
             has_steps = db.steps.find_one(query, {"_id": 1}) is not None
             keys = db.metrics.distinct("key", query)
         return ([STEPS_STREAM] if has_steps else []) + sorted(METRIC_STREAM + k for k in keys)
@@ -414,11 +416,11 @@ class MongoBackend(Backend):
     # -- blobs ------------------------------------------------------------------
     def put_blob(self, kind: str, data: bytes) -> str:
         blob_hash = bytes_hash(data)
-        blob_id = self._id(kind, blob_hash)
+        blob_id = self.document_id(kind, blob_hash)
         head: dict[str, Any] = {"_id": blob_id, "experiment_id": self.experiment_id,
                                 "kind": kind, "hash": blob_hash, "length": len(data)}
         with self._errors(f"storing a {kind} blob of {len(data)} bytes"):
-            db = self._db()
+            db = self.database()
             if len(data) <= CHUNK_SIZE:
                 head["data"] = bytes(data)
             else:
@@ -440,9 +442,9 @@ class MongoBackend(Backend):
         return blob_hash
 
     def get_blob(self, kind: str, blob_hash: str) -> bytes:
-        blob_id = self._id(kind, blob_hash)
+        blob_id = self.document_id(kind, blob_hash)
         with self._errors(f"reading {kind} blob {blob_hash}"):
-            db = self._db()
+            db = self.database()
             head = db.blobs.find_one({"_id": blob_id})
             if head is None:
                 raise KeyError(f"no {kind} blob {blob_hash} in {self._uri}")
@@ -458,14 +460,14 @@ class MongoBackend(Backend):
 
     def blob_hashes(self, kind: str) -> list[str] | None:
         with self._errors(f"listing {kind} blobs"):
-            heads = self._db().blobs.find({"experiment_id": self.experiment_id, "kind": kind},
+            heads = self.database().blobs.find({"experiment_id": self.experiment_id, "kind": kind},
                                           {"hash": 1})
             return sorted(str(h["hash"]) for h in heads)
 
     def delete_blob(self, kind: str, blob_hash: str) -> int:
-        blob_id = self._id(kind, blob_hash)
+        blob_id = self.document_id(kind, blob_hash)
         with self._errors(f"removing {kind} blob {blob_hash}"):
-            db = self._db()
+            db = self.database()
             head = db.blobs.find_one_and_delete({"_id": blob_id})
             if head is None:
                 return 0
@@ -477,10 +479,10 @@ class MongoBackend(Backend):
         """One atomic ``find_one_and_update`` per key (the value it replaced)."""
         out: dict[str, str | None] = {}
         with self._errors("checking step outputs"):
-            outputs = self._db().outputs
+            outputs = self.database().outputs
             for key, value in values.items():
                 old = outputs.find_one_and_update(
-                    {"_id": self._id(key)},
+                    {"_id": self.document_id(key)},
                     {"$set": {"output_hash": value, "experiment_id": self.experiment_id}},
                     upsert=True, return_document=ReturnDocument.BEFORE)
                 out[key] = None if old is None else old.get("output_hash")
@@ -491,14 +493,14 @@ class MongoBackend(Backend):
         if not keys:
             return {}
         with self._errors("reading step outputs"):
-            docs = self._db().outputs.find({"_id": {"$in": [self._id(k) for k in keys]}})
+            docs = self.database().outputs.find({"_id": {"$in": [self.document_id(k) for k in keys]}})
             found = {d["_id"]: d.get("output_hash") for d in docs}
-        return {k: found.get(self._id(k)) for k in keys}
+        return {k: found.get(self.document_id(k)) for k in keys}
 
     # -- experiments ------------------------------------------------------------
     def experiment_ids(self) -> list[str]:
         with self._errors("listing experiments"):
-            db = self._db()  # an experiment whose counter was lost still has its trials
+            db = self.database()  # an experiment whose counter was lost still has its trials
             return sorted({d["_id"] for d in db.counters.find({}, {"_id": 1})}
                           | set(db.trials.distinct("experiment_id")))
 
@@ -506,7 +508,7 @@ class MongoBackend(Backend):
         """Remove every document of this experiment; return how many."""
         removed = 0
         with self._errors("deleting the experiment"):
-            db = self._db()
+            db = self.database()
             blob_ids = [d["_id"] for d in db.blobs.find(
                 {"experiment_id": self.experiment_id, "chunks": {"$exists": True}}, {"_id": 1})]
             if blob_ids:

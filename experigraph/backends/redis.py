@@ -354,7 +354,8 @@ class RedisBackend(Backend):
         return (type(self), (self._location, self.experiment_id))
 
     # -- connection ------------------------------------------------------------------
-    def _redis(self) -> redis.Redis:
+    def client(self) -> redis.Redis:
+        """The connection (opened on first use, and again in a forked child)."""
         client = self._client
         if client is not None:
             return client
@@ -445,16 +446,17 @@ class RedisBackend(Backend):
                 return value
         return None
 
-    def _key(self, *parts: Any) -> str:
+    def key(self, *parts: Any) -> str:
+        """The Redis key of ``parts`` under this experiment's prefix."""
         return self._prefix + ":".join(str(p) for p in parts)
 
     # -- trials -----------------------------------------------------------------
     def next_trial_id(self) -> int:
         """INCR the counter, repaired first if it is missing or behind (see module doc)."""
         with self._errors("reserving a trial id"):
-            self._redis()
+            self.client()
             trial_id = int(self._claim_script(
-                keys=[self._key("next_id"), self._key("trials"), EXPERIMENTS_KEY],
+                keys=[self.key("next_id"), self.key("trials"), EXPERIMENTS_KEY],
                 args=[self.experiment_id]))
         self._registered = True
         self._seen = max(self._seen, trial_id)
@@ -462,8 +464,8 @@ class RedisBackend(Backend):
 
     def last_trial_id(self) -> int:
         with self._errors("reading the last trial id"):
-            self._redis()
-            last = int(self._last_script(keys=[self._key("next_id"), self._key("trials")]))
+            self.client()
+            last = int(self._last_script(keys=[self.key("next_id"), self.key("trials")]))
         self._seen = last  # what start_trial expects to claim next, plus one
         return last
 
@@ -478,7 +480,7 @@ class RedisBackend(Backend):
         return _dumps(summary)
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        self._redis()
+        self.client()
         return self._scripts[name](keys=keys, args=args)
 
     def start_trial(self, make_record: Callable[[int], TrialRecord]) -> TrialRecord:
@@ -491,8 +493,8 @@ class RedisBackend(Backend):
         obj = record.to_json()
         with self._errors("claiming a trial id"):
             trial_id, created = self._script(
-                "start", [self._key("next_id"), self._key("trials"), EXPERIMENTS_KEY,
-                          self._key("summaries")],
+                "start", [self.key("next_id"), self.key("trials"), EXPERIMENTS_KEY,
+                          self.key("summaries")],
                 [self.experiment_id, str(expected), _dumps(obj), self._summary(record, obj)])
         trial_id = int(trial_id)
         self._seen = max(self._seen, trial_id)
@@ -514,7 +516,7 @@ class RedisBackend(Backend):
         obj = record.to_json()
         with self._errors(f"writing trial {record.trial_id}"):
             created = bool(self._script(
-                "create", [self._key("trials"), self._key("summaries"), EXPERIMENTS_KEY],
+                "create", [self.key("trials"), self.key("summaries"), EXPERIMENTS_KEY],
                 [str(int(record.trial_id)), _dumps(obj), self._summary(record, obj),
                  self.experiment_id]))
         self._registered = True
@@ -526,13 +528,13 @@ class RedisBackend(Backend):
         summary = self._summary(record, obj)
         data = _dumps(obj)
         with self._errors(f"writing trial {record.trial_id}"):
-            pipe = self._redis().pipeline(transaction=True)  # the record and its summary
-            pipe.hset(self._key("trials"), field, data)
+            pipe = self.client().pipeline(transaction=True)  # the record and its summary
+            pipe.hset(self.key("trials"), field, data)
             if summary:
-                pipe.hset(self._key("summaries"), field,
+                pipe.hset(self.key("summaries"), field,
                           f"{len(data.encode('utf-8'))} {summary}")
             else:
-                pipe.hdel(self._key("summaries"), field)
+                pipe.hdel(self.key("summaries"), field)
             if not self._registered:
                 pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)
             pipe.execute()
@@ -547,7 +549,7 @@ class RedisBackend(Backend):
         obj = record.to_json()
         with self._errors(f"writing trial {record.trial_id}"):
             done = int(self._script(
-                "finish", [self._key("trials"), self._key("summaries"), EXPERIMENTS_KEY],
+                "finish", [self.key("trials"), self.key("summaries"), EXPERIMENTS_KEY],
                 [str(int(record.trial_id)), _dumps(obj), self._summary(record, obj),
                  self.experiment_id, record.claim]))
         if done:
@@ -555,7 +557,7 @@ class RedisBackend(Backend):
         return super().finish_trial(record)
 
     def _parse(self, trial_id: int, raw: bytes | str) -> TrialRecord:
-        where = f"{self._uri} (key {self._key('trials')}, field {trial_id})"
+        where = f"{self._uri} (key {self.key('trials')}, field {trial_id})"
         if not raw.strip():
             raise self.unreadable_record(where, "the record is empty")
         try:
@@ -569,9 +571,9 @@ class RedisBackend(Backend):
         except (TypeError, ValueError):
             raise TrialIDNotFoundError(trial_id) from None
         with self._errors(f"reading trial {trial_id}"):
-            raw = self._redis().hget(self._key("trials"), field)
+            raw = self.client().hget(self.key("trials"), field)
             if raw is None:  # unknown, or reserved and never written: which one?
-                last = self._redis().get(self._key("next_id"))
+                last = self.client().get(self.key("next_id"))
         if raw is None:
             if last is not None and 0 < int(trial_id) <= int(last):
                 raise TrialIDNotFoundError(
@@ -582,7 +584,7 @@ class RedisBackend(Backend):
 
     def trial_ids(self) -> list[int]:
         with self._errors("listing trial ids"):
-            fields = self._redis().hkeys(self._key("trials"))
+            fields = self.client().hkeys(self.key("trials"))
         return sorted(int(f) for f in fields)
 
     def read_trials(self, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
@@ -592,7 +594,7 @@ class RedisBackend(Backend):
         for start in range(0, len(ids), _BATCH):
             chunk = ids[start:start + _BATCH]
             with self._errors("reading trials"):
-                raws = self._redis().hmget(self._key("trials"), [str(i) for i in chunk])
+                raws = self.client().hmget(self.key("trials"), [str(i) for i in chunk])
             for trial_id, raw in zip(chunk, raws):
                 if raw is None:
                     continue
@@ -607,7 +609,7 @@ class RedisBackend(Backend):
         still has the length its summary names (a script); the other records are read
         (torn ones skipped, one WARNING each) and their summaries put back."""
         with self._errors("reading the history"):
-            flat = self._script("summaries", [self._key("trials"), self._key("summaries")], [])
+            flat = self._script("summaries", [self.key("trials"), self.key("summaries")], [])
         found: dict[int, TrialSummary] = {}
         with gc_paused():
             ids = [int(field) for field in flat[0::2]]
@@ -649,9 +651,9 @@ class RedisBackend(Backend):
                     repairs.append((trial_id, hashlib.sha1(data).hexdigest(), summary))
         if repairs:
             try:
-                pipe = self._redis().pipeline(transaction=False)
+                pipe = self.client().pipeline(transaction=False)
                 for trial_id, digest, summary in repairs:
-                    self._scripts["repair"](keys=[self._key("trials"), self._key("summaries")],
+                    self._scripts["repair"](keys=[self.key("trials"), self.key("summaries")],
                                             args=[trial_id, digest, summary], client=pipe)
                 pipe.execute()
             except redis.exceptions.RedisError as exc:  # only a cache: readers read records
@@ -663,7 +665,7 @@ class RedisBackend(Backend):
         for start in range(0, len(trial_ids), _BATCH):
             chunk = trial_ids[start:start + _BATCH]
             with self._errors("reading trials"):
-                raws = self._redis().hmget(self._key("trials"), [str(i) for i in chunk])
+                raws = self.client().hmget(self.key("trials"), [str(i) for i in chunk])
             for trial_id, raw in zip(chunk, raws):
                 if raw is not None:
                     yield trial_id, raw
@@ -672,9 +674,9 @@ class RedisBackend(Backend):
     def _stream_key(self, trial_id: int, stream: str) -> str:
         """``P:steps:<id>``, or ``P:metric:<id>:<key>`` for a metric."""
         if stream == STEPS_STREAM:
-            return self._key("steps", int(trial_id))
+            return self.key("steps", int(trial_id))
         if stream.startswith(METRIC_STREAM):
-            return self._key("metric", int(trial_id), stream[len(METRIC_STREAM):])
+            return self.key("metric", int(trial_id), stream[len(METRIC_STREAM):])
         raise ValueError(f"Unknown stream {stream!r}: accepted are {STEPS_STREAM!r} and "
                          f"{METRIC_STREAM!r} followed by a metric name.")
 
@@ -684,23 +686,23 @@ class RedisBackend(Backend):
         key = self._stream_key(trial_id, stream)
         with self._errors(f"appending to stream {stream!r} of trial {trial_id}"):
             if stream == STEPS_STREAM:
-                self._redis().rpush(key, *items)
+                self.client().rpush(key, *items)
             else:  # a metric: its name is listed for metric_keys
-                pipe = self._redis().pipeline(transaction=False)
+                pipe = self.client().pipeline(transaction=False)
                 pipe.rpush(key, *items)
-                pipe.sadd(self._key("metric_keys", int(trial_id)), stream[len(METRIC_STREAM):])
+                pipe.sadd(self.key("metric_keys", int(trial_id)), stream[len(METRIC_STREAM):])
                 pipe.execute()
 
     def read_stream(self, trial_id: int, stream: str) -> list[str]:
         key = self._stream_key(trial_id, stream)
         with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
-            return [_text(raw) for raw in self._redis().lrange(key, 0, -1)]
+            return [_text(raw) for raw in self.client().lrange(key, 0, -1)]
 
     def stream_names(self, trial_id: int) -> list[str]:
         with self._errors(f"listing the streams of trial {trial_id}"):
-            pipe = self._redis().pipeline(transaction=False)
-            pipe.exists(self._key("steps", int(trial_id)))
-            pipe.smembers(self._key("metric_keys", int(trial_id)))
+            pipe = self.client().pipeline(transaction=False)
+            pipe.exists(self.key("steps", int(trial_id)))
+            pipe.smembers(self.key("metric_keys", int(trial_id)))
             has_steps, metrics = pipe.execute()
         return ([STEPS_STREAM] if has_steps else []) + sorted(
             METRIC_STREAM + _text(n) for n in metrics)
@@ -708,9 +710,9 @@ class RedisBackend(Backend):
     # -- blobs ------------------------------------------------------------------
     def put_blob(self, kind: str, data: bytes) -> str:
         blob_hash = bytes_hash(data)
-        key = self._key("blob", kind, blob_hash)
+        key = self.key("blob", kind, blob_hash)
         with self._errors(f"storing a {kind} blob"):
-            client = self._redis()
+            client = self.client()
             if len(data) > _CHECK_FIRST and client.exists(key):
                 return blob_hash
             client.set(key, data, nx=True)
@@ -718,21 +720,21 @@ class RedisBackend(Backend):
 
     def get_blob(self, kind: str, blob_hash: str) -> bytes:
         with self._errors(f"reading {kind} blob {blob_hash}"):
-            data = self._redis().get(self._key("blob", kind, blob_hash))
+            data = self.client().get(self.key("blob", kind, blob_hash))
         if data is None:
             raise KeyError(f"no {kind} blob {blob_hash} in {self._uri}")
         return data if isinstance(data, bytes) else str(data).encode("utf-8")
 
     def blob_hashes(self, kind: str) -> list[str] | None:
-        prefix = self._key("blob", kind, "")
+        prefix = self.key("blob", kind, "")
         with self._errors(f"listing {kind} blobs"):
-            keys = self._redis().scan_iter(match=prefix + "*", count=1000)
+            keys = self.client().scan_iter(match=prefix + "*", count=1000)
             return sorted(_text(k)[len(prefix):] for k in keys)
 
     def delete_blob(self, kind: str, blob_hash: str) -> int:
-        key = self._key("blob", kind, blob_hash)
+        key = self.key("blob", kind, blob_hash)
         with self._errors(f"removing {kind} blob {blob_hash}"):
-            pipe = self._redis().pipeline(transaction=True)
+            pipe = self.client().pipeline(transaction=True)
             pipe.strlen(key)
             pipe.delete(key)
             size, removed = pipe.execute()
@@ -748,8 +750,8 @@ class RedisBackend(Backend):
         for k in keys:
             args.extend((k, hashes[k]))
         with self._errors("checking step outputs"):
-            self._redis()
-            olds = self._swap_script(keys=[self._key("outputs")], args=args)
+            self.client()
+            olds = self._swap_script(keys=[self.key("outputs")], args=args)
         return {k: (None if old is None else _text(old)) for k, old in zip(keys, olds)}
 
     def read_index_values(self, keys: Sequence[str]) -> dict[str, str | None]:
@@ -757,13 +759,13 @@ class RedisBackend(Backend):
         if not keys:
             return {}
         with self._errors("reading step outputs"):
-            values = self._redis().hmget(self._key("outputs"), keys)
+            values = self.client().hmget(self.key("outputs"), keys)
         return {k: (None if v is None else _text(v)) for k, v in zip(keys, values)}
 
     # -- experiments ------------------------------------------------------------
     def experiment_ids(self) -> list[str]:
         with self._errors("listing experiments"):
-            names = self._redis().smembers(EXPERIMENTS_KEY)
+            names = self.client().smembers(EXPERIMENTS_KEY)
         return sorted(_text(n) for n in names)
 
     def delete_experiment(self) -> int:
@@ -773,7 +775,7 @@ class RedisBackend(Backend):
         """
         removed = 0
         with self._errors("deleting the experiment"):
-            client = self._redis()
+            client = self.client()
             batch: list[bytes] = []
             for key in client.scan_iter(match=self._prefix + "*",
                                         count=1000):

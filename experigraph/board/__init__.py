@@ -97,7 +97,7 @@ class Dashboard:
                 f"<a href='{self.url}' target='_blank'>{self.url}</a>")
 
     # -- what each page shows ---------------------------------------------------------
-    def _state(self, experiment_id: str) -> BoardState:
+    def state(self, experiment_id: str) -> BoardState:
         """The shared state of one experiment's board, made (and its reading started) once."""
         state = self._states.get(experiment_id)
         if state is None:
@@ -130,7 +130,7 @@ class Dashboard:
         from .overview import StoreOverview
 
         if self._store_overview is None:
-            self._store_overview = StoreOverview(self.store.experiment_ids, self._state,
+            self._store_overview = StoreOverview(self.store.experiment_ids, self.state,
                                                  self.store.uri, refresh_ms=self._refresh_ms)
         return self._store_overview
 
@@ -150,7 +150,7 @@ class Dashboard:
             self._overview().make_document(doc, note=f"No experiment {experiment_id!r} in "
                                                      f"{self.store.uri}.")
             return
-        self._state(experiment_id).make_document(doc)
+        self.state(experiment_id).make_document(doc)
 
     # -- life cycle ---------------------------------------------------------------
     def _start(self) -> Dashboard:
@@ -170,7 +170,7 @@ class Dashboard:
             from tornado.ioloop import IOLoop
 
             if self.experiment is not None:
-                self._state(self.experiment.id)  # the first records, before the first page
+                self.state(self.experiment.id)  # the first records, before the first page
             kwargs = dict(self._server_kwargs)
             kwargs.setdefault("allow_websocket_origin", websocket_origins(self.address,
                                                                           self.port))

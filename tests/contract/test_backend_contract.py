@@ -60,40 +60,40 @@ class TestRedis(BackendContract):
         return make_redis_backend
 
     def corrupt_record(self, backend, trial_id, how="torn"):
-        backend._redis().hset(backend._key("trials"), str(trial_id), _TORN[how])
+        backend.client().hset(backend.key("trials"), str(trial_id), _TORN[how])
         return f"field {trial_id})"
 
     def forget_record(self, backend, trial_id):
-        backend._redis().hdel(backend._key("trials"), str(trial_id))
+        backend.client().hdel(backend.key("trials"), str(trial_id))
 
     def lose_counter(self, backend, value=None):
         if value is None:
-            backend._redis().delete(backend._key("next_id"))
+            backend.client().delete(backend.key("next_id"))
         else:
-            backend._redis().set(backend._key("next_id"), value)
+            backend.client().set(backend.key("next_id"), value)
 
     def count_blobs(self, backend, kind):
-        return sum(1 for _ in backend._redis().scan_iter(match=backend._key("blob", kind, "*")))
+        return sum(1 for _ in backend.client().scan_iter(match=backend.key("blob", kind, "*")))
 
 
 class MongoHooks:
     def corrupt_record(self, backend, trial_id, how="torn"):
-        backend._db().trials.update_one({"_id": backend._id(trial_id)},
+        backend.database().trials.update_one({"_id": backend.document_id(trial_id)},
                                         {"$set": {"record": _TORN[how]}})
-        return repr(backend._id(trial_id))
+        return repr(backend.document_id(trial_id))
 
     def forget_record(self, backend, trial_id):
-        backend._db().trials.delete_one({"_id": backend._id(trial_id)})
+        backend.database().trials.delete_one({"_id": backend.document_id(trial_id)})
 
     def lose_counter(self, backend, value=None):
         if value is None:
-            backend._db().counters.delete_one({"_id": backend.experiment_id})
+            backend.database().counters.delete_one({"_id": backend.experiment_id})
         else:
-            backend._db().counters.update_one({"_id": backend.experiment_id},
+            backend.database().counters.update_one({"_id": backend.experiment_id},
                                               {"$set": {"trial_id": value}})
 
     def count_blobs(self, backend, kind):
-        return backend._db().blobs.count_documents({"experiment_id": backend.experiment_id,
+        return backend.database().blobs.count_documents({"experiment_id": backend.experiment_id,
                                                     "kind": kind})
 
 

@@ -202,7 +202,7 @@ def test_gc_removes_only_what_no_trial_refers_to(setup, tmp_path):
     before = stored(ex)
     lost = b"written by a trial that was never recorded" * 10
     orphan = ex.artifact_store.put_bytes(lost)
-    tmp = ex.artifact_store._tmp()
+    tmp = ex.artifact_store.temp_path()
     with ex.artifact_store.fs.open(tmp, "wb") as f:
         f.write(b"a copy cut short")
 
@@ -341,6 +341,6 @@ def test_a_served_dashboard_hides_archived_trials_unless_asked(make_experiment):
     for archived, expected in ((False, [3]), (True, [1, 2, 3])):
         dashboard = ex.start_dashboard(port=0, blocking=False, archived=archived)
         try:
-            assert dashboard._state(ex.id).table.trial_ids == expected
+            assert dashboard.state(ex.id).table.trial_ids == expected
         finally:
             dashboard.stop()

@@ -167,3 +167,20 @@ def test_the_private_name_checker_sees_imports_and_attributes(tmp_path):
                       "def f(result):\n    return result._node\n")
     assert _private_uses(source, {"_node", "_Param"}) == [
         "probe.py:1 imports _Param", "probe.py:3 uses result._node"]
+
+
+#: names with a leading underscore that are public protocols, not private names
+PROTOCOLS = {"_repr_html_", "_repr_mimebundle_", "_ipython_display_"}
+
+
+def test_tests_use_only_public_names():
+    """The tests reach experigraph through its public API (and ``experigraph.testing``):
+    no ``from experigraph... import _name``, no ``obj._name`` of a private name the
+    package defines (a test's own private names are its business)."""
+    modules = _modules()
+    ours = set().union(*(_defined_private(ast.parse(p.read_text(encoding="utf-8")))
+                         for p in modules.values())) - PROTOCOLS
+    tests = PACKAGE.parent / "tests"
+    uses = [f"{path.relative_to(tests)}: {u}" for path in sorted(tests.rglob("*.py"))
+            for u in _private_uses(path, ours)]
+    assert uses == []

@@ -42,13 +42,13 @@ def lines(backend):
 def records_read(backend, monkeypatch):
     """Count the record files the backend reads (the index spares the others)."""
     read: list[int] = []
-    original = FileBackend._load
+    original = FileBackend.read_signed
 
     def load(self, trial_id):
         read.append(trial_id)
         return original(self, trial_id)
 
-    monkeypatch.setattr(FileBackend, "_load", load)
+    monkeypatch.setattr(FileBackend, "read_signed", load)
     return read
 
 
