@@ -272,6 +272,8 @@ def work_sweep(system: str, args: dict[str, Any]) -> dict[str, Any]:
 
     r = cheap(expensive(p), q)
     import dask
+    import pandas  # noqa: F401  (sweep returns a DataFrame: pandas' one-time import is not
+    # the sweep's cost; experigraph no longer imports pandas when an experiment opens)
 
     dask.delayed(_cheap)(0, 0).compute()  # warm up the thread pool, as for plain dask
     t = time.perf_counter()

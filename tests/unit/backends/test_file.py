@@ -134,3 +134,38 @@ def test_delete_experiment_removes_its_directory_only(tmp_path):
     assert gone.delete_experiment() == 3  # experiment.json, the reserved id, the blob
     assert not (tmp_path / "gone").exists() and (tmp_path / "kept" / "trials" / "1.json").exists()
     assert gone.delete_experiment() == 0
+
+
+def test_the_index_lock_excludes_other_processes_and_forked_children(tmp_path):
+    """The key index's lock is an flock on a descriptor opened once per process; a forked
+    child opens its own (a shared descriptor would share the lock)."""
+    import multiprocessing
+    import time as _time
+
+    from experigraph.backends.file import ProcessLock
+
+    lock = ProcessLock(tmp_path / "outputs.lock")
+    marks = tmp_path / "marks"
+
+    def hold(name):
+        with lock:
+            with open(marks, "a") as f:
+                f.write(f"{name}+\n")
+            _time.sleep(0.3)
+            with open(marks, "a") as f:
+                f.write(f"{name}-\n")
+
+    with lock:  # the parent's descriptor is open (and locked) before the children fork
+        pass
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=hold, args=(f"c{i}",)) for i in range(3)]
+    for child in children:
+        child.start()
+    hold("parent")
+    for child in children:
+        child.join(30)
+    lines = marks.read_text().split()
+    assert len(lines) == 8
+    for start in range(0, 8, 2):  # never two holders at once: + and - alternate per holder
+        assert lines[start].endswith("+") and lines[start + 1] == lines[start][:-1] + "-"
+    lock.close()
