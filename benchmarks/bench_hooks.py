@@ -42,7 +42,9 @@ import dask
 import numpy as np
 import experigraph as xg
 from experigraph import hooks
-from experigraph.graph import TrialPlan, build_trial_graph, node_of, walk
+from experigraph import graph
+from experigraph.graph import TrialPlan, build_trial_graph, walk
+node_of = getattr(graph, "node_of", lambda r: r._node)  # older trees: the private attribute
 
 logging.getLogger("experigraph").setLevel(logging.WARNING)
 STEPS, repeat, store = int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3])
