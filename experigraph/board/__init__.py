@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: seconds after a board starts serving before it reads the rest of a long history
+READ_ON_AFTER_S = 1.0
+
 #: where a board links to the overview of its store's experiments
 OVERVIEW_URL = "/?view=experiments"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -124,7 +127,9 @@ class Dashboard:
             if state.load_in_chunks():
                 IOLoop.current().add_callback(step)
 
-        IOLoop.current().add_callback(step)
+        # the first page is served from what is read already: reading the rest starts a
+        # moment later, so a page opened right away is not held up between chunks
+        IOLoop.current().call_later(READ_ON_AFTER_S, step)
 
     def _overview(self) -> Any:
         from .overview import StoreOverview

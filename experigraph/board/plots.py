@@ -20,7 +20,6 @@ from bokeh.models import (
 from bokeh.models.widgets import NumberFormatter, StringFormatter, TableColumn
 from bokeh.models.annotations.arrows import Arrow, VeeHead
 from bokeh.palettes import Category10_10, Viridis256
-from bokeh.plotting import figure
 
 from ..present import as_text
 from .table import NAN, Column
@@ -83,6 +82,14 @@ def fixed_text(columns: Sequence[Column], kinds: Mapping[str, str],
     parts = [f"{col.title}={as_text(first_row.get(col.field)) or '(none)'}"
              for col in columns if kinds.get(col.field) == "constant"]
     return "fixed: " + ", ".join(parts) if parts else ""
+
+
+def figure(**kwargs: Any) -> Any:
+    """``bokeh.plotting.figure``, imported when the first plot is made (not for the
+    trial table, which a page shows first)."""
+    from bokeh.plotting import figure as make
+
+    return make(**kwargs)
 
 
 def scatter_figure(source: ColumnDataSource, view: Any, *, x_field: str, title: str,
