@@ -181,9 +181,11 @@ def input_hash(args: tuple[Any, ...], kwargs: Mapping[str, Any],
         token = known(value) if known is not None else None
         return _Hashed(token or array_hash(value))
 
-    if any(big_array(v) for v in args) or any(big_array(v) for v in kwargs.values()):
-        args = tuple(stand_in(v) for v in args)
-        kwargs = {k: stand_in(v) for k, v in kwargs.items()}
+    for v in (*args, *kwargs.values()):  # most calls have no array: one type test each
+        if type(v).__name__ == "ndarray" and big_array(v):
+            args = tuple(stand_in(v) for v in args)
+            kwargs = {k: stand_in(v) for k, v in kwargs.items()}
+            break
     return value_hash(args, kwargs)
 
 

@@ -55,6 +55,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
+PID = os.getpid()  # this process's id (a step record's pid): kept current in a forked child
+
+
+def _forked() -> None:
+    global PID
+    PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class RecordSink:
@@ -891,7 +900,7 @@ def _record(scope: StepScope, output_hash: str | None, *, error: str | None = No
         input_hash=scope.input_hash, output_hash=output_hash, started=scope.started,
         duration=scope.duration, succeeded=error is None, error=error,
         dependencies=info.dependencies, parameters=info.parameters, persisted=persisted,
-        cached=cached, host=HOST, pid=os.getpid(), output_type=output_type,
+        cached=cached, host=HOST, pid=PID, output_type=output_type,
         metrics=scope.metrics, labels=scope.labels, inputs=tuple(scope.inputs),
         outputs=tuple(scope.outputs), description=scope.description, used_seed=used_seed,
         cache_miss=scope.cache_miss,
