@@ -48,6 +48,8 @@ NOT_AVAILABLE = "<i>{what} is not available in this version of experigraph.</i>"
 #: rows a new page gets in its first message; the rest follow at once in a stream, so the
 #: table is on screen before a long history has crossed the websocket
 FIRST_ROWS = 200
+#: the plots follow a new filter this long after the table (the table is drawn first)
+PLOTS_AFTER_FILTER_MS = 150
 #: records the server reads before it serves, then per chunk while it serves
 FIRST_READ = 400
 READ_CHUNK = 100
@@ -299,9 +301,9 @@ class BoardSession:
             else AllIndices()
         self.views[0].filter = new_filter
         self._pending_filter = new_filter
-        if not self._filter_scheduled:  # the plots follow in the next message, so the
-            self._filter_scheduled = True  # browser draws the table before repainting them
-            self.doc.add_next_tick_callback(self._filter_plots)
+        if not self._filter_scheduled:  # the plots follow a moment later, so the browser
+            self._filter_scheduled = True  # draws the table before repainting them
+            self.doc.add_timeout_callback(self._filter_plots, PLOTS_AFTER_FILTER_MS)
 
     def _filter_plots(self) -> None:
         self._filter_scheduled = False
