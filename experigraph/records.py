@@ -300,6 +300,14 @@ def _time_from_json(obj: Any) -> _dt.datetime | None:
     return _dt.datetime.fromisoformat(obj["$datetime"])
 
 
+def _check_schema(obj: Mapping[str, Any]) -> None:
+    """A stored record's schema must be one this version reads."""
+    schema = obj.get("schema")
+    if not isinstance(schema, int) or schema > SCHEMA:
+        raise ValueError(f"unknown record schema {schema!r} (this experigraph reads "
+                         f"up to {SCHEMA}; upgrade experigraph)")
+
+
 @dataclasses.dataclass(frozen=True)
 class DriftEvent:
     """Something other than the parameters changed since an earlier trial.
@@ -460,10 +468,7 @@ class TrialRecord:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TrialRecord:
-        schema = obj.get("schema")
-        if not isinstance(schema, int) or schema > SCHEMA:
-            raise ValueError(f"unknown record schema {schema!r} (this experigraph reads "
-                             f"up to {SCHEMA}; upgrade experigraph)")
+        _check_schema(obj)
         return cls(
             experiment_id=obj["experiment_id"],
             trial_id=int(obj["trial_id"]),
@@ -595,10 +600,7 @@ class TrialSummary:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TrialSummary:
         """A summary from :meth:`to_json`'s form (or from a whole record's JSON)."""
-        schema = obj.get("schema")
-        if not isinstance(schema, int) or schema > SCHEMA:
-            raise ValueError(f"unknown record schema {schema!r} (this experigraph reads "
-                             f"up to {SCHEMA}; upgrade experigraph)")
+        _check_schema(obj)
         kinds = obj.get("drift_kinds")
         if kinds is None:  # a whole record's JSON
             kinds = [d["kind"] for d in obj.get("drift", ())]

@@ -96,7 +96,7 @@ _BATCH = 500
 #: INCR the counter; if it was missing (1) or reached an id that has a record, repair
 #: it from the highest recorded id; list the experiment (again, after a restart)
 #: (KEYS: next_id, trials, experiments; ARGV: experiment id)
-_CLAIM = """
+_CLAIM_ID = """
 redis.call('SADD', KEYS[3], ARGV[1])
 local n = redis.call('INCR', KEYS[1])
 if n == 1 or redis.call('HEXISTS', KEYS[2], tostring(n)) == 1 then
@@ -110,27 +110,14 @@ if n == 1 or redis.call('HEXISTS', KEYS[2], tostring(n)) == 1 then
     redis.call('SET', KEYS[1], n)
   end
 end
-return n
 """
+_CLAIM = _CLAIM_ID + "return n\n"
 
 #: _CLAIM; if that gives the id ARGV[2] that the client expected, create its record
 #: ARGV[3] there, with its summary "<length> ARGV[4]" when ARGV[4] is not empty (KEYS:
 #: next_id, trials, experiments, summaries; ARGV[1]: experiment id); returns {id, 1 if
 #: the record was created else 0}
-_START = """
-redis.call('SADD', KEYS[3], ARGV[1])
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('HEXISTS', KEYS[2], tostring(n)) == 1 then
-  local top = 0
-  for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
-    local v = tonumber(field)
-    if v and v > top then top = v end
-  end
-  if top >= n then
-    n = top + 1
-    redis.call('SET', KEYS[1], n)
-  end
-end
+_START = _CLAIM_ID + """
 if tostring(n) ~= ARGV[2] or redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then
   return {n, 0}
 end

@@ -44,3 +44,21 @@ class TestExampleBackend(backend_contract.BackendContract):
 
     def count_blobs(self, backend, kind):
         return sum(1 for p in (backend.path / "blobs" / kind).rglob("*") if p.is_file())
+
+    # what the store hooks above rely on, checked as a plugin's authors would
+    def test_records_are_files_where_the_hooks_look(self, make_backend):
+        import pickle
+
+        from experigraph.records import Status, TrialRecord, now
+
+        backend = make_backend()
+        record = backend.start_trial(lambda trial_id: TrialRecord(
+            experiment_id="test", trial_id=trial_id, status=Status.RUNNING,
+            parameters={}, seed=1, started=now(), claim="c"))
+        assert (backend.path / "trials" / f"{record.trial_id}.json").is_file()
+        assert self.count_blobs(backend, "source") == 0
+        backend.put_blob("source", b"print(1)\n")
+        assert self.count_blobs(backend, "source") == 1
+        again = pickle.loads(pickle.dumps(backend))
+        assert type(again).__name__ == "ExampleBackend" and again.uri == backend.uri
+        assert again.read_trial(record.trial_id).claim == "c"
