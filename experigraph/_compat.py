@@ -8,7 +8,7 @@ from types import ModuleType
 from .errors import MissingDependencyError
 
 #: distribution names where they differ from the import name
-_DISTRIBUTIONS = {"git": "gitpython", "cpuinfo": "py-cpuinfo", "bson": "pymongo"}
+_DISTRIBUTIONS = {"cpuinfo": "py-cpuinfo", "bson": "pymongo"}
 
 
 def import_optional(name: str, *, needed_for: str) -> ModuleType:

@@ -6,29 +6,31 @@ untracked files and the uncommitted diff (``git diff HEAD``) of those source
 files.
 
 Repositories are found by looking for ``.git`` in the files' directories and
-their parents (what ``git.Repo(path, search_parent_directories=True)`` does), so
-gitpython is imported only when a file actually is in a repository. Asking git
-costs 10-50 ms, so each repository's record is kept per process and gathered
-again only when a cheap ``os.stat`` signature changes: ``HEAD``, the index, the
+their parents, as git does. The branch and commit are read from ``HEAD`` and the
+refs (no process); ``git status`` and ``git diff`` run as two ``git`` processes
+(no library to import: GitPython's import alone cost 60 ms of opening an
+experiment). Asking git costs 10-50 ms, so each repository's record is kept per
+process and gathered again only when a cheap ``os.stat`` signature changes: ``HEAD``, the index, the
 ref ``HEAD`` points at (and ``packed-refs``), the repository root, the source
 files and their directories, or when the record is older than
 :data:`MAX_AGE_SECONDS`: an edit of another tracked file changes none of those
 stats, so git is asked again at most that often to see it.
 
-Nothing here raises: a file outside any repository is skipped, a missing
-gitpython or git executable gives an empty list, and a git command that fails
+Nothing here raises: a file outside any repository is skipped, a missing ``git``
+program gives an empty list (logged once at INFO), and a git command that fails
 gives that repository's record an ``error``.
 """
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .._compat import import_optional
 from ..errors import MissingDependencyError
 from ._common import stat_signature
 
@@ -49,7 +51,7 @@ MAX_AGE_SECONDS = 1.0
 #   _roots:     directory -> the repository root found for it (checked on every use)
 #   _records:   (root, relative source files) -> (signature, record, monotonic time)
 #   _results:   source files -> (records, category value), to return the same object
-#   _state:     whether the missing-gitpython message was logged
+#   _state:     whether the missing-git message was logged; the git program's path
 _lock = threading.Lock()
 _git_dirs: dict[str, tuple[str, str]] = {}
 _heads: dict[str, tuple[Any, str | None]] = {}
@@ -156,31 +158,69 @@ def _parse_status(output: str) -> tuple[bool, list[str]]:
     return is_dirty, sorted(untracked)
 
 
+def _git_executable() -> str:
+    """The ``git`` program, found once per process (``MissingDependencyError`` if none)."""
+    if "executable" not in _state:
+        _state["executable"] = shutil.which("git")
+    if _state["executable"] is None:
+        raise MissingDependencyError(
+            "Recording the git state of a trial needs the git program, which is not on "
+            "PATH. Install git (e.g. apt-get install git) to record it.")
+    return _state["executable"]
+
+
+def _git(root: str, *args: str) -> str:
+    """The output of ``git -C root args`` (``RuntimeError`` with git's message on failure)."""
+    done = subprocess.run([_git_executable(), "-C", root, *args], capture_output=True,
+                          stdin=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip() or f"exit {done.returncode}"
+        raise RuntimeError(f"git {args[0]} failed: {message}")
+    return done.stdout.decode("utf-8", "surrogateescape")
+
+
+def _head(root: str) -> tuple[str | None, str | None]:
+    """``(branch, commit)`` of the repository at ``root``, read from its files as git
+    does (``HEAD``, the loose ref, ``packed-refs``): no git process. The branch is None
+    for a detached HEAD, the commit None before the first commit."""
+    git_dir, common_dir = _locate_git_dirs(root)
+    head = _read_text(os.path.join(git_dir, "HEAD"))
+    if not head:
+        raise ValueError(f"{os.path.join(git_dir, 'HEAD')} is missing: not a git repository")
+    if not head.startswith("ref:"):
+        return None, head  # detached: HEAD holds the commit
+    ref = head[len("ref:"):].strip()
+    branch = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else ref
+    for directory in dict.fromkeys((git_dir, common_dir)):  # per-worktree refs first
+        commit = _read_text(os.path.join(directory, ref))
+        if commit:
+            return branch, commit
+    packed = _read_text(os.path.join(common_dir, "packed-refs")) or ""
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and not line.startswith(("#", "^")):
+            return branch, sha
+    return branch, None  # an unborn branch: no commit yet
+
+
 def _gather(root: str, relative: tuple[str, ...]) -> dict[str, Any]:
-    git = import_optional("git", needed_for="Recording the git state of a trial")
     record: dict[str, Any] = {"root": root, "source_files": list(relative)}
+    _git_executable()
     try:
-        with git.Repo(root) as repo:
-            head = repo.head
-            record["branch"] = None if head.is_detached else head.reference.name
-            try:  # read from the ref files, without starting a git process
-                record["commit"] = git.SymbolicReference.dereference_recursive(repo, "HEAD")
-            except ValueError:  # no commit yet
-                record["commit"] = None
-            # One git process for both: tracked changes (staged or not) make the
-            # tree dirty; an untracked directory is listed once, as git status shows it.
-            is_dirty, untracked = _parse_status(
-                repo.git.status("--porcelain=v1", "-z", "--untracked-files=normal")
-            )
-            record["is_dirty"] = is_dirty
-            record["untracked"] = untracked[:MAX_UNTRACKED]
-            if len(untracked) > MAX_UNTRACKED:
-                record["untracked_truncated"] = len(untracked)
-            base = record["commit"] or EMPTY_TREE
-            record["diff"] = (
-                repo.git.diff("--no-color", "--no-ext-diff", base, "--", *relative)
-                if relative else ""
-            )
+        record["branch"], record["commit"] = _head(root)
+        # One git process for both: tracked changes (staged or not) make the tree
+        # dirty; an untracked directory is listed once, as git status shows it.
+        is_dirty, untracked = _parse_status(
+            _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=normal"))
+        record["is_dirty"] = is_dirty
+        record["untracked"] = untracked[:MAX_UNTRACKED]
+        if len(untracked) > MAX_UNTRACKED:
+            record["untracked_truncated"] = len(untracked)
+        base = record["commit"] or EMPTY_TREE
+        record["diff"] = (
+            _git(root, "diff", "--no-color", "--no-ext-diff", base, "--", *relative)
+            .removesuffix("\n") if relative else ""
+        )
     except Exception as exc:  # a broken or unreadable repository is recorded, not raised
         logger.warning("Could not read the git repository at %s: %s", root, exc)
         record["error"] = f"{type(exc).__name__}: {exc}"

@@ -384,6 +384,50 @@ def test_git_follows_commits_edits_and_detached_head(tmp_path: Path) -> None:
         repo.close()
 
 
+def test_git_reads_packed_refs_and_linked_worktrees(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    repo = make_repository(root)
+    try:
+        source = root / "experiment.py"
+        source.write_text("x = 1\n", encoding="utf-8")
+        repo.index.add(["experiment.py"])
+        commit = repo.index.commit("first").hexsha
+        repo.git.pack_refs("--all")  # the branch's ref now lives in packed-refs only
+        assert not (root / ".git" / "refs" / "heads" / repo.active_branch.name).exists()
+        state = the_repository(snapshot([str(source)]))
+        assert (state["branch"], state["commit"]) == (repo.active_branch.name, commit)
+
+        linked = tmp_path / "linked"
+        repo.git.worktree("add", "-b", "other", str(linked))
+        (linked / "experiment.py").write_text("x = 2\n", encoding="utf-8")
+        state = the_repository(snapshot([str(linked / "experiment.py")]))
+        assert state["root"] == str(linked)
+        assert (state["branch"], state["commit"]) == ("other", commit)
+        assert state["is_dirty"] is True
+        assert "+x = 2" in state["diff"].splitlines()
+    finally:
+        repo.close()
+
+
+def test_without_the_git_program_no_repository_is_recorded(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    make_repository(root).close()
+    (root / "experiment.py").write_text("x = 1\n", encoding="utf-8")
+    code = (
+        "import json, logging, os\n"
+        "logging.basicConfig(level=logging.INFO, format='%(name)s %(message)s')\n"
+        "os.environ['PATH'] = ''\n"
+        "from experigraph.environment import snapshot\n"
+        f"snap = snapshot([{str(root / 'experiment.py')!r}])\n"
+        "print(json.dumps(snap['git']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"repositories": []}
+    assert "needs the git program" in proc.stderr and "Install git" in proc.stderr
+
+
 def test_git_groups_files_by_repository(tmp_path: Path) -> None:
     roots = [tmp_path / "b", tmp_path / "a"]
     repos = [make_repository(root) for root in roots]
