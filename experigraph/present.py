@@ -79,7 +79,8 @@ def drift_summary(events: Sequence[DriftEvent]) -> str:
 
 def _drift_text(record: TrialRecord | TrialSummary) -> str:
     if isinstance(record, TrialSummary):
-        return ", ".join(dict.fromkeys(record.drift_kinds))
+        kinds = record.drift_kinds
+        return ", ".join(dict.fromkeys(kinds)) if kinds else ""
     return drift_summary(record.drift)
 
 
@@ -103,16 +104,18 @@ def trial_fields(record: TrialRecord | TrialSummary) -> dict[str, Any]:
     """The values one trial shows, by field: what the history's row and the dashboard's
     row are both made of (a record or its summary give the same). ``extras`` holds scalar metrics, then labels (a metric wins
     over a label of the same name)."""
-    extras = dict(record.metrics)
-    for name, value in record.labels.items():
-        extras.setdefault(name, value)
+    extras = record.metrics
+    if record.labels:
+        extras = dict(extras)
+        for name, value in record.labels.items():
+            extras.setdefault(name, value)
+    status = record.status
     return {
         "trial_id": record.trial_id,
         "parameters": record.parameters,
-        "result": record.result if record.status is not Status.RUNNING else None,
-        "succeeded": record.status is Status.SUCCEEDED,
-        "status": record.status.value if isinstance(record.status, Status)
-        else str(record.status),
+        "result": record.result if status is not Status.RUNNING else None,
+        "succeeded": status is Status.SUCCEEDED,
+        "status": status.value if isinstance(status, Status) else str(status),
         "finished": record.finished,
         "process_time": record.process_time,
         "description": record.description or "",
@@ -160,7 +163,7 @@ def _history_frame(pd: Any, np: Any, records: Iterable[TrialRecord | TrialSummar
             cols[p].append(values.get(p))
         cols["Result"].append(f["result"])
         cols["Success"].append(f["succeeded"])
-        finished.append(local_time(f["finished"]))
+        finished.append(f["finished"])
         process_time.append(f["process_time"])
         cols["Description"].append(f["description"] or np.nan)
         if verbose:
@@ -184,11 +187,14 @@ def _history_frame(pd: Any, np: Any, records: Iterable[TrialRecord | TrialSummar
 
 
 def _times(pd: Any, values: list[_dt.datetime | None]) -> Any:
-    """``Finished``: naive local times, typed as a column of ``pd.Timestamp`` cells was
-    (microseconds; all missing: what pandas makes of ``NaT`` cells)."""
+    """``Finished``: record times (UTC) as naive local times (:func:`local_time` of each,
+    converted at once), typed as a column of ``pd.Timestamp`` cells was (microseconds;
+    all missing: what pandas makes of ``NaT`` cells)."""
     if all(v is None for v in values):
         return [pd.NaT] * len(values)
-    return pd.array([pd.NaT if v is None else v for v in values], dtype="datetime64[us]")
+    times = pd.to_datetime(values, utc=True)
+    local = times.tz_convert(local_zone()).tz_localize(None)
+    return pd.array(local.as_unit("us"), dtype="datetime64[us]")
 
 
 def _durations(pd: Any, np: Any, seconds: list[float | None]) -> Any:

@@ -505,6 +505,8 @@ def _in_order(values: Any, order: Any) -> Any:
     """``values`` (a dict) in the recorded ``order``; names not in it follow, as stored."""
     if not isinstance(values, dict) or not isinstance(order, list):
         return values
+    if list(values) == order:
+        return values  # stored in order already (what this version writes)
     ordered = {name: values[name] for name in order if name in values}
     ordered.update((k, v) for k, v in values.items() if k not in ordered)
     return ordered
@@ -605,25 +607,26 @@ class TrialSummary:
         if kinds is None:  # a whole record's JSON
             kinds = [d["kind"] for d in obj.get("drift", ())]
         status = obj["status"]
-        values = dict(
-            experiment_id=obj["experiment_id"],
-            trial_id=int(obj["trial_id"]),
-            status=_STATUSES.get(status) or Status(status),
-            parameters=_in_order(_decode(obj.get("parameters", {})),
-                                 obj.get("parameter_order")),
-            seed=int(obj["seed"]),
-            started=_time_from_json(obj["started"]),
-            finished=_time_from_json(obj.get("finished")),
-            process_time=obj.get("process_time"),
-            description=obj.get("description", ""),
-            result=_decode(obj.get("result")),
-            result_type=obj.get("result_type"),
-            host=obj.get("host", ""),
-            pid=int(obj.get("pid", 0)),
-            drift_kinds=tuple(kinds),
-            metrics=_decode(obj.get("metrics", {})),
-            labels=_decode(obj.get("labels", {})),
-        )
+        get = obj.get
+        finished = get("finished")
+        values = {
+            "experiment_id": obj["experiment_id"],
+            "trial_id": int(obj["trial_id"]),
+            "status": _STATUSES.get(status) or Status(status),
+            "parameters": _in_order(_decode(get("parameters", {})), get("parameter_order")),
+            "seed": int(obj["seed"]),
+            "started": _time_from_json(obj["started"]),
+            "finished": None if finished is None else _time_from_json(finished),
+            "process_time": get("process_time"),
+            "description": get("description", ""),
+            "result": _decode(get("result")),
+            "result_type": get("result_type"),
+            "host": get("host", ""),
+            "pid": int(get("pid", 0)),
+            "drift_kinds": tuple(kinds),
+            "metrics": _decode(get("metrics", {})),
+            "labels": _decode(get("labels", {})),
+        }
         # every field is given: set them as the frozen __init__ would, without its 16
         # object.__setattr__ calls (a third of the time of a 10,000-trial history)
         summary = object.__new__(cls)
