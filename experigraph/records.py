@@ -366,13 +366,13 @@ class StepRecord:
     cache_miss: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {name: getattr(self, name) for name in _STEP_FIELDS}
         d["started"] = _time_to_json(self.started)
         d["trial_ids"] = list(self.trial_ids)
         d["dependencies"] = list(self.dependencies)
         d["parameters"] = list(self.parameters)
-        d["metrics"] = encode_value(dict(self.metrics))
-        d["labels"] = encode_value(dict(self.labels))
+        d["metrics"] = encode_value(dict(self.metrics)) if self.metrics else {}
+        d["labels"] = encode_value(dict(self.labels)) if self.labels else {}
         d["inputs"] = [encode_value(dict(i)) for i in self.inputs]
         d["outputs"] = [encode_value(dict(o)) for o in self.outputs]
         return d
@@ -391,6 +391,10 @@ class StepRecord:
         d["inputs"] = tuple(decode_value(i) for i in d.get("inputs", ()))
         d["outputs"] = tuple(decode_value(o) for o in d.get("outputs", ()))
         return cls(**d)
+
+
+#: StepRecord's field names, in order (``dataclasses.fields`` is slow per call)
+_STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord))
 
 
 @dataclasses.dataclass(frozen=True)

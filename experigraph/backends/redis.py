@@ -61,6 +61,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import orjson
+
 import redis
 import redis.connection
 import redis.exceptions
@@ -233,8 +235,12 @@ def _uri_from_settings(settings: Mapping[str, Any], kind: str) -> str:
 
 
 def _dumps(obj: Any) -> str:
-    """A record (or summary) as stored: compact JSON, keys sorted, UTF-8 kept."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """A record (or summary) as stored: compact JSON, keys sorted, UTF-8 kept (orjson;
+    json for what orjson refuses: an integer beyond 64 bits, a key that is not text)."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except TypeError:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(value: bytes | str) -> str:

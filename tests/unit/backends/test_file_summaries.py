@@ -117,7 +117,7 @@ def test_a_record_changed_in_place_is_never_shown_from_the_index(tmp_path, caplo
         if how == "truncated":
             f.truncate(40)
         else:
-            f.write(data.replace(b'"a": 1}', b'"a": 5}', 1))
+            f.write(data.replace(b'"a": 1', b'"a": 5', 1))
     with caplog.at_level(logging.WARNING):
         summaries = FileBackend(tmp_path, "s").read_summaries()
     if how == "truncated":
