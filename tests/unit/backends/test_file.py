@@ -37,6 +37,24 @@ def test_impurity_index_under_threads_and_processes(tmp_path, caplog):
     assert len(lines) == len(keys) and all(json.loads(line) for line in lines)
 
 
+def test_a_torn_index_line_does_not_swallow_the_next_writers_line(tmp_path, caplog):
+    """A writer killed in the middle of its line leaves it without a newline; the next
+    line appended must not be glued to it (it would be skipped as torn with it)."""
+    backend = FileBackend(tmp_path, "torn")
+    backend.index_swap("outputs", {"a": "1"})
+    with open(tmp_path / "torn" / "outputs.jsonl", "ab") as f:
+        f.write(b'{"k":"out:b","h":')  # the killed writer's half line
+    with caplog.at_level(logging.WARNING):
+        assert backend.index_swap("outputs", {"c": "3"}) == {"c": None}
+        fresh = FileBackend(tmp_path, "torn")
+        assert fresh.index_read("outputs", ["a", "b", "c"]) == {"a": "1", "b": None, "c": "3"}
+        assert backend.index_read("outputs", ["a", "b", "c"]) == {"a": "1", "b": None, "c": "3"}
+        backend.index_swap("outputs", {"d": "4"})  # appended after the repaired line
+        assert FileBackend(tmp_path, "torn").index_read("outputs", ["c", "d"]) == {
+            "c": "3", "d": "4"}
+    assert "torn line" in caplog.text  # the half line is named, and skipped
+
+
 def test_claims_skip_taken_ids_with_their_own_content(tmp_path):
     first, second = FileBackend(tmp_path, "ids"), FileBackend(tmp_path, "ids")
     assert first.next_trial_id() == 1
