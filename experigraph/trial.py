@@ -465,16 +465,23 @@ class TrialRunner:
         backend = self.backend
         kwargs = dict(options.dask_kwargs)
         get = _scheduler_get(kwargs)  # a bad scheduler= fails here, before anything is recorded
-        previous = self.previous_trial()
+        # The trial this process wrote last is the newest one unless another process
+        # claimed ids since: compare with it (no query of the store), and check that
+        # with the id this trial gets (below).
+        assumed = next(iter(self.written.values()), None)
+        previous = assumed if assumed is not None else self.previous_trial()
         code = snapshot_code(backend, order, self.stored_sources)
+        files = source_files(order)
         drift = code_drift(backend, previous, code)
-        environment_hash, env_drift = self.environment.check(previous, source_files(order))
+        environment_hash, env_drift = self.environment.check(previous, files)
         drift.extend(env_drift)
         started_at = time.perf_counter()
         records = _start_trials(backend, self.experiment_id, parameter_sets, seeds, dict(
             code=code, environment_hash=environment_hash, drift=tuple(drift),
             rerun_of=options.rerun_of, sweep_id=options.sweep_id, script=options.script),
             self.hooks)
+        if assumed is not None and records[0].trial_id != assumed.trial_id + 1:
+            records = self._compare_again(records, assumed, code, files)
         plans = [TrialPlan(r.trial_id, r.parameters, r.seed) for r in records]
         cache_environment = _cache_environment(order)
         sink = RecordSink(backend)
@@ -510,6 +517,21 @@ class TrialRunner:
                 results={o.trial_id: o.value for o in outcomes},
                 pending_ids=[p.record.trial_id for p in pending]) from failure
         return outcomes
+
+    def _compare_again(self, records: list[TrialRecord], assumed: TrialRecord,
+                       code: Mapping[str, Any], files: Sequence[str]) -> list[TrialRecord]:
+        """Other processes claimed ids between ``assumed`` (the trial this process wrote
+        last) and these trials: compare with the newest trial before them instead, and
+        rewrite their running records with that drift."""
+        previous = self.previous_trial(below=records[0].trial_id)
+        if previous is None or previous.trial_id == assumed.trial_id:
+            return records
+        drift = code_drift(self.backend, previous, code)
+        drift.extend(self.environment.check(previous, files)[1])
+        records = [r.replace(drift=tuple(drift)) for r in records]
+        for record in records:
+            self.backend.write_trial(record)
+        return records
 
     def _done(self, outcomes: Sequence[Outcome], unrecorded: set[int] = set()) -> None:
         """Note the trials of a compute as this process's (with the records written: not
@@ -595,9 +617,10 @@ class TrialRunner:
         return [derive_status(s) if s.status is Status.RUNNING else s
                 for s in self.backend.read_summaries()]
 
-    def previous_trial(self) -> TrialRecord | None:
-        """The newest readable trial (of the last 50 ids), what a new trial compares with."""
-        last = self.backend.last_trial_id()
+    def previous_trial(self, below: int | None = None) -> TrialRecord | None:
+        """The newest readable trial (of the last 50 ids; ``below``: of those before that
+        id), what a new trial compares with."""
+        last = self.backend.last_trial_id() if below is None else below - 1
         for trial_id in range(last, max(last - 50, 0), -1):
             written = self.written.get(trial_id)
             if written is not None:  # written here: its code and environment are as read

@@ -64,6 +64,25 @@ def test_code_change_is_warned_once_with_its_diff(make_experiment, caplog):
     assert "return a * b" in ex.get_code(2) and "return a + b" in ex.get_code(1)
 
 
+def test_a_trial_compares_with_the_newest_trial_whoever_wrote_it(make_experiment, caplog):
+    """A trial is compared with the newest trial of the store, not with the one its own
+    process wrote last: here another writer's trial 2 came in between."""
+    mine, other = {"ex": make_experiment()}, {"ex": make_experiment()}
+    run_cell(CELL.format(op="+"), mine)
+    mine["ex"].set_parameters(a=1, b=2).compute(seed=1)  # trial 1: a + b
+    run_cell(CELL.format(op="*"), other)
+    other["ex"].set_parameters(a=1, b=2).compute(seed=1)  # trial 2: a * b
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        assert mine["ex"].compute(seed=1) == 10 / 3  # trial 3: a + b, changed since 2
+    drift = mine["ex"].get_trial(3).drift
+    assert [(d.kind, d.subject, d.detail["previous_trial"]) for d in drift] == [
+        ("code", "prepare_data", 2)]
+    assert "+    return a + b" in drift[0].diff and "-    return a * b" in drift[0].diff
+    assert "Code context has been changed: prepare_data" in warnings_of(caplog)
+    mine["ex"].compute(seed=1)  # nothing in between: compared with trial 3
+    assert mine["ex"].get_trial(4).drift == ()
+
+
 def test_rerunning_the_same_cell_is_not_drift(make_experiment, caplog):
     ns = {"ex": make_experiment()}
     with caplog.at_level(logging.INFO, logger="experigraph"):
