@@ -28,6 +28,7 @@ impurity and cache keys, are unchanged).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -95,14 +96,21 @@ def _describe_inputs(rec: StepRecord, parameters: Mapping[str, Any]) -> str:
     return f"inputs: {what}; input hash {rec.input_hash}"
 
 
-def check_outputs(backend: Backend, steps: Sequence[StepRecord], *, seed: int,
-                  trial_id: int, parameters: Mapping[str, Any] | None = None
-                  ) -> list[DriftEvent]:
-    """Impurity, seed-dependence and data drift of a finished trial's steps, in one
-    batch of swaps (see the module docstring). Logs each event once."""
-    parameters = parameters or {}
+@dataclasses.dataclass(frozen=True)
+class OutputCheck:
+    """What a finished trial's steps put in the key index (``index``: namespace ->
+    {key: value}) and what the replaced values are compared for (:func:`output_events`)."""
+
+    checked: tuple[StepRecord, ...]
+    data: Mapping[str, tuple[StepRecord, Mapping[str, Any]]]
+    index: Mapping[str, Mapping[str, str]]
+
+
+def output_check(steps: Sequence[StepRecord], *, seed: int) -> OutputCheck | None:
+    """The index entries of a finished trial's steps (None: nothing to check): each
+    output's reference, and each file read with unchanged inputs."""
     ran = [r for r in steps if not r.cached and r.input_hash is not None]
-    checked = [r for r in ran if r.succeeded and r.output_hash is not None]
+    checked = tuple(r for r in ran if r.succeeded and r.output_hash is not None)
     hashes: dict[str, str] = {}
     for rec in checked:
         key = reference_key(rec)
@@ -112,12 +120,34 @@ def check_outputs(backend: Backend, steps: Sequence[StepRecord], *, seed: int,
     data = {f"{rec.step}:{rec.input_hash}:{item['path']}": (rec, item) for rec in ran
             for item in rec.inputs if item.get("hash")}
     if not hashes and not data:
-        return []
-    swapped = backend.index_swap_many({"outputs": hashes, "data": {
+        return None
+    return OutputCheck(checked, data, {"outputs": hashes, "data": {
         k: item["hash"] for k, (rec, item) in data.items()}})
+
+
+def check_outputs(backend: Backend, steps: Sequence[StepRecord], *, seed: int,
+                  trial_id: int, parameters: Mapping[str, Any] | None = None
+                  ) -> list[DriftEvent]:
+    """Impurity, seed-dependence and data drift of a finished trial's steps, in one
+    batch of swaps (see the module docstring). Logs each event once."""
+    check = output_check(steps, seed=seed)
+    if check is None:
+        return []
+    return output_events(backend, check, backend.index_swap_many(check.index), seed=seed,
+                         trial_id=trial_id, parameters=parameters)
+
+
+def output_events(backend: Backend, check: OutputCheck,
+                  swapped: Mapping[str, Mapping[str, str | None]], *, seed: int,
+                  trial_id: int, parameters: Mapping[str, Any] | None = None
+                  ) -> list[DriftEvent]:
+    """The drift events of ``check`` given the values its index entries replaced
+    (``swapped``): data drift, impurity (its step tainted in the index), seed-dependence.
+    Logs each event once."""
+    parameters = parameters or {}
     olds = swapped["outputs"]
     events = []
-    for key, (rec, item) in data.items():
+    for key, (rec, item) in check.data.items():
         old = swapped["data"][key]
         if old is not None and old != item["hash"]:
             message = DATA_MESSAGE.format(path=item["path"])
@@ -126,7 +156,7 @@ def check_outputs(backend: Backend, steps: Sequence[StepRecord], *, seed: int,
             events.append(DriftEvent("data", item["path"], message, (), {
                 "step": rec.step, "old_hash": old, "new_hash": item["hash"]}))
     tainted: dict[str, str] = {}
-    for rec in checked:
+    for rec in check.checked:
         key = reference_key(rec)
         verdict = _verdict(rec, seed, olds.get(key),
                            olds.get(f"{key}:seed={seed}") if rec.used_seed else None)

@@ -366,9 +366,6 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
                        type(exc).__name__, exc)
         remote = []
     steps = merge_steps(local, remote)
-    drift = list(record.drift)
-    drift.extend(drift_checks.check_outputs(backend, steps, seed=record.seed,
-                                            trial_id=trial_id, parameters=record.parameters))
     metrics: dict[str, Any] = {}
     labels: dict[str, Any] = {}
     description = ""
@@ -378,13 +375,26 @@ def _finish(backend: Backend, record: TrialRecord, local: Sequence[StepRecord], 
         if step.description:
             description = step.description
     changes: dict[str, Any] = dict(
-        status=status, steps=steps, drift=tuple(drift), metrics=metrics, labels=labels,
+        status=status, steps=steps, metrics=metrics, labels=labels,
         description=description, **trial_times(record, steps, elapsed, own_span))
     if exception is not None:
         changes.update(_error_fields(exception, tb))
     elif status is Status.SUCCEEDED:
         changes.update(_result_fields(backend, value))
-    final = backend.finish_trial(record.replace(**changes))  # may move to a new id (WARNING)
+    candidate = record.replace(**changes)
+    check = drift_checks.output_check(steps, seed=record.seed)
+    if check is None:
+        final = backend.finish_trial(candidate)  # may move to a new id (WARNING)
+    else:
+        # The outputs' references swapped in the key index and, when none replaced
+        # another, the final record stored with them (one round trip on a server);
+        # else the record is stored once the change is known (impurity, seed, data).
+        stored, swapped = backend.finish_trial_unless_changed(candidate, check.index)
+        events = drift_checks.output_events(backend, check, swapped, seed=record.seed,
+                                            trial_id=trial_id, parameters=record.parameters)
+        final = stored or candidate
+        if stored is None or events:
+            final = backend.finish_trial(final.replace(drift=final.drift + tuple(events)))
     trial_id = final.trial_id
     if status is Status.SUCCEEDED:
         logger.info("Finished trial %d: result %s (%.3f s)", trial_id,

@@ -22,7 +22,8 @@ index                  ``swap_index_values``, ``read_index_values``
 
 Everything else is written once, here, on top of them: claiming an id with its
 running record (``start_trial``), finishing a trial without replacing another's
-record (``finish_trial``), batched reads (``read_trials``), the history's summaries
+record (``finish_trial``; with the key index swapped first, ``swap_and_finish``),
+batched reads (``read_trials``), the history's summaries
 (``read_summaries``), ``last_trial``,
 ``has_trial``, step records and metrics (streams), the namespaced index
 (``index_swap``, ``index_read``) and the one WARNING per unreadable record.
@@ -315,6 +316,38 @@ class Backend(abc.ABC):
             record.trial_id, self.experiment_id, moved.trial_id, self.uri, record.trial_id,
             moved.trial_id, record.trial_id)
         return moved
+
+    def finish_trial_unless_changed(self, record: TrialRecord,
+                                    index: Mapping[str, Mapping[str, str]]
+                                    ) -> tuple[TrialRecord | None,
+                                               dict[str, dict[str, str | None]]]:
+        """Swap ``index`` (namespace -> {key: value}, as ``index_swap_many``) and, when no
+        value replaced a different one (each key was new, or held a value with the same
+        first word: index values are ``"<hash> <details>"``), store the final ``record``
+        as ``finish_trial`` does.
+
+        Returns the record as stored (None: not stored, because some value changed:
+        the caller records what the change means, e.g. an impure step) and the values
+        replaced. One ``swap_and_finish`` call: one round trip on a server that does
+        both in one script.
+        """
+        stored = {ns: self._index_prefix(ns) for ns in index}
+        flat = {stored[ns] + k: v for ns, entries in index.items() for k, v in entries.items()}
+        final, olds = self.swap_and_finish(flat, record)
+        return final, {ns: {k: olds[stored[ns] + k] for k in entries}
+                       for ns, entries in index.items()}
+
+    def swap_and_finish(self, values: Mapping[str, str], record: TrialRecord
+                        ) -> tuple[TrialRecord | None, dict[str, str | None]]:
+        """``swap_index_values(values)``, then ``finish_trial(record)`` unless a value
+        replaced one with another first word (see ``finish_trial_unless_changed``): (the
+        record as stored or None, the values replaced). A server backend may override
+        it to do both in one round trip."""
+        olds = self.swap_index_values(values) if values else {}
+        if any(old is not None and old.split(" ", 1)[0] != values[k].split(" ", 1)[0]
+               for k, old in olds.items()):
+            return None, olds
+        return self.finish_trial(record), olds
 
     def unreadable_record(self, where: str, reason: str,
                           hint: str | None = None) -> CorruptRecordError:

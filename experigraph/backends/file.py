@@ -715,25 +715,30 @@ class FileBackend(Backend):
         return size
 
     # -- the key index --------------------------------------------------------------
-    def _outputs_fd(self, append: bool = False) -> int | None:
-        """The descriptor of outputs.jsonl kept open by this process (``append``: the one
-        appending to it, creating the file); None while the file does not exist."""
+    def _outputs_fd(self) -> int | None:
+        """The descriptor of outputs.jsonl kept open by this process for reading; None
+        while the file does not exist."""
         fds = self._outputs_fds
         if fds is None or fds[0] != _Process.pid:  # a forked child opens its own
-            path = self.path / "outputs.jsonl"
-            if append:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
             try:
-                fds = (_Process.pid, os.open(path, os.O_RDONLY), None)
+                fds = (_Process.pid, os.open(self.path / "outputs.jsonl", os.O_RDONLY), None)
             except FileNotFoundError:
                 return None
             self._outputs_fds = fds
-        if not append:
-            return fds[1]
+        return fds[1]
+
+    def _outputs_appender(self) -> int:
+        """The descriptor this process appends to outputs.jsonl with (the file created)."""
+        if self._outputs_fd() is None:
+            os.close(os.open(self.path / "outputs.jsonl",
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+            self._outputs_fd()
+        fds = self._outputs_fds
+        assert fds is not None
         if fds[2] is None:
-            fds = (fds[0], fds[1], os.open(self.path / "outputs.jsonl",
-                                           os.O_WRONLY | os.O_APPEND, 0o644))
-            self._outputs_fds = fds
+            fds = self._outputs_fds = (fds[0], fds[1], os.open(
+                self.path / "outputs.jsonl", os.O_WRONLY | os.O_APPEND, 0o644))
+        assert fds[2] is not None
         return fds[2]
 
     def _sync_outputs(self) -> bool:
@@ -786,7 +791,9 @@ class FileBackend(Backend):
                                for k, h in changed.items()).encode("utf-8")
                 if not whole:  # a killed writer's torn line: ours start on a line of their own
                     data = b"\n" + data
-                os.write(self._outputs_fd(append=True), data)
+                fd, view = self._outputs_appender(), memoryview(data)
+                while view:  # a short write: the rest follows at once
+                    view = view[os.write(fd, view):]
                 if whole:  # every appender holds the lock: the file ends with our lines
                     self._outputs.update(changed)
                     self._outputs_offset += len(data)

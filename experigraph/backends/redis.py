@@ -206,6 +206,41 @@ end
 return n
 """
 
+#: _SWAP of the pairs ARGV[7..] (ARGV[6] of them, in KEYS[1]), then, unless a value
+#: replaced one with another first word, _FINISH of record ARGV[1..5] (KEYS[2..4]:
+#: trials, summaries, experiments); returns {status, old values}: status 1 written, 0
+#: the stored record is missing, unreadable or another's, 2 not written (a change)
+_SWAP_FINISH = """
+local out = {}
+local changed = false
+for i = 7, 6 + 2 * tonumber(ARGV[6]), 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if old ~= ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    if old and string.match(old, '^[^ ]*') ~= string.match(ARGV[i + 1], '^[^ ]*') then
+      changed = true
+    end
+  end
+  out[#out + 1] = old
+end
+if changed then return {2, out} end
+local stored = redis.call('HGET', KEYS[2], ARGV[1])
+if not stored then return {0, out} end
+local ok, obj = pcall(cjson.decode, stored)
+if not ok or type(obj) ~= 'table' or obj['claim'] ~= ARGV[5]
+    or obj['experiment_id'] ~= ARGV[4] or tostring(obj['trial_id']) ~= ARGV[1] then
+  return {0, out}
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], string.len(ARGV[2]) .. ' ' .. ARGV[3])
+else
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+redis.call('SADD', KEYS[4], ARGV[4])
+return {1, out}
+"""
+
 _SWAP = """
 local out = {}
 for i = 1, #ARGV, 2 do
@@ -362,7 +397,8 @@ class RedisBackend(Backend):
                 self._last_script = self._client.register_script(_LAST)
                 self._scripts = {name: self._client.register_script(text) for name, text in (
                     ("start", _START), ("create", _CREATE), ("finish", _FINISH),
-                    ("summaries", _SUMMARIES), ("repair", _REPAIR))}
+                    ("summaries", _SUMMARIES), ("repair", _REPAIR),
+                    ("swap_finish", _SWAP_FINISH))}
             return self._client
 
     def _process_pool(self) -> redis.ConnectionPool:
@@ -746,6 +782,30 @@ class RedisBackend(Backend):
             self.client()
             olds = self._swap_script(keys=[self.key("outputs")], args=args)
         return {k: (None if old is None else _text(old)) for k, old in zip(keys, olds)}
+
+    def swap_and_finish(self, values: Mapping[str, str], record: TrialRecord
+                        ) -> tuple[TrialRecord | None, dict[str, str | None]]:
+        """``Backend.swap_and_finish`` in one round trip (a script swaps, then replaces
+        the trial's own running record as ``finish_trial`` does, unless a value changed)."""
+        if not record.claim or not values:
+            return super().swap_and_finish(values, record)
+        keys = list(values)
+        obj = record.to_json()
+        args = [str(int(record.trial_id)), _dumps(obj), self._summary(record, obj),
+                self.experiment_id, record.claim, str(len(keys))]
+        for k in keys:
+            args.extend((k, values[k]))
+        with self._errors(f"writing trial {record.trial_id}"):
+            status, olds = self._script(
+                "swap_finish", [self.key("outputs"), self.key("trials"),
+                                self.key("summaries"), EXPERIMENTS_KEY], args)
+        replaced = {k: (None if old is None else _text(old)) for k, old in zip(keys, olds)}
+        status = int(status)
+        if status == 1:
+            return record, replaced
+        if status == 2:
+            return None, replaced
+        return super().finish_trial(record), replaced  # not its own record: the general way
 
     def read_index_values(self, keys: Sequence[str]) -> dict[str, str | None]:
         keys = list(keys)

@@ -582,6 +582,40 @@ class BackendContract:
         assert ex.get_persisted("make_table", 1) == {"rows": [0, 1, 2], "name": ("t", 3)}
         assert ex.get_persisted("make_table", 2)["name"] == ("t", 5)
 
+    def test_an_impure_step_is_recorded_in_its_trial_and_a_new_seed_is_not(self, backend,
+                                                                           caplog):
+        ex = xg.Experiment(id=backend.experiment_id, backend=backend)
+        a = ex.parameter("a")
+        calls = iter(range(100))
+
+        @ex
+        def noisy(a):
+            return a + next(calls)  # the same input, another output: impure
+
+        @ex
+        def steady(a):
+            return 2 * a
+
+        @ex.result
+        def total(x, y):
+            return x + y
+
+        r = total(noisy(a), steady(a))
+        ex.set_parameters(a=1)
+        r.compute(seed=3)
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            r.compute(seed=3)
+        second = backend.read_trial(2)
+        assert second.status is Status.SUCCEEDED and second.result == 4
+        assert [(d.kind, d.subject) for d in second.drift] == [("impurity", "noisy")]
+        assert any("noisy" in m for m in caplog.messages)
+        assert ex.get_trial(2).drift == second.drift
+        steady_only = total(steady(a), steady(a))
+        steady_only.compute(seed=4)
+        steady_only.compute(seed=5)  # the same input under another seed: nothing changed
+        assert backend.read_trial(3).drift == () and backend.read_trial(4).drift == ()
+        assert backend.read_trial(4).status is Status.SUCCEEDED
+
     def test_a_new_experiment_object_loads_the_history(self, backend, make_backend):
         ex, s = quickstart(backend)
         ex.set_parameters(a=1, b=2).compute()
@@ -712,6 +746,46 @@ class BackendContract:
         assert kept.trial_id == lost.trial_id == 4
         assert backend.read_trial(4).status is Status.FAILED
         assert backend.trial_ids() == [1, 2, 3, 4]
+
+    def test_finish_unless_changed_stores_only_when_no_index_value_changed(self, backend,
+                                                                           caplog):
+        first = backend.start_trial(lambda i: record(backend, i, claim="one"))
+        done, olds = backend.finish_trial_unless_changed(
+            first.replace(status=Status.SUCCEEDED, result=1),
+            {"outputs": {"s:c:1": "h1"}, "data": {"s:1:/f": "f1"}})
+        assert olds == {"outputs": {"s:c:1": None}, "data": {"s:1:/f": None}}
+        assert done == backend.read_trial(1) and done.result == 1
+
+        second = backend.start_trial(lambda i: record(backend, i, claim="two"))
+        done, olds = backend.finish_trial_unless_changed(
+            second.replace(status=Status.SUCCEEDED, result=2),
+            {"outputs": {"s:c:1": "h1", "s:c:2": "h2"}})
+        assert olds == {"outputs": {"s:c:1": "h1", "s:c:2": None}}  # the same value: stored
+        assert done is not None and backend.read_trial(2).result == 2
+        again = backend.start_trial(lambda i: record(backend, i, claim="again"))
+        done, olds = backend.finish_trial_unless_changed(
+            again.replace(status=Status.SUCCEEDED, result=2), {"outputs": {"s:c:2": "h2 7 1"}})
+        assert olds == {"outputs": {"s:c:2": "h2"}}  # the same first word: stored
+        assert done is not None and backend.read_trial(3).result == 2
+        backend.index_swap("outputs", {"s:c:2": "h2"})
+
+        third = backend.start_trial(lambda i: record(backend, i, claim="three"))
+        done, olds = backend.finish_trial_unless_changed(
+            third.replace(status=Status.SUCCEEDED, result=3), {"outputs": {"s:c:1": "h9 7 0"}})
+        assert done is None and olds == {"outputs": {"s:c:1": "h1"}}
+        assert backend.read_trial(4).status is Status.RUNNING  # the caller records it
+        assert backend.index_read("outputs", ["s:c:1"]) == {"s:c:1": "h9 7 0"}  # swapped
+
+        # the store lost trial 5's running record and another process claimed id 5
+        fifth = backend.start_trial(lambda i: record(backend, i, claim="five"))
+        self.forget_record(backend, 5)
+        theirs = record(backend, 5, parameters={"a": "theirs"}, claim="other")
+        assert backend.create_trial(theirs)
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            done, _ = backend.finish_trial_unless_changed(
+                fifth.replace(status=Status.SUCCEEDED, result=5), {"outputs": {"s:c:5": "h5"}})
+        assert done is not None and done.trial_id == 6
+        assert backend.read_trial(5) == theirs and backend.read_trial(6).result == 5
 
     def test_experiments_continue_after_a_lost_counter(self, backend, make_backend):
         ex, s = quickstart(backend)
