@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .code import unified_diff
+from .hashing import comparable
 from .present import short
 from .records import DriftEvent, StepRecord, TrialRecord, encode_value
 
@@ -216,6 +217,8 @@ def _why_not_compared(a: StepRecord | None, b: StepRecord | None, what: str) -> 
     if a is None or b is None or not (a.succeeded and b.succeeded):
         return None
     if a.output_hash is not None and b.output_hash is not None:
+        if not comparable(a.output_hash, b.output_hash):
+            return f"{what} hashes were made by different versions of experigraph"
         return None
     if a.output_type != b.output_type:
         return None  # another type is a difference, hash or not

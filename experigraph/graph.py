@@ -36,7 +36,7 @@ from dask.delayed import Delayed
 
 from .code import StepCode, file_of, capture, follow
 from .errors import InvalidParameterValueError, ParameterUndefinedError, StepDefinitionError
-from .hashing import loose_hash
+from .hashing import call_key_token, loose_hash
 from .hooks import TaskInfo, TrialContext, run_step
 
 class _Nothing:
@@ -718,7 +718,8 @@ def build_trial_graph(order: list[CallNode], plans: list[TrialPlan],
             derived = (tuple(str(k) for k in upstream), tuple(params))
             lineage[id(node)] = derived
             values = [plan.parameters[name] for name in node.call.params]
-            key = f"{node.call.spec.name}-{loose_hash(node.static_token, plan.seed, values, dep_keys)}"
+            key = (f"{node.call.spec.name}-"
+                   f"{call_key_token(node.static_token, plan.seed, values, dep_keys)}")
             keys[id(node)] = key
             entry = tasks.get(key)
             if entry is None:

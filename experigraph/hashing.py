@@ -7,6 +7,11 @@
   class dask does not know, without ``__dask_tokenize__``): such a token is stable
   within a process but not across processes (the pickle of a set of strings
   depends on the process's hash seed), and impurity is checked across processes.
+* ``scalar_hash``: plain scalars (``None``, ``bool``, ``int``, ``float``, ``str``)
+  and step calls whose arguments are all plain scalars, from a canonical encoding
+  through XXH3-128 (``"s"`` + 32 hex digits); ``array_hash``: large NumPy arrays
+  (``"a"`` + 32 hex digits). ``comparable`` tells whether two output hashes were
+  made the same way (a store written by an earlier version holds other kinds).
 * ``text_hash`` / ``json_hash``: content addresses of code and environment snapshots.
 * ``path_hash``: streamed xxhash of a file, or of every file under a directory;
   not re-read while size and mtime are unchanged in this process.
@@ -23,7 +28,7 @@ import json
 import os
 import pathlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,16 +160,76 @@ def array_hash(value: Any) -> str:
     return "a" + h.hexdigest()
 
 
+def _hash_kind(digest: str) -> str:
+    return digest[0] if len(digest) == 33 and digest[0] in "as" else "t"
+
+
 def comparable(first: str, second: str) -> bool:
-    """Whether two output hashes were made the same way (both by :func:`array_hash`, or
-    both not), so that their difference means different values: a store written before
-    large arrays were hashed by :func:`array_hash` holds the other kind."""
-    return (len(first) == 33 and first[0] == "a") == (len(second) == 33 and second[0] == "a")
+    """Whether two output hashes were made the same way (both by :func:`array_hash`, both
+    by :func:`scalar_hash`, or both by ``tokenize``), so that their difference means
+    different values: a store written by an earlier version holds other kinds."""
+    return _hash_kind(first) == _hash_kind(second)
+
+
+_SCALARS = frozenset((int, float, str, bool, type(None)))
+
+
+def _scalar_bytes(value: Any, out: list[bytes]) -> None:
+    """Append the canonical encoding of a plain scalar (exact type, see ``_SCALARS``):
+    a tag and the value, unambiguous and the same in every process and version
+    (floats by ``float.hex``, text as UTF-8 with its length)."""
+    kind = type(value)
+    if kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        out.append(b"s%d:" % len(data))
+        out.append(data)
+    elif kind is int:
+        out.append(b"i%x;" % value)  # hex: no limit on the number of digits
+    elif kind is float:
+        out.append(b"f" + value.hex().encode("ascii") + b";")
+    elif kind is bool:
+        out.append(b"T" if value else b"F")
+    else:
+        out.append(b"N")
+
+
+def scalar_hash(*values: Any) -> str | None:
+    """The hash of plain scalars (``None``, ``bool``, ``int``, ``float``, ``str``, exact
+    types): XXH3-128 of their canonical encoding, ``"s"`` and 32 hex digits, a fifth
+    of ``tokenize``'s cost; None if a value is of another type."""
+    if not all(type(v) in _SCALARS for v in values):
+        return None
+    out: list[bytes] = []
+    for v in values:
+        _scalar_bytes(v, out)
+    h = _new_hasher()
+    h.update(b"".join(out))
+    return "s" + h.hexdigest()
+
+
+def _scalar_call_hash(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
+    """:func:`scalar_hash` of a call's arguments (positional, then keyword by name), or
+    None unless every one is a plain scalar."""
+    if not all(type(v) in _SCALARS for v in args) or not all(
+            type(v) in _SCALARS for v in kwargs.values()):
+        return None
+    out: list[bytes] = [b"(%d" % len(args)]
+    for v in args:
+        _scalar_bytes(v, out)
+    out.append(b"{%d" % len(kwargs))
+    for name in sorted(kwargs):
+        _scalar_bytes(name, out)
+        _scalar_bytes(kwargs[name], out)
+    h = _new_hasher()
+    h.update(b"".join(out))
+    return "s" + h.hexdigest()
 
 
 def output_hash(value: Any) -> str | None:
-    """A step output's hash: :func:`value_hash`, or :func:`array_hash` for a large
-    array."""
+    """A step output's hash: :func:`scalar_hash` for a plain scalar, :func:`array_hash`
+    for a large array, else :func:`value_hash`."""
+    if type(value) in _SCALARS:
+        return scalar_hash(value)
     if big_array(value):
         return array_hash(value)
     return value_hash(value)
@@ -172,9 +237,14 @@ def output_hash(value: Any) -> str | None:
 
 def input_hash(args: tuple[Any, ...], kwargs: Mapping[str, Any],
                known: Callable[[Any], str | None] | None = None) -> str | None:
-    """The hash of a step call's arguments: :func:`value_hash` of them, where each large
-    array argument stands in by its :func:`output_hash` (``known(value)`` gives it when
+    """The hash of a step call's arguments: when they are all plain scalars, their
+    :func:`scalar_hash` (keyword arguments by name); else :func:`value_hash` of them,
+    where each large array argument stands in by its :func:`output_hash` (``known(value)`` gives it when
     the step that made the value has hashed it already: not hashed twice)."""
+    plain = _scalar_call_hash(args, kwargs)
+    if plain is not None:
+        return plain
+
     def stand_in(value: Any) -> Any:
         if not big_array(value):
             return value
@@ -192,6 +262,19 @@ def input_hash(args: tuple[Any, ...], kwargs: Mapping[str, Any],
 def loose_hash(*values: Any) -> str:
     """A token that is always made (random for values without a deterministic one)."""
     return tokenize(*values)
+
+
+def call_key_token(static_token: str, seed: int, values: Sequence[Any],
+                   dep_keys: Sequence[Any]) -> str:
+    """The token of a step call's task key (equal for calls a sweep shares): when the
+    parameters are plain scalars and the dependencies' keys text (the usual call), a
+    hash of their ``repr`` (exact for these types: ``1``, ``1.0`` and ``True`` differ),
+    a fifth of ``tokenize``'s cost; else :func:`loose_hash`."""
+    if all(type(v) in _SCALARS for v in values) and all(type(k) is str for k in dep_keys):
+        h = _new_hasher()
+        h.update(repr((static_token, seed, values, dep_keys)).encode("utf-8", "surrogatepass"))
+        return h.hexdigest()
+    return loose_hash(static_token, seed, values, dep_keys)
 
 
 def text_hash(text: str) -> str:

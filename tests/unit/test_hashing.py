@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from experigraph.code import capture, normalized_hash
-from experigraph.hashing import path_hash, value_hash
+from experigraph.hashing import call_key_token, loose_hash, path_hash, value_hash
 
 SNIPPET = ("import numpy as np, pandas as pd\n"
            "from experigraph.hashing import value_hash\n"
@@ -141,3 +141,45 @@ def test_container_hashes_are_the_same_in_every_process_or_not_made():
     unhashed = {name for name, h in runs[0].items() if h is None}
     assert unhashed == {"frozenset", "dict_of_frozenset", "series_of_sets",
                         "series_of_objects", "object_array", "frame_of_frozensets"}
+
+
+def test_call_keys_are_equal_exactly_for_equal_calls():
+    key = call_key_token("spec", 7, [1, 2.5, "x", None], ["prep-1a2b"])
+    assert key == call_key_token("spec", 7, [1, 2.5, "x", None], ["prep-1a2b"])
+    others = [call_key_token("spec", 7, [v, 2.5, "x", None], ["prep-1a2b"])
+              for v in (True, 1.0, "1", 2)]
+    others += [call_key_token("other", 7, [1, 2.5, "x", None], ["prep-1a2b"]),
+               call_key_token("spec", 8, [1, 2.5, "x", None], ["prep-1a2b"]),
+               call_key_token("spec", 7, [1, 2.5, "x", None], ["prep-9f9f"])]
+    assert len({key, *others}) == 1 + len(others)
+    # other values go through dask's tokenize, as loose_hash does
+    array = np.arange(3)
+    assert call_key_token("spec", 7, [array], []) == loose_hash("spec", 7, [array], [])
+    assert call_key_token("spec", 7, [array], []) != call_key_token("spec", 7, [array + 1], [])
+
+
+def test_plain_scalars_hash_by_type_and_value_the_same_in_every_process():
+    from experigraph.hashing import comparable, input_hash, output_hash, scalar_hash
+
+    values = [None, True, False, 0, 1, -1, 2**200, 1.0, -0.0, 0.0, float("nan"),
+              float("inf"), "", "1", "a\udc80", "é"]
+    hashes = [scalar_hash(v) for v in values]
+    assert all(h is not None and len(h) == 33 and h[0] == "s" for h in hashes)
+    assert len(set(hashes)) == len(values)  # 1, 1.0, True and "1" differ
+    assert output_hash(1.5) == scalar_hash(1.5)
+    assert scalar_hash(np.float64(1.5)) is None  # not a plain scalar: dask's tokenize
+    assert output_hash(np.float64(1.5)) == value_hash(np.float64(1.5))
+    # a call: positional order matters, keyword order does not; two args are not one tuple
+    assert input_hash((1, 2), {}) != input_hash((2, 1), {})
+    assert input_hash((), {"a": 1, "b": "x"}) == input_hash((), {"b": "x", "a": 1})
+    assert input_hash((1, 2), {}) != input_hash((1,), {"b": 2})
+    assert input_hash(("ab",), {}) != input_hash(("a", "b"), {})
+    assert input_hash(([1, 2],), {}) == value_hash(([1, 2],), {})  # a list: tokenize
+    # fixed: hashes stored by earlier runs stay valid
+    assert scalar_hash(1) == "s" + __import__("xxhash").xxh3_128(b"i1;").hexdigest()
+    # hashes of different kinds are never compared as values
+    array_like = "a" + "0" * 32
+    assert comparable(scalar_hash(1), scalar_hash(2))
+    assert not comparable(scalar_hash(1), value_hash(1))
+    assert not comparable(scalar_hash(1), array_like)
+    assert comparable(value_hash("x"), value_hash("y"))
