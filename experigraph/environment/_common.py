@@ -1,13 +1,19 @@
 """Helpers shared by the environment collectors.
 
 Nothing here holds state: the per-process caches live in the collector modules,
-each next to the cheap check that decides when it is stale.
+each next to the cheap check that decides when it is stale, and so do the rules
+for the per-user cache files written here (:func:`read_cache`, :func:`write_cache`).
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: what :func:`stat_signature` records for a path that does not exist
 MISSING: tuple[()] = ()
@@ -91,3 +97,36 @@ def stat_signature(paths: Iterable[str]) -> tuple[tuple[Any, ...], ...]:
         else:
             signature.append((path, st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(signature)
+
+
+def cache_path(name: str) -> Path:
+    """``$XDG_CACHE_HOME/experigraph/<name>`` (default ``~/.cache``): what one process
+    gathered and the next can reuse."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "experigraph" / name
+
+
+def read_cache(name: str) -> Any:
+    """The JSON kept by :func:`write_cache` under ``name``, or None (missing, unreadable)."""
+    try:
+        with open(cache_path(name), "rb") as f:
+            return json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def write_cache(name: str, value: Any) -> None:
+    """Keep ``value`` (JSON) under ``name``, replaced atomically; a failure is only logged
+    (the next process gathers it again)."""
+    path = cache_path(name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(value):x}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(value, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.debug("Could not keep %s: %s", path, exc)
+        try:
+            tmp.unlink()
+        except OSError:
+            pass

@@ -15,18 +15,15 @@ trial of a short script, records the CPU too; other hardware has another key.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 import threading
-import uuid
-from pathlib import Path
 from typing import Any
 
 from .._compat import import_optional
 from ..hashing import json_hash
-from ._common import failure, jsonable
+from ._common import failure, jsonable, read_cache, write_cache
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +74,8 @@ def summarize(info: dict[str, Any]) -> dict[str, Any]:
     return jsonable(summary)
 
 
-def _cache_file() -> Path:
-    """Where this hardware's CPU summary is kept between processes."""
+def _cache_name() -> str:
+    """The name of this hardware's CPU summary among the per-user cache files."""
     fingerprint = [platform.node(), platform.machine(), platform.processor()]
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -87,8 +84,7 @@ def _cache_file() -> Path:
                                if line.split(":")[0].strip() in _PROC_FIELDS})
     except OSError:  # not Linux: the host name and architecture only
         pass
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "experigraph" / f"cpuinfo-{json_hash(fingerprint)[:16]}.json"
+    return f"cpuinfo-{json_hash(fingerprint)[:16]}.json"
 
 
 #: the lines of /proc/cpuinfo that say which processor this is (not its current state)
@@ -97,22 +93,12 @@ _PROC_FIELDS = {"vendor_id", "cpu family", "model", "model name", "stepping", "f
 
 
 def _read_cache() -> dict[str, Any] | None:
-    try:
-        data = json.loads(_cache_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    data = read_cache(_cache_name())
     return data if isinstance(data, dict) and "brand_raw" in data else None
 
 
 def _write_cache(result: dict[str, Any]) -> None:
-    path = _cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(result, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:  # a cache only: the next process gathers it again
-        logger.debug("Could not keep the CPU summary in %s: %s", path, exc)
+    write_cache(_cache_name(), result)
 
 
 def _gather() -> None:

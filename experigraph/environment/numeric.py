@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from ._common import failure, jsonable
+from .packages import version_of
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +52,7 @@ def _show_config(module: ModuleType) -> Any:
 
 
 def _distribution_version(name: str) -> str | None:
-    import importlib.metadata  # about 20 ms to import: only when first needed
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return version_of(name)  # the packages category's list: no second metadata scan
 
 
 def _describe(name: str, module: ModuleType, version: str) -> dict[str, Any]:

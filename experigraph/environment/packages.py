@@ -1,11 +1,14 @@
 """The ``packages`` category: installed distributions, from :mod:`importlib.metadata`.
 
-Reading every distribution's metadata costs about 100 ms, so the list is kept
+Reading every distribution's metadata costs 15-100 ms, so the list is kept
 per process and read again only when a cheap signature changes: ``sys.path``
 itself, the working directory when ``''`` is on it, and the ``os.stat`` of each
 directory that held a ``.dist-info``/``.egg-info`` at the last collection.
 Installing, upgrading or removing a package adds or removes such an entry,
-which changes its directory's mtime.
+which changes its directory's mtime. The list and its signature are also kept
+in a per-user cache file (one per interpreter), so that a new process whose
+signature is unchanged reads one small file instead (opening an experiment
+compares the environment).
 """
 from __future__ import annotations
 
@@ -16,13 +19,16 @@ import sys
 import threading
 from typing import Any
 
-from ._common import stat_signature
+from ..hashing import json_hash
+from ._common import read_cache, stat_signature, write_cache
 
 logger = logging.getLogger(__name__)
 
 # Per-process cache: the signature and the list collected under it.
 _lock = threading.Lock()
 _cache: dict[str, Any] = {"signature": None, "value": None, "locations": ()}
+#: "index": (the list of packages, its versions by normalized name)
+_versions: dict[str, tuple[list[dict[str, Any]], dict[str, str | None]]] = {}
 
 _NORMALIZE = re.compile(r"[-_.]+")
 _HEADER_END = re.compile(r"\r?\n\r?\n")
@@ -112,10 +118,57 @@ def collect_packages() -> list[dict[str, Any]]:
     with _lock:
         if _cache["value"] is not None and _signature(_cache["locations"]) == _cache["signature"]:
             return _cache["value"]
+        kept = _from_file() if _cache["value"] is None else None
+        if kept is not None:
+            return kept
         packages, locations = _gather()
         signature = _signature(locations)
         if packages != _cache["value"]:
             _cache["value"] = packages
         _cache["locations"], _cache["signature"] = locations, signature
+        write_cache(_cache_name(), {"locations": list(locations), "signature": signature,
+                                    "packages": packages})
         logger.debug("Collected %d installed packages", len(packages))
         return _cache["value"]
+
+
+def _cache_name() -> str:
+    """This interpreter's file among the per-user cache files."""
+    return f"packages-{json_hash([sys.executable, sys.prefix])[:16]}.json"
+
+
+def _from_file() -> list[dict[str, Any]] | None:
+    """The list kept by an earlier process, taken when its signature still holds."""
+    kept = read_cache(_cache_name())
+    try:
+        locations = tuple(kept["locations"])
+        packages = kept["packages"]
+        valid = (isinstance(packages, list) and all(isinstance(p, dict) for p in packages)
+                 and _as_json(_signature(locations)) == kept["signature"])
+    except (TypeError, KeyError):
+        return None
+    if not valid:
+        return None
+    _cache["value"], _cache["locations"] = packages, locations
+    _cache["signature"] = _signature(locations)
+    return packages
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples as lists)."""
+    if isinstance(value, (tuple, list)):
+        return [_as_json(v) for v in value]
+    return value
+
+
+def version_of(name: str) -> str | None:
+    """The version of the installed distribution ``name`` (as ``importlib.metadata``
+    would give it: the first found on ``sys.path``), from :func:`collect_packages`."""
+    packages = collect_packages()
+    indexed = _versions.get("index")
+    if indexed is None or indexed[0] is not packages:  # a new list whenever packages change
+        versions: dict[str, str | None] = {}
+        for package in packages:
+            versions.setdefault(normalize_name(package["name"]), package["version"])
+        indexed = _versions["index"] = (packages, versions)
+    return indexed[1].get(normalize_name(name))

@@ -522,3 +522,46 @@ def test_the_first_trial_of_a_later_process_records_the_cpu(tmp_path, monkeypatc
         "ex.compute()\n"
         "print(json.dumps({'cpu': ex.get_environment_snapshot(1).get('cpu')}))\n")
     assert second["cpu"] == first
+
+
+def test_the_package_list_is_kept_for_the_next_process(tmp_path, monkeypatch) -> None:
+    """A new process reads the list of packages from the user's cache file while the
+    signature holds (no metadata is read), and reads the metadata again after an
+    install changed a location; the numeric category's versions come from that list."""
+    def write_dist(version: str) -> None:
+        for old in site.glob("fakepkg-*.dist-info"):
+            shutil.rmtree(old)
+        dist = site / f"fakepkg-{version}.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: fakepkg\nVersion: {version}\n\n", encoding="utf-8")
+
+    def process(read_metadata: bool) -> Any:
+        return run_python(
+            "import importlib.metadata, json, sys\n"
+            f"sys.path.insert(0, {str(site)!r})\n"
+            + ("" if read_metadata else
+               "def refuse(*args, **kwargs):\n"
+               "    raise AssertionError('the metadata was read')\n"
+               "importlib.metadata.distributions = refuse\n")
+            + "import pandas\n"  # numeric describes pandas and its dependencies' versions
+            "import experigraph.environment as env\n"
+            "snap = env.snapshot()\n"
+            "print(json.dumps([env.python_packages(snap), snap['packages'], snap['numeric']]))\n")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    site = tmp_path / "site"
+    site.mkdir()
+    write_dist("1.0")
+    lines, first, numeric = process(read_metadata=True)
+    assert "fakepkg==1.0" in lines
+    assert numeric["pandas"]["dependencies"]["numpy"] == next(
+        line.split("==")[1] for line in lines if line.startswith("numpy=="))
+    assert list((tmp_path / "cache" / "experigraph").glob("packages-*.json"))
+    assert process(read_metadata=False) == [lines, first, numeric]  # from the file
+
+    time.sleep(0.01)
+    write_dist("2.0")  # an upgrade: the location's entries change
+    lines, _, _ = process(read_metadata=True)
+    assert "fakepkg==2.0" in lines and "fakepkg==1.0" not in lines
+    assert process(read_metadata=False)[0] == lines
