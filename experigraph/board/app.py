@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bokeh.events import DocumentReady
 from bokeh.layouts import column, row
 from bokeh.models import (
-    AllIndices, CDSView, ColumnDataSource, IndexFilter, InlineStyleSheet, TabPanel, Tabs)
+    CDSView, ColumnDataSource, CustomJS, CustomJSFilter, InlineStyleSheet, TabPanel, Tabs)
 from bokeh.models.widgets import (
     DataTable, Div, NumberFormatter, RadioButtonGroup, Select, TableColumn, TextInput)
 
@@ -50,6 +50,43 @@ NOT_AVAILABLE = "<i>{what} is not available in this version of experigraph.</i>"
 FIRST_ROWS = 200
 #: the plots follow a new filter this long after the table (the table is drawn first)
 PLOTS_AFTER_FILTER_MS = 150
+#: The filter, in the browser: typing needs no round trip to the server. The rule of
+#: ``TrialTable.matching``, over the same texts (``TrialTable.search_texts``, in the
+#: source ``search``): a row is kept when its text contains every word typed, any case; a
+#: word with ``=`` matches a whole `` name=value ``. Rows streamed later are filtered too
+#: (a view recomputes its filter when its source streams or is patched).
+FILTER_JS = """
+const query = box.value_input.trim().toLowerCase();
+if (query === "") return null;
+const words = query.split(/\\s+/).map((w) => w.includes("=") ? ` ${w} ` : w);
+const texts = search.get_column("text") ?? [];
+const n = source.get_length() ?? 0;
+const keep = new Array(n);
+for (let i = 0; i < n; i++) {
+  const text = texts[i];
+  keep[i] = text !== undefined && words.every((w) => text.includes(w));
+}
+return keep;
+"""
+#: On typing: the table's filter at once; the plots' a moment later, once the table is
+#: drawn, and only while their tab is shown (else when it is opened: TAB_OPENED_JS)
+TYPED_JS = """
+table_filter.change.emit();
+clearTimeout(plot_filter.eg_timer);
+plot_filter.eg_timer = setTimeout(() => {
+  if (tabs.active === plots_tab) {
+    plot_filter.change.emit();
+  } else {
+    plot_filter.eg_stale = true;
+  }
+}, delay);
+"""
+TAB_OPENED_JS = """
+if (plot_filter.eg_stale && tabs.active === plots_tab) {
+  plot_filter.eg_stale = false;
+  plot_filter.change.emit();
+}
+"""
 #: records the server reads before it serves, then per chunk while it serves
 FIRST_READ = 400
 READ_CHUNK = 100
@@ -107,7 +144,7 @@ class BoardState:
         """
         self.loading = True
         self.refresh(force=True, limit=READ_CHUNK)
-        self.table.matching("")  # index the new rows for the filter before anybody types
+        self.table.search_texts(len(self.table))  # the new rows' filter texts, ahead
         self.loading = self.table.is_behind
         return self.loading
 
@@ -136,21 +173,23 @@ class BoardSession:
         self.pc_axes: list[tuple[str, str, str, float, float]] = []
         self.kinds: dict[str, str] = {}
         self._metric_shown: Any = None
-        self._filter_scheduled = False
-        self._pending_filter: Any = None
 
         self.source = ColumnDataSource(self.table.data(0, self.n_rows), name="trials")
+        self.search_source = ColumnDataSource({"text": self.table.search_texts(0, self.n_rows)},
+                                              name="trial_search")
         self.filter_input = TextInput(name="filter", placeholder="Filter: words or name=value, "
                                       "e.g. failed, a=1", width=380, css_classes=["eg-filter"])
         self.header = Div(name="header", sizing_mode="stretch_width", css_classes=["eg-header"])
+        filter_args = {"box": self.filter_input, "search": self.search_source}
+        self.table_filter = CustomJSFilter(args=filter_args, code=FILTER_JS)
+        self.plot_filter = CustomJSFilter(args=filter_args, code=FILTER_JS)
         self.data_table = DataTable(
-            name="trial_table", source=self.source, view=CDSView(filter=AllIndices()),
+            name="trial_table", source=self.source, view=CDSView(filter=self.table_filter),
             columns=self._table_columns(), sortable=True, selectable=True,
             reorderable=False,  # reordering needs jquery-ui, which Bokeh does not ship
             index_position=None, height=table_height(len(self.table)),
             sizing_mode="stretch_width", autosize_mode="none",
             css_classes=["eg-trials"], stylesheets=[InlineStyleSheet(css=SELECTED_ROWS_CSS)])
-        self.views: list[CDSView] = [self.data_table.view]
 
         # A tab is built when first opened, the first one once the page shows the table
         # (DocumentReady): the table comes first. (Every figure has explicit ranges: one added while
@@ -176,7 +215,16 @@ class BoardSession:
             self.header, row(self.filter_input, Div(text=f"<small>{HELP}</small>")),
             self.data_table, self.tabs, sizing_mode="stretch_width", name="board"))
 
-        self.filter_input.on_change("value_input", lambda attr, old, new: self._apply_filter())
+        plots_tab = [name for name, _, _, _ in self.panels].index("results")
+        follow = {"table_filter": self.table_filter, "plot_filter": self.plot_filter,
+                  "tabs": self.tabs, "plots_tab": plots_tab}
+        self.filter_input.js_on_change("value_input", CustomJS(
+            args={**follow, "delay": PLOTS_AFTER_FILTER_MS}, code=TYPED_JS))
+        self.tabs.js_on_change("active", CustomJS(args=follow, code=TAB_OPENED_JS))
+        # a patch leaves the view's rows as they were, and the table redraws when its view
+        # changes: say that it did
+        self.source.js_on_change("patching", CustomJS(args={"view": self.data_table.view},
+                                                      code="view.change.emit();"))
         self.source.selected.on_change("indices", lambda attr, old, new: self._on_select())
         self.tabs.on_change("active", lambda attr, old, new: self._open_tab(new))
         self._update_header()
@@ -226,9 +274,9 @@ class BoardSession:
             if self.state.error or self._shown_error:
                 self._update_header()  # say that refreshing fails, or that it works again
             return False
-        patched = False
         if t.schema_revision > self.schema_revision:
-            self.source.data = t.data()
+            self.search_source.data = {"text": t.search_texts()}  # texts first: the filter
+            self.source.data = t.data()  # reads them when the rows arrive
             self.source.selected.indices = []
             self.data_table.columns = self._table_columns()
             self.n_rows = len(t)
@@ -242,11 +290,13 @@ class BoardSession:
                 fresh = {p: t.data(p, p + 1) for p in changed}
                 patches = {field: [(p, fresh[p][field][0]) for p in changed]
                            for field in self.source.data}
+                texts = t.search_texts()
+                self.search_source.patch({"text": [(p, texts[p]) for p in changed]})
                 self.source.patch(patches)
-                patched = True
             old_rows = self.n_rows
             new = t.rows_since(self.n_rows)
             if new is not None:
+                self.search_source.stream({"text": t.search_texts(self.n_rows)})
                 self.source.stream(new)  # type: ignore[arg-type]
             self.n_rows = len(t)
             if old_rows < 50 <= self.n_rows or old_rows <= FIRST_ROWS < self.n_rows:
@@ -261,8 +311,6 @@ class BoardSession:
             self._fit_results()
         self.revision, self.schema_revision = t.revision, t.schema_revision
         self.data_table.height = table_height(self.n_rows)
-        if self.filter_input.value_input or patched:
-            self._apply_filter()  # a new filter: the table redraws patched rows only then
         self._update_header()
         return True
 
@@ -294,22 +342,6 @@ class BoardSession:
     def _table_columns(self) -> list[TableColumn]:
         return plots.table_columns(self.table.columns, self.source.data)
 
-    def _apply_filter(self) -> None:
-        """Show the rows matching the filter: in the table at once, in the plots next."""
-        query = self.filter_input.value_input.strip()
-        new_filter: Any = IndexFilter(indices=self.table.matching(query)) if query \
-            else AllIndices()
-        self.views[0].filter = new_filter
-        self._pending_filter = new_filter
-        if not self._filter_scheduled:  # the plots follow a moment later, so the browser
-            self._filter_scheduled = True  # draws the table before repainting them
-            self.doc.add_timeout_callback(self._filter_plots, PLOTS_AFTER_FILTER_MS)
-
-    def _filter_plots(self) -> None:
-        self._filter_scheduled = False
-        for view in self.views[1:]:
-            view.filter = self._pending_filter
-
     # -- results across trials and against a parameter ---------------------------
     def _results_view(self) -> Any:
         result_plot, time_plot = plots.results_figures(self.source, self._view)
@@ -332,10 +364,8 @@ class BoardSession:
                           self.fixed_div, self.scatter), sizing_mode="stretch_width")
 
     def _view(self) -> CDSView:
-        """A view of the trials that follows the table's filter."""
-        view = CDSView(filter=self._pending_filter or self.views[0].filter)
-        self.views.append(view)
-        return view
+        """A view of the trials that follows the table's filter (a moment later)."""
+        return CDSView(filter=self.plot_filter)
 
     def _axis_kinds(self) -> dict[str, str]:
         self.kinds = plots.axis_kinds(self.table.parameter_columns, self.source.data)

@@ -309,13 +309,21 @@ class TrialTable:
         return out
 
     def matching(self, query: str) -> list[int]:
-        """Positions of the rows whose text contains every word of ``query`` (any case)."""
+        """Positions of the rows whose text contains every word of ``query`` (any case).
+
+        The board filters in the browser with the same rule (``FILTER_JS`` in
+        :mod:`experigraph.board.app`) over the same :meth:`search_texts`.
+        """
         words = [f" {w} " if "=" in w else w for w in query.lower().split()]
+        return [i for i, text in enumerate(self.search_texts()) if all(w in text for w in words)]
+
+    def search_texts(self, start: int = 0, stop: int | None = None) -> list[str]:
+        """:meth:`search_text` of rows ``start:stop``, kept from one call to the next."""
         if len(self._search) > len(self.raw):
             self._search = []
         if len(self._search) < len(self.raw):  # rows are appended: index only the new ones
             self._search.extend(self.search_text(r) for r in self.raw[len(self._search):])
-        return [i for i, text in enumerate(self._search) if all(w in text for w in words)]
+        return self._search[start:stop]
 
     def search_text(self, row: Mapping[str, Any]) -> str:
         """Lowercase text of a row that the filter matches: `` name=value `` for each cell.

@@ -61,6 +61,63 @@ def test_text_filter_keeps_matching_rows(page):
     poll(lambda: sorted(table_rows(page)) == [1, 2, 3, 4], "every trial again")
 
 
+PLOT_TRIALS_JS = """name => {
+    const doc = Bokeh.documents[0];
+    const renderer = doc.get_model_by_name(name);
+    if (renderer === null || renderer.view.indices === undefined) return null;
+    const ids = doc.get_model_by_name("trials").data;
+    const column = ids instanceof Map ? ids.get("trial_id") : ids.trial_id;
+    return [...renderer.view.indices.ones()].map(i => column[i]);
+}"""
+
+
+def plot_trials(page, renderer: str) -> list[int] | None:
+    """The trials a plot's renderer draws (its view of the trials), None before it is built."""
+    return page.evaluate(PLOT_TRIALS_JS, renderer)
+
+
+def test_filter_in_the_browser_keeps_the_rows_the_table_rule_matches(page, board_experiment):
+    from experigraph.board.table import TrialTable
+
+    ex, compute = board_experiment
+    table = TrialTable(ex)
+    box = page.locator(".eg-filter input")
+
+    def shows(query: str, expected: list[int]) -> None:
+        table.refresh()
+        assert [table.trial_ids[i] for i in table.matching(query)] == expected  # the rule
+        box.fill(query)
+        poll(lambda: sorted(table_rows(page)) == expected, f"trials {expected} for {query!r}")
+
+    poll(lambda: plot_trials(page, "result_points") == [1, 2, 3, 4], "the Results plots")
+    shows("group=small", [1, 3, 4])  # a word with '=' matches a whole cell, any case
+    shows("GROUP=SMAL", [])
+    shows("smal", [1, 3, 4])  # any other word, a part of one
+    shows("small  succeeded", [1, 4])  # every word
+    # the plots follow the table (a moment later)
+    poll(lambda: plot_trials(page, "result_points") == [1, 4], "the plots follow")
+    assert plot_trials(page, "time_points") == [1, 4]
+    # a trial recorded after the page opened is filtered as it arrives (running, then
+    # patched to succeeded), and so is one that does not match
+    compute(0)
+    compute(5)
+    poll(lambda: len(source_data(page, "trials").get("trial_id", [])) == 6, "trials 5 and 6")
+    poll(lambda: sorted(table_rows(page)) == [1, 4, 5], "trial 5, small and succeeded")
+    shows("small  succeeded", [1, 4, 5])
+    poll(lambda: plot_trials(page, "result_points") == [1, 4, 5], "the plots, with trial 5")
+    shows("a=5", [6])
+    poll(lambda: plot_trials(page, "result_points") == [6], "the plots, trial 6")
+    # while the plots' tab is hidden they are left as they were, and follow when it opens
+    open_tab(page, "Drift")
+    shows("status=failed", [3])
+    time.sleep(0.5)  # longer than the plots' delay
+    assert plot_trials(page, "result_points") == [6]
+    open_tab(page, "Results")
+    poll(lambda: plot_trials(page, "result_points") == [3], "the plots, once shown")
+    shows("", [1, 2, 3, 4, 5, 6])  # cleared: every trial
+    poll(lambda: plot_trials(page, "result_points") == [1, 2, 3, 4, 5, 6], "every point")
+
+
 def test_table_sorts_by_a_column(page):
     page.locator(".eg-trials .slick-header-column", has_text="Result").first.click()
     page.locator(".eg-trials .slick-header-column", has_text="Result").first.click()
