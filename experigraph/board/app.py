@@ -295,12 +295,16 @@ class BoardSession:
                 self.source.patch(patches)
             old_rows = self.n_rows
             new = t.rows_since(self.n_rows)
+            if old_rows < 50 <= len(t) or old_rows <= FIRST_ROWS < len(t):
+                # widths from more values, sent before the rows: the browser rebuilds the
+                # table while it has few rows, and redraws it once with all of them
+                shown = self.source.data
+                self.data_table.columns = plots.table_columns(self.table.columns, {
+                    field: [*shown[field], *new[field]] for field in new} if new else shown)
             if new is not None:
                 self.search_source.stream({"text": t.search_texts(self.n_rows)})
                 self.source.stream(new)  # type: ignore[arg-type]
             self.n_rows = len(t)
-            if old_rows < 50 <= self.n_rows or old_rows <= FIRST_ROWS < self.n_rows:
-                self.data_table.columns = self._table_columns()  # widths from more values
             if "results" in self.built:
                 self._update_x_options()  # a parameter may start varying, or get new values
             if "parallel" in self.built:
