@@ -144,38 +144,50 @@ def history_frame(records: Iterable[TrialRecord | TrialSummary], declared: Itera
 
 def _history_frame(pd: Any, np: Any, records: Iterable[TrialRecord | TrialSummary],
                    declared: Iterable[str], verbose: bool) -> Any:
-    rows_of = [trial_fields(r) for r in records]
+    # The values of trial_fields, read straight from each record: one dict less per row
+    # (a tenth of a 10,000-trial history's time); test_present holds them equal.
+    rows = list(records)
     params: dict[str, None] = dict.fromkeys(declared)
     extra: dict[str, None] = {}
-    for f in rows_of:
-        params.update(dict.fromkeys(f["parameters"]))
-        extra.update(dict.fromkeys(f["extras"]))
-    used = [p for p in params if any(p in f["parameters"] for f in rows_of)] if rows_of \
+    for r in rows:
+        params.update(dict.fromkeys(r.parameters))
+        if r.metrics:
+            extra.update(dict.fromkeys(r.metrics))
+        if r.labels:
+            extra.update(dict.fromkeys(r.labels))
+    used = [p for p in params if any(p in r.parameters for r in rows)] if rows \
         else list(params)
     extra_columns = [e for e in extra if e not in used]
     columns = used + HISTORY_COLUMNS + (VERBOSE_COLUMNS if verbose else []) + extra_columns
     # one list per column, then typed columns: a Timestamp per cell is slow on 10,000 rows
     cols: dict[str, list[Any]] = {c: [] for c in columns}
+    param_cols = [(p, cols[p].append) for p in used]
+    extra_cols = [(e, cols[e].append) for e in extra_columns]
+    result, success = cols["Result"].append, cols["Success"].append
     finished, process_time = cols["Finished"], cols["Process Time"]
-    for f in rows_of:
-        values = f["parameters"]
-        for p in used:
-            cols[p].append(values.get(p))
-        cols["Result"].append(f["result"])
-        cols["Success"].append(f["succeeded"])
-        finished.append(f["finished"])
-        process_time.append(f["process_time"])
-        cols["Description"].append(f["description"] or np.nan)
+    description, nan = cols["Description"].append, np.nan
+    running, succeeded = Status.RUNNING, Status.SUCCEEDED
+    for r in rows:
+        values = r.parameters
+        for p, append in param_cols:
+            append(values.get(p))
+        status = r.status
+        result(r.result if status is not running else None)
+        success(status is succeeded)
+        finished.append(r.finished)
+        process_time.append(r.process_time)
+        description(r.description or nan)
         if verbose:
-            cols["Seed"].append(f["seed"])
-            cols["Result Type"].append(f["result_type"])
-            cols["Status"].append(f["status"])
-        extras = f["extras"]
-        for name in extra_columns:
-            cols[name].append(extras.get(name))
-    index = pd.Index([f["trial_id"] for f in rows_of], name="Trial ID", dtype="int64")
+            cols["Seed"].append(r.seed)
+            cols["Result Type"].append(result_type(r))
+            cols["Status"].append(status.value if isinstance(status, Status) else str(status))
+        if extra_cols:
+            metrics, labels = r.metrics, r.labels
+            for name, append in extra_cols:  # a metric wins over a label of its name
+                append(metrics[name] if name in metrics else labels.get(name))
+    index = pd.Index([r.trial_id for r in rows], name="Trial ID", dtype="int64")
     data: dict[str, Any] = dict(cols)
-    if rows_of:
+    if rows:
         data["Finished"] = _times(pd, finished)
         data["Process Time"] = _durations(pd, np, process_time)
         frame = pd.DataFrame(data, columns=columns, index=index)

@@ -543,17 +543,17 @@ class FileBackend(Backend):
             return out
         with entries:
             for entry in entries:
-                stem, _, ext = entry.name.partition(".")
-                if ext != "json" or not stem.isdigit():
+                name = entry.name
+                if not name.endswith(".json") or not name[:-5].isdigit():
                     continue
                 try:
                     st = entry.stat()
                 except FileNotFoundError:
                     continue
                 except OSError:
-                    out[int(stem)] = None
+                    out[int(name[:-5])] = None
                     continue
-                out[int(stem)] = _signature(st)
+                out[int(name[:-5])] = (st.st_ino, st.st_size, st.st_ctime_ns)
         return out
 
     def _summary_index(self) -> tuple[dict[int, tuple[Any, Any]], int]:

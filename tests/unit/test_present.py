@@ -78,3 +78,33 @@ def test_cells_that_are_not_numbers_are_shown_as_text():
     assert present.is_number(1.5) and not present.is_number(True)
     assert present.as_text(None) == "" and present.as_text(float("nan")) == ""
     assert present.as_text(Unrepresentable("<obj>", "Obj")) == "<obj>"
+
+
+def test_the_history_rows_hold_the_values_of_trial_fields():
+    pd = pytest.importorskip("pandas")
+    t = dt.datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
+    records = [
+        record(1, result=2.0, result_type="float", finished=t, process_time=1.5,
+               metrics={"acc": 0.5}, labels={"acc": "high", "model": "rf"}),
+        record(2, Status.FAILED, parameters={"a": 2, "b": "x"}, description="boom"),
+        record(3, Status.RUNNING, result=9, labels={"model": "svm"}),
+        record(4, Status.INTERRUPTED, parameters={"b": None}, metrics={"loss": 0.25}),
+    ]
+    frame = present.history_frame(records, declared=["a", "b"], verbose=True)
+    for r in records:
+        f = present.trial_fields(r)
+        row = frame.loc[r.trial_id]
+        for name in ("a", "b"):
+            expected = f["parameters"].get(name)
+            assert (pd.isna(row[name]) and expected is None) or row[name] == expected
+        assert (pd.isna(row["Result"]) and f["result"] is None) or row["Result"] == f["result"]
+        assert row["Success"] == f["succeeded"] and row["Status"] == f["status"]
+        assert row["Seed"] == f["seed"] and row["Result Type"] == f["result_type"]
+        assert (pd.isna(row["Description"]) and not f["description"]) or \
+            row["Description"] == f["description"]
+        for name in ("acc", "model", "loss"):
+            expected = f["extras"].get(name)
+            assert (pd.isna(row[name]) and expected is None) or row[name] == expected
+        expected_time = present.local_time(f["finished"])
+        assert (pd.isna(row["Finished"]) and expected_time is None) or \
+            row["Finished"] == pd.Timestamp(expected_time)
