@@ -72,8 +72,7 @@ import orjson
 
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..hashing import bytes_hash
-from ..records import (Status, TrialRecord, TrialSummary, encode_value, gc_paused, loads_fast,
-                       now)
+from ..records import Status, TrialRecord, TrialSummary, encode_value, gc_paused, now
 from .base import METRIC_STREAM, STEPS_STREAM, Backend
 
 try:
@@ -565,20 +564,16 @@ class FileBackend(Backend):
         except FileNotFoundError:
             return {}, 0
         lines = data.splitlines()
-        try:  # one parse for the whole file: a torn line fails it, then parse line by line
-            parsed = loads_fast(b"[" + b",".join(lines) + b"]")
-        except ValueError:
-            parsed = []
-            for line in lines:
-                try:
-                    parsed.append(loads_fast(line))
-                except ValueError:
-                    continue
         index: dict[int, tuple[Any, Any]] = {}
-        for item in parsed:
+        loads = orjson.loads
+        for line in lines:  # line by line: no copy of the whole file to parse it at once
             try:
+                try:
+                    item = loads(line)
+                except ValueError:  # torn, or an integer beyond 64 bits: json tells
+                    item = json.loads(line)
                 index[item["id"]] = (tuple(item["sig"]), item["summary"])
-            except (KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):
                 continue
         return index, len(lines)
 

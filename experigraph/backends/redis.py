@@ -644,21 +644,18 @@ class RedisBackend(Backend):
             ids = [int(field) for field in flat[0::2]]
             texts = [text.split(b" ", 1)[1] if isinstance(text, bytes) else None
                      for text in flat[1::2]]
-            parsed: list[Any] = []
-            try:  # one parse for all of them; else one by one
-                parsed = loads_fast(b"[" + b",".join(t for t in texts if t is not None) + b"]")
-            except ValueError:
-                parsed = []
-                for t in texts:
-                    if t is not None:
-                        try:
-                            parsed.append(loads_fast(t))
-                        except ValueError:
-                            parsed.append(None)
-            objs = iter(parsed)
             missing = []
+            loads = orjson.loads
             for trial_id, text in zip(ids, texts):
-                obj = next(objs) if text is not None else None
+                obj = None
+                if text is not None:  # one by one: no joined copy of them all to parse
+                    try:
+                        obj = loads(text)
+                    except ValueError:  # torn, or an integer beyond 64 bits: json tells
+                        try:
+                            obj = loads_fast(text)
+                        except ValueError:
+                            obj = None
                 if isinstance(obj, dict):
                     try:
                         obj["trial_id"] = trial_id
