@@ -61,10 +61,16 @@ SEED_MESSAGE = "Step result depends on the seed: {step}"
 DATA_MESSAGE = "Input data has been changed: {path}"
 
 
+#: the rules output hashes are made by (``hashing.output_hash``), in every reference key:
+#: a version that hashes outputs another way neither reads nor writes this one's
+#: references, so neither compares hashes it cannot tell apart (a false impurity)
+REFERENCE_RULES = "h2"
+
+
 def reference_key(rec: StepRecord) -> str:
-    """The key a step's output is compared under (index namespace ``"outputs"``): step,
-    code, inputs, files read."""
-    return (f"{rec.step}:{rec.code_hash}:{rec.input_hash}"
+    """The key a step's output is compared under (index namespace ``"outputs"``): the
+    hashing rules, step, code, inputs, files read."""
+    return (f"{REFERENCE_RULES}:{rec.step}:{rec.code_hash}:{rec.input_hash}"
             + "".join(f":{i.get('hash')}" for i in rec.inputs))
 
 

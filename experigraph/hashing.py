@@ -10,8 +10,10 @@
 * ``scalar_hash``: plain scalars (``None``, ``bool``, ``int``, ``float``, ``str``)
   and step calls whose arguments are all plain scalars, from a canonical encoding
   through XXH3-128 (``"s"`` + 32 hex digits); ``array_hash``: large NumPy arrays
-  (``"a"`` + 32 hex digits). ``comparable`` tells whether two output hashes were
-  made the same way (a store written by an earlier version holds other kinds).
+  (``"a"`` + 32 hex digits). ``output_hash`` marks every output hash with its kind
+  (``s``, ``a``, ``t`` for ``tokenize``), so that values of different kinds never
+  share a hash and ``comparable`` tells this version's hashes from the unmarked
+  ones of earlier versions.
 * ``text_hash`` / ``json_hash``: content addresses of code and environment snapshots.
 * ``path_hash``: streamed xxhash of a file, or of every file under a directory;
   not re-read while size and mtime are unchanged in this process.
@@ -160,15 +162,18 @@ def array_hash(value: Any) -> str:
     return "a" + h.hexdigest()
 
 
-def _hash_kind(digest: str) -> str:
-    return digest[0] if len(digest) == 33 and digest[0] in "as" else "t"
+def _marked(digest: str) -> bool:
+    """Whether an output hash names how it was made (this version's: ``s``, ``a``, ``t``
+    and 32 hex digits); an unmarked one is an earlier version's ``tokenize``."""
+    return len(digest) == 33 and digest[0] in "ast"
 
 
 def comparable(first: str, second: str) -> bool:
-    """Whether two output hashes were made the same way (both by :func:`array_hash`, both
-    by :func:`scalar_hash`, or both by ``tokenize``), so that their difference means
-    different values: a store written by an earlier version holds other kinds."""
-    return _hash_kind(first) == _hash_kind(second)
+    """Whether two output hashes were made by the same rules, so that their difference
+    means different values: both marked (:func:`output_hash`: a plain scalar, a large
+    array or anything else hashed as its kind, so two values of different kinds differ
+    too), or both an earlier version's unmarked ``tokenize``."""
+    return _marked(first) == _marked(second)
 
 
 _SCALARS = frozenset((int, float, str, bool, type(None)))
@@ -226,13 +231,15 @@ def _scalar_call_hash(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str |
 
 
 def output_hash(value: Any) -> str | None:
-    """A step output's hash: :func:`scalar_hash` for a plain scalar, :func:`array_hash`
-    for a large array, else :func:`value_hash`."""
+    """A step output's hash, marked with how it was made (see :func:`comparable`):
+    :func:`scalar_hash` for a plain scalar (``s``), :func:`array_hash` for a large array
+    (``a``), else ``t`` and :func:`value_hash` (None when that is None)."""
     if type(value) in _SCALARS:
         return scalar_hash(value)
     if big_array(value):
         return array_hash(value)
-    return value_hash(value)
+    token = value_hash(value)
+    return None if token is None else "t" + token
 
 
 def input_hash(args: tuple[Any, ...], kwargs: Mapping[str, Any],

@@ -7,6 +7,7 @@ contract suite; this module covers what the Experiment, script mode and sweeps a
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import subprocess
 import sys
 import threading
@@ -371,3 +372,56 @@ def test_bad_command_line_input_exits_2_and_records_nothing(tmp_path, args, says
         assert "Traceback" not in proc.stderr
     store = tmp_path / "experigraph_cache"
     assert not store.exists() or xg.Experiment("typed", backend=store).latest_trial_id == 0
+
+
+@pytest.mark.parametrize("first,second", [
+    (None, {"value": 1}), (1, [1]), (0.5, "0.5"), ("x", b"x"), (3, 3.0)])
+def test_an_output_that_changes_kind_with_the_same_input_is_impure(make_experiment, caplog,
+                                                                   first, second):
+    """A flaky step returns a plain value once and another kind of value the next time:
+    hashed differently (``s`` and ``t``), the two are still compared as values."""
+    ex = make_experiment()
+    a = ex.parameter("a")
+    outputs = iter([first, second])
+
+    @ex
+    def fetch(a):
+        return next(outputs)
+
+    @ex.result
+    def keep(x):
+        return repr(x)
+
+    keep(fetch(a))
+    ex.set_parameters(a=1).compute(seed=1)
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        ex.set_parameters(a=1).compute(seed=1)
+    assert [(e.kind, e.subject) for e in ex.get_trial(2).drift] == [("impurity", "fetch")]
+    assert "Step result changed with the same input: fetch" in caplog.text
+    diff = ex.compare(1, 2)
+    assert not diff.not_compared and [s.step for s in diff.steps] == ["fetch", "keep"]
+
+
+def test_references_of_earlier_hashing_rules_are_neither_read_nor_written(make_experiment):
+    """An earlier version's reference for the same step and input (its own kind of hash)
+    is left alone: not compared (no false impurity here) and not replaced (none there)."""
+    ex = make_experiment()
+    a = ex.parameter("a")
+
+    @ex.result
+    def score(values):
+        return float(sum(values))
+
+    @ex
+    def pair(a):
+        return [a, a]
+
+    score(pair(a))
+    ex.set_parameters(a=2).compute(seed=1)
+    rec = next(s for s in ex.get_trial(1).steps if s.step == "score")
+    earlier_key = f"{rec.step}:{rec.code_hash}:{rec.input_hash}"  # no rules marker
+    earlier = "0" * 32 + " 1 0"  # that version's token for 4.0, unmarked
+    ex.backend.index_swap("outputs", {earlier_key: earlier})
+    ex.set_parameters(a=2).compute(seed=1)
+    assert ex.get_trial(2).drift == ()
+    assert ex.backend.index_read("outputs", [earlier_key]) == {earlier_key: earlier}

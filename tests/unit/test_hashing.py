@@ -168,7 +168,7 @@ def test_plain_scalars_hash_by_type_and_value_the_same_in_every_process():
     assert len(set(hashes)) == len(values)  # 1, 1.0, True and "1" differ
     assert output_hash(1.5) == scalar_hash(1.5)
     assert scalar_hash(np.float64(1.5)) is None  # not a plain scalar: dask's tokenize
-    assert output_hash(np.float64(1.5)) == value_hash(np.float64(1.5))
+    assert output_hash(np.float64(1.5)) == "t" + value_hash(np.float64(1.5))
     # a call: positional order matters, keyword order does not; two args are not one tuple
     assert input_hash((1, 2), {}) != input_hash((2, 1), {})
     assert input_hash((), {"a": 1, "b": "x"}) == input_hash((), {"b": "x", "a": 1})
@@ -177,9 +177,12 @@ def test_plain_scalars_hash_by_type_and_value_the_same_in_every_process():
     assert input_hash(([1, 2],), {}) == value_hash(([1, 2],), {})  # a list: tokenize
     # fixed: hashes stored by earlier runs stay valid
     assert scalar_hash(1) == "s" + __import__("xxhash").xxh3_128(b"i1;").hexdigest()
-    # hashes of different kinds are never compared as values
+    # this version's output hashes are marked with their kind, so values of different
+    # kinds differ and compare as values; an earlier version's unmarked tokens do not
     array_like = "a" + "0" * 32
-    assert comparable(scalar_hash(1), scalar_hash(2))
-    assert not comparable(scalar_hash(1), value_hash(1))
-    assert not comparable(scalar_hash(1), array_like)
+    ours = [output_hash(v) for v in (1, None, np.int64(1), [1], {"a": 1}, b"1")]
+    assert len(set(ours)) == len(ours) and all(h[0] in "st" for h in ours)
+    assert all(comparable(a, b) for a in [*ours, array_like] for b in ours)
+    assert not comparable(scalar_hash(1), value_hash(1))  # value_hash: unmarked, as before
+    assert not comparable(output_hash([1]), value_hash([1]))
     assert comparable(value_hash("x"), value_hash("y"))
