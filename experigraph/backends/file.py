@@ -107,9 +107,20 @@ class ProcessLock:
                 self.fallback = FileLock(self.path)
             self.fallback.acquire()
             return
-        if self.fd is None or self.pid != _Process.pid:
-            self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), _Process.pid
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        while True:
+            if self.fd is None or self.pid != _Process.pid:
+                self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), _Process.pid
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    return
+            except FileNotFoundError:
+                pass
+            # the lock file was removed (the experiment deleted and made again): a lock
+            # on the old file excludes nobody; take one on the file now at the path
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
     def __exit__(self, *exc: Any) -> None:
         if fcntl is None:  # pragma: no cover
@@ -163,7 +174,7 @@ if hasattr(os, "register_at_fork"):
 def _write_new(path: Path, data: bytes) -> None:
     """Create ``path`` (it must not exist) holding ``data``: plain system calls, not a
     buffered file object (which costs three more)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o644)
     try:
         view = memoryview(data)
         while view:  # a short write: the rest follows at once
@@ -237,6 +248,17 @@ def _summary_line(trial_id: int, record_json: Mapping[str, Any], sig: Signature)
 APPEND_CHUNK = 1 << 16
 #: appended bytes are read in pieces of this many bytes
 APPEND_READ = 1 << 20
+#: os.open's flag for bytes as they are (Windows; 0 elsewhere)
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def _seek_read(fd: int, size: int, offset: int) -> bytes:
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
+#: read at an offset: os.pread where there is one (not on Windows)
+_pread: Callable[[int, int, int], bytes] = getattr(os, "pread", None) or _seek_read
 
 
 def _append_lines(path: Path, items: Sequence[str]) -> None:
@@ -255,7 +277,7 @@ def _append_lines(path: Path, items: Sequence[str]) -> None:
         size += len(line)
     if current:
         chunks.append(b"".join(current))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY, 0o644)
     try:
         for data in chunks:
             view = memoryview(data)
@@ -291,8 +313,6 @@ class FileBackend(Backend):
         self._outputs_file_lock: ProcessLock | None = None
         # outputs.jsonl kept open per process: (pid, read fd, append fd or None)
         self._outputs_fds: tuple[int, int, int | None] | None = None
-        # the signature of each running record this object claimed, until it finishes
-        self._claimed: dict[int, Signature] = {}
         self._metric_dirs: set[int] = set()
 
     @classmethod
@@ -426,28 +446,24 @@ class FileBackend(Backend):
             made[trial_id] = (record, record.to_json())
             return _dump(made[trial_id][1])
 
-        trial_id = self._claim(content)
-        record, obj = made[trial_id]
-        try:  # what finish_trial checks, instead of reading the record back
-            self._claimed[trial_id] = _signature(os.stat(self._trial_path(trial_id)))
-        except OSError:
-            pass
+        record, obj = made[self._claim(content)]
         self._add_summary(record, obj)
         return record
 
     def finish_trial(self, record: TrialRecord) -> TrialRecord:
-        """``Backend.finish_trial``; when the trial's file still has the signature it had
-        once this object claimed it (the running record it wrote, untouched since: any
-        replacement makes a new inode, any write changes the ctime), the final record
-        replaces it without reading it back first."""
-        claimed = self._claimed.pop(record.trial_id, None)
-        if claimed is not None and record.claim:
+        """``Backend.finish_trial``; when the first bytes of the trial's file hold this
+        trial's claim token (a record is written with its keys sorted: ``claim`` comes
+        first), the final record replaces it without reading the rest or decoding it."""
+        if record.claim:
             try:
-                current: Signature | None = _signature(
-                    os.stat(self._trial_path(record.trial_id)))
+                fd = os.open(self._trial_path(record.trial_id), os.O_RDONLY | _BINARY)
+                try:
+                    head = os.read(fd, 128)
+                finally:
+                    os.close(fd)
             except OSError:
-                current = None
-            if current == claimed:
+                head = b""
+            if f'"claim": "{record.claim}"'.encode("utf-8") in head:
                 self.write_trial(record)
                 return record
         return super().finish_trial(record)
@@ -478,7 +494,7 @@ class FileBackend(Backend):
         """A record and the signature of the file it was read from."""
         try:
             path = self._trial_path(trial_id)
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | _BINARY)
         except (FileNotFoundError, ValueError, TypeError):
             raise TrialIDNotFoundError(trial_id) from None
         except OSError as exc:  # e.g. not readable by this user
@@ -716,7 +732,8 @@ class FileBackend(Backend):
         fds = self._outputs_fds
         if fds is None or fds[0] != _Process.pid:  # a forked child opens its own
             try:
-                fds = (_Process.pid, os.open(self.path / "outputs.jsonl", os.O_RDONLY), None)
+                fds = (_Process.pid,
+                       os.open(self.path / "outputs.jsonl", os.O_RDONLY | _BINARY), None)
             except FileNotFoundError:
                 return None
             self._outputs_fds = fds
@@ -726,15 +743,33 @@ class FileBackend(Backend):
         """The descriptor this process appends to outputs.jsonl with (the file created)."""
         if self._outputs_fd() is None:
             os.close(os.open(self.path / "outputs.jsonl",
-                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644))
+                             os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY, 0o644))
             self._outputs_fd()
         fds = self._outputs_fds
         assert fds is not None
         if fds[2] is None:
             fds = self._outputs_fds = (fds[0], fds[1], os.open(
-                self.path / "outputs.jsonl", os.O_WRONLY | os.O_APPEND, 0o644))
+                self.path / "outputs.jsonl", os.O_WRONLY | os.O_APPEND | _BINARY, 0o644))
         assert fds[2] is not None
         return fds[2]
+
+    def _outputs_reopened(self) -> None:
+        """With the file lock: when outputs.jsonl is no longer the file this process
+        opened (the experiment was deleted and made again), forget what was read from
+        the old one; the next read opens the new one and reads it from the start."""
+        fds = self._outputs_fds
+        if fds is None or fds[0] != _Process.pid:
+            return
+        try:
+            current = os.stat(self.path / "outputs.jsonl").st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(fds[1]).st_ino:
+            self._outputs_fds = None
+            for fd in fds[1:]:
+                if fd is not None:
+                    os.close(fd)
+            self._outputs, self._outputs_offset = {}, 0
 
     def _sync_outputs(self) -> bool:
         """Read what was appended to outputs.jsonl since last time (call with the lock);
@@ -746,7 +781,7 @@ class FileBackend(Backend):
         chunks = []
         offset = self._outputs_offset
         while True:  # one system call when nothing was appended
-            chunk = os.pread(fd, APPEND_READ, offset)
+            chunk = _pread(fd, APPEND_READ, offset)
             chunks.append(chunk)
             offset += len(chunk)
             if len(chunk) < APPEND_READ:
@@ -779,6 +814,7 @@ class FileBackend(Backend):
             if self._outputs_file_lock is None:
                 self._outputs_file_lock = ProcessLock(self.path / "outputs.lock")
             with self._outputs_file_lock:
+                self._outputs_reopened()
                 whole = self._sync_outputs()  # what other processes appended meanwhile
                 old = {k: self._outputs.get(k) for k in hashes}
                 changed = {k: h for k, h in hashes.items() if old[k] != h}

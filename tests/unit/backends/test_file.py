@@ -55,6 +55,23 @@ def test_a_torn_index_line_does_not_swallow_the_next_writers_line(tmp_path, capl
     assert "torn line" in caplog.text  # the half line is named, and skipped
 
 
+def test_the_key_index_follows_an_experiment_deleted_and_made_again(tmp_path):
+    """A backend object keeps outputs.jsonl open; when another one deletes the experiment
+    and a third writes it anew, the first writes to the new file, not the deleted one,
+    and no longer answers from the deleted history."""
+    first = FileBackend(tmp_path, "again")
+    first.index_swap("outputs", {"k1": "h1"})
+    assert FileBackend(tmp_path, "again").delete_experiment() > 0
+    third = FileBackend(tmp_path, "again")
+    third.index_swap("outputs", {"j": "new"})
+    assert first.index_swap("outputs", {"k2": "h2"}) == {"k2": None}
+    fresh = FileBackend(tmp_path, "again")
+    assert fresh.index_read("outputs", ["k1", "k2", "j"]) == {"k1": None, "k2": "h2", "j": "new"}
+    assert first.index_read("outputs", ["k1", "j"]) == {"k1": None, "j": "new"}
+    lines = (tmp_path / "again" / "outputs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["k"] for line in lines] == ["out:j", "out:k2"]
+
+
 def test_claims_skip_taken_ids_with_their_own_content(tmp_path):
     first, second = FileBackend(tmp_path, "ids"), FileBackend(tmp_path, "ids")
     assert first.next_trial_id() == 1
