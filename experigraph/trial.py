@@ -247,6 +247,39 @@ def _start_trials(backend: Backend, experiment_id: str, parameter_sets: Sequence
     return records
 
 
+class _HeldLogs(logging.Filter):
+    """Holds what this thread logs about drift (``experigraph.drift``) from now until
+    :meth:`stop`, to be logged (:meth:`release`) once the trial compared with is known to
+    be the right one, or forgotten (:meth:`drop`) with the warnings it marked as said."""
+
+    def __init__(self, environment: drift_checks.EnvironmentDrift) -> None:
+        super().__init__()
+        self.logger = logging.getLogger(drift_checks.__name__)
+        self.thread = threading.get_ident()
+        self.records: list[logging.LogRecord] = []
+        self.environment = environment
+        self.warned = set(environment.warned)
+        self.logger.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread:
+            return True
+        self.records.append(record)
+        return False
+
+    def stop(self) -> None:
+        self.logger.removeFilter(self)
+
+    def release(self) -> None:
+        for record in self.records:
+            self.logger.handle(record)
+        self.records = []
+
+    def drop(self) -> None:
+        self.records = []
+        self.environment.warned.intersection_update(self.warned)
+
+
 def _failed_compute(backend: Backend, records: Sequence[TrialRecord], sink: RecordSink,
                     exc: BaseException, elapsed: float, isolate: bool) -> list[Outcome]:
     """Every trial of a compute that raised, recorded as failed (or interrupted)."""
@@ -478,20 +511,37 @@ class TrialRunner:
         # The trial this process wrote last is the newest one unless another process
         # claimed ids since: compare with it (no query of the store), and check that
         # with the id this trial gets (below).
+        # (Its WARNINGs wait for that check: they name the trial compared with.)
         assumed = next(iter(self.written.values()), None)
         previous = assumed if assumed is not None else self.previous_trial()
         code = snapshot_code(backend, order, self.stored_sources)
         files = source_files(order)
-        drift = code_drift(backend, previous, code)
-        environment_hash, env_drift = self.environment.check(previous, files)
+        held = _HeldLogs(self.environment) if assumed is not None else None
+        try:
+            drift = code_drift(backend, previous, code)
+            environment_hash, env_drift = self.environment.check(previous, files)
+        finally:
+            if held is not None:
+                held.stop()
         drift.extend(env_drift)
         started_at = time.perf_counter()
-        records = _start_trials(backend, self.experiment_id, parameter_sets, seeds, dict(
-            code=code, environment_hash=environment_hash, drift=tuple(drift),
-            rerun_of=options.rerun_of, sweep_id=options.sweep_id, script=options.script),
-            self.hooks)
-        if assumed is not None and records[0].trial_id != assumed.trial_id + 1:
-            records = self._compare_again(records, assumed, code, files)
+        try:
+            records = _start_trials(backend, self.experiment_id, parameter_sets, seeds, dict(
+                code=code, environment_hash=environment_hash, drift=tuple(drift),
+                rerun_of=options.rerun_of, sweep_id=options.sweep_id, script=options.script),
+                self.hooks)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        if assumed is not None and held is not None:
+            newest = assumed if records[0].trial_id == assumed.trial_id + 1 else \
+                self.previous_trial(below=records[0].trial_id)
+            if newest is None or newest.trial_id == assumed.trial_id:
+                held.release()
+            else:  # another process's trial came in between: compare with it
+                held.drop()
+                records = self._compare_again(records, newest, code, files)
         plans = [TrialPlan(r.trial_id, r.parameters, r.seed) for r in records]
         cache_environment = _cache_environment(order)
         sink = RecordSink(backend)
@@ -528,14 +578,11 @@ class TrialRunner:
                 pending_ids=[p.record.trial_id for p in pending]) from failure
         return outcomes
 
-    def _compare_again(self, records: list[TrialRecord], assumed: TrialRecord,
+    def _compare_again(self, records: list[TrialRecord], previous: TrialRecord,
                        code: Mapping[str, Any], files: Sequence[str]) -> list[TrialRecord]:
-        """Other processes claimed ids between ``assumed`` (the trial this process wrote
-        last) and these trials: compare with the newest trial before them instead, and
-        rewrite their running records with that drift."""
-        previous = self.previous_trial(below=records[0].trial_id)
-        if previous is None or previous.trial_id == assumed.trial_id:
-            return records
+        """Compare these trials with ``previous``, the newest trial before them (another
+        process's, written after the one this process compared them with), and rewrite
+        their running records with that drift."""
         drift = code_drift(self.backend, previous, code)
         drift.extend(self.environment.check(previous, files)[1])
         records = [r.replace(drift=tuple(drift)) for r in records]

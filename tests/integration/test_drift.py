@@ -83,6 +83,25 @@ def test_a_trial_compares_with_the_newest_trial_whoever_wrote_it(make_experiment
     assert mine["ex"].get_trial(4).drift == ()
 
 
+def test_drift_warnings_name_the_trial_compared_with(make_experiment, caplog):
+    """The warnings of a trial compared, at first, with the one its process wrote last
+    wait until the claimed id shows which trial is the newest: here another writer's
+    trial 2 has the same code, so nothing is said."""
+    mine, other = {"ex": make_experiment()}, {"ex": make_experiment()}
+    run_cell(CELL.format(op="+"), mine)
+    mine["ex"].set_parameters(a=1, b=2).compute(seed=1)  # trial 1: a + b
+    run_cell(CELL.format(op="*"), other)
+    other["ex"].set_parameters(a=1, b=2).compute(seed=1)  # trial 2: a * b
+    run_cell(CELL.format(op="*"), mine)
+    caplog.clear()  # trial 2's own warning (a + b -> a * b) is right
+    with caplog.at_level(logging.INFO, logger="experigraph"):
+        mine["ex"].set_parameters(a=1, b=2).compute(seed=1)  # trial 3: a * b, as trial 2
+    assert mine["ex"].get_trial(3).drift == ()
+    assert not [m for m in warnings_of(caplog) if "Code context" in m]
+    mine["ex"].compute(seed=1)
+    assert mine["ex"].get_trial(4).drift == ()
+
+
 def test_rerunning_the_same_cell_is_not_drift(make_experiment, caplog):
     ns = {"ex": make_experiment()}
     with caplog.at_level(logging.INFO, logger="experigraph"):
