@@ -7,8 +7,9 @@ directory that held a ``.dist-info``/``.egg-info`` at the last collection.
 Installing, upgrading or removing a package adds or removes such an entry,
 which changes its directory's mtime. The list and its signature are also kept
 in a per-user cache file (one per interpreter), so that a new process whose
-signature is unchanged reads one small file instead (opening an experiment
-compares the environment).
+signature is unchanged, and whose ``sys.path`` entries are as they were, reads
+one small file instead (opening an experiment compares the environment), for
+at most an hour.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import os
 import re
 import sys
 import threading
+import time
 from typing import Any
 
 from ..hashing import json_hash
@@ -127,7 +129,8 @@ def collect_packages() -> list[dict[str, Any]]:
             _cache["value"] = packages
         _cache["locations"], _cache["signature"] = locations, signature
         write_cache(_cache_name(), {"locations": list(locations), "signature": signature,
-                                    "packages": packages})
+                                    "packages": packages, "paths": _path_signature(),
+                                    "written": time.time()})
         logger.debug("Collected %d installed packages", len(packages))
         return _cache["value"]
 
@@ -137,15 +140,29 @@ def _cache_name() -> str:
     return f"packages-{json_hash([sys.executable, sys.prefix])[:16]}.json"
 
 
+#: the list kept in the cache file is gathered again once it is this old
+FILE_MAX_AGE_SECONDS = 3600.0
+
+
+def _path_signature() -> Any:
+    """The stat of every ``sys.path`` entry, as JSON: a package installed where none was
+    before (``pip install --target``) changes its directory, not one of the locations."""
+    cwd = os.getcwd() if "" in sys.path else ""
+    return _as_json(stat_signature([p or cwd for p in sys.path]))
+
+
 def _from_file() -> list[dict[str, Any]] | None:
-    """The list kept by an earlier process, taken when its signature still holds."""
+    """The list kept by an earlier process, taken when its signature still holds, no
+    ``sys.path`` entry changed, and it is younger than :data:`FILE_MAX_AGE_SECONDS`."""
     kept = read_cache(_cache_name())
     try:
         locations = tuple(kept["locations"])
         packages = kept["packages"]
         valid = (isinstance(packages, list) and all(isinstance(p, dict) for p in packages)
+                 and 0 <= time.time() - kept["written"] < FILE_MAX_AGE_SECONDS
+                 and kept["paths"] == _path_signature()
                  and _as_json(_signature(locations)) == kept["signature"])
-    except (TypeError, KeyError):
+    except (TypeError, KeyError, OSError):
         return None
     if not valid:
         return None

@@ -539,7 +539,7 @@ def test_the_package_list_is_kept_for_the_next_process(tmp_path, monkeypatch) ->
     def process(read_metadata: bool) -> Any:
         return run_python(
             "import importlib.metadata, json, sys\n"
-            f"sys.path.insert(0, {str(site)!r})\n"
+            f"sys.path[:0] = [{str(site)!r}, {str(extra)!r}]\n"
             + ("" if read_metadata else
                "def refuse(*args, **kwargs):\n"
                "    raise AssertionError('the metadata was read')\n"
@@ -550,8 +550,9 @@ def test_the_package_list_is_kept_for_the_next_process(tmp_path, monkeypatch) ->
             "print(json.dumps([env.python_packages(snap), snap['packages'], snap['numeric']]))\n")
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    site = tmp_path / "site"
+    site, extra = tmp_path / "site", tmp_path / "extra"  # extra: on sys.path, no package
     site.mkdir()
+    extra.mkdir()
     write_dist("1.0")
     lines, first, numeric = process(read_metadata=True)
     assert "fakepkg==1.0" in lines
@@ -565,3 +566,11 @@ def test_the_package_list_is_kept_for_the_next_process(tmp_path, monkeypatch) ->
     lines, _, _ = process(read_metadata=True)
     assert "fakepkg==2.0" in lines and "fakepkg==1.0" not in lines
     assert process(read_metadata=False)[0] == lines
+
+    time.sleep(0.01)  # installed where no package was (pip install --target): seen too
+    other = extra / "otherpkg-3.0.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: otherpkg\nVersion: 3.0\n\n",
+                                    encoding="utf-8")
+    lines, _, _ = process(read_metadata=True)
+    assert "otherpkg==3.0" in lines
