@@ -204,6 +204,9 @@ def _times(pd: Any, values: list[_dt.datetime | None]) -> Any:
     all missing: what pandas makes of ``NaT`` cells)."""
     if all(v is None for v in values):
         return [pd.NaT] * len(values)
+    if any(v is not None and v.tzinfo is None for v in values):  # read as local already
+        return pd.array([pd.NaT if v is None else local_time(v) for v in values],
+                        dtype="datetime64[us]")
     times = pd.to_datetime(values, utc=True)
     local = times.tz_convert(local_zone()).tz_localize(None)
     return pd.array(local.as_unit("us"), dtype="datetime64[us]")

@@ -108,3 +108,12 @@ def test_the_history_rows_hold_the_values_of_trial_fields():
         expected_time = present.local_time(f["finished"])
         assert (pd.isna(row["Finished"]) and expected_time is None) or \
             row["Finished"] == pd.Timestamp(expected_time)
+
+
+def test_a_finished_time_without_zone_is_read_as_local_time():
+    pd = pytest.importorskip("pandas")
+    naive = dt.datetime(2026, 1, 2, 12, 0, 0)  # a hand-made record: no zone
+    aware = dt.datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
+    frame = present.history_frame([record(1, finished=naive), record(2, finished=aware)])
+    assert frame.loc[1, "Finished"] == pd.Timestamp(present.local_time(naive))
+    assert frame.loc[2, "Finished"] == pd.Timestamp(present.local_time(aware))
