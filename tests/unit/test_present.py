@@ -110,10 +110,20 @@ def test_the_history_rows_hold_the_values_of_trial_fields():
             row["Finished"] == pd.Timestamp(expected_time)
 
 
-def test_a_finished_time_without_zone_is_read_as_local_time():
+def test_a_finished_time_without_zone_is_read_as_local_time(monkeypatch):
     pd = pytest.importorskip("pandas")
-    naive = dt.datetime(2026, 1, 2, 12, 0, 0)  # a hand-made record: no zone
-    aware = dt.datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
-    frame = present.history_frame([record(1, finished=naive), record(2, finished=aware)])
-    assert frame.loc[1, "Finished"] == pd.Timestamp(present.local_time(naive))
-    assert frame.loc[2, "Finished"] == pd.Timestamp(present.local_time(aware))
+    import time
+
+    monkeypatch.setenv("TZ", "JST-9")  # UTC+9 (a POSIX rule: no time zone database needed)
+    time.tzset()
+    present.local_zone.cache_clear()
+    try:
+        naive = dt.datetime(2026, 1, 2, 12, 0, 0)  # a hand-made record: no zone
+        aware = dt.datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
+        frame = present.history_frame([record(1, finished=naive), record(2, finished=aware)])
+        assert frame.loc[1, "Finished"] == pd.Timestamp(2026, 1, 2, 12)  # as it was
+        assert frame.loc[2, "Finished"] == pd.Timestamp(2026, 1, 2, 21)  # UTC+9
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        present.local_zone.cache_clear()
