@@ -212,22 +212,28 @@ def scalar_hash(*values: Any) -> str | None:
     return "s" + h.hexdigest()
 
 
+def _groups_digest(*groups: Sequence[Any]) -> str:
+    """XXH3-128 hex digest of groups of plain scalars: each group's length, then the
+    canonical encoding of each of its values (unambiguous: no two different series of
+    groups encode alike)."""
+    out: list[bytes] = []
+    for group in groups:
+        out.append(b"(%d" % len(group))
+        for v in group:
+            _scalar_bytes(v, out)
+    h = _new_hasher()
+    h.update(b"".join(out))
+    return h.hexdigest()
+
+
 def _scalar_call_hash(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str | None:
-    """:func:`scalar_hash` of a call's arguments (positional, then keyword by name), or
+    """The marked hash of a call's arguments (positional, then keyword by name), or
     None unless every one is a plain scalar."""
     if not all(type(v) in _SCALARS for v in args) or not all(
             type(v) in _SCALARS for v in kwargs.values()):
         return None
-    out: list[bytes] = [b"(%d" % len(args)]
-    for v in args:
-        _scalar_bytes(v, out)
-    out.append(b"{%d" % len(kwargs))
-    for name in sorted(kwargs):
-        _scalar_bytes(name, out)
-        _scalar_bytes(kwargs[name], out)
-    h = _new_hasher()
-    h.update(b"".join(out))
-    return "s" + h.hexdigest()
+    return "s" + _groups_digest(args, [x for name in sorted(kwargs)
+                                       for x in (name, kwargs[name])])
 
 
 def output_hash(value: Any) -> str | None:
@@ -274,13 +280,11 @@ def loose_hash(*values: Any) -> str:
 def call_key_token(static_token: str, seed: int, values: Sequence[Any],
                    dep_keys: Sequence[Any]) -> str:
     """The token of a step call's task key (equal for calls a sweep shares): when the
-    parameters are plain scalars and the dependencies' keys text (the usual call), a
-    hash of their ``repr`` (exact for these types: ``1``, ``1.0`` and ``True`` differ),
-    a fifth of ``tokenize``'s cost; else :func:`loose_hash`."""
+    parameters are plain scalars and the dependencies' keys text (the usual call), the
+    digest of their canonical encoding (``1``, ``1.0`` and ``True`` differ), a fifth of
+    ``tokenize``'s cost; else :func:`loose_hash`."""
     if all(type(v) in _SCALARS for v in values) and all(type(k) is str for k in dep_keys):
-        h = _new_hasher()
-        h.update(repr((static_token, seed, values, dep_keys)).encode("utf-8", "surrogatepass"))
-        return h.hexdigest()
+        return _groups_digest((static_token, seed), values, dep_keys)
     return loose_hash(static_token, seed, values, dep_keys)
 
 

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import signing
 from .artifacts import finish_output
-from .hashing import big_array, input_hash, output_hash, path_hash
+from .hashing import input_hash, output_hash, path_hash
 from .records import StepRecord, now, type_name
 
 if TYPE_CHECKING:
@@ -718,7 +718,7 @@ class Recording(_Builtin):
             return
         failure = scope.failure
         token = output_hash(value)
-        if token is not None and big_array(value):
+        if token is not None and token[0] == "a":  # a large array's: reused as an input's
             scope.ctx.sink.remember(value, token)
         scope.ctx.sink.add(_record(
             scope, token, persisted=scope.persisted, output_type=type_name(value),

@@ -438,37 +438,21 @@ class TrialRecord:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "experiment_id": self.experiment_id,
-            "trial_id": self.trial_id,
-            "status": self.status.value,
-            "parameters": encode_value(dict(self.parameters)),
-            # JSON objects are written with sorted keys: keep the declaration order
-            "parameter_order": list(self.parameters),
-            "seed": self.seed,
-            "started": _time_to_json(self.started),
-            "finished": _time_to_json(self.finished),
-            "process_time": self.process_time,
-            "description": self.description,
+        out = _shared_json(self)
+        out.update({
             "error": encode_value(dict(self.error)) if self.error is not None else None,
-            "result": encode_value(self.result),
-            "result_type": self.result_type,
             "result_hash": self.result_hash,
             "result_blob": self.result_blob,
-            "host": self.host,
-            "pid": self.pid,
             "code": {k: dict(v) for k, v in self.code.items()},
             "environment_hash": self.environment_hash,
             "steps": [s.to_json() for s in self.steps],
             "drift": [d.to_json() for d in self.drift],
-            "metrics": encode_value(dict(self.metrics)),
-            "labels": encode_value(dict(self.labels)),
             "rerun_of": self.rerun_of,
             "sweep_id": self.sweep_id,
             "script": encode_value(dict(self.script)) if self.script is not None else None,
             "claim": self.claim,
-        }
+        })
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TrialRecord:
@@ -582,26 +566,9 @@ class TrialSummary:
         return _summary_json(record_json)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "experiment_id": self.experiment_id,
-            "trial_id": self.trial_id,
-            "status": self.status.value,
-            "parameters": encode_value(dict(self.parameters)),
-            "parameter_order": list(self.parameters),
-            "seed": self.seed,
-            "started": _time_to_json(self.started),
-            "finished": _time_to_json(self.finished),
-            "process_time": self.process_time,
-            "description": self.description,
-            "result": encode_value(self.result),
-            "result_type": self.result_type,
-            "host": self.host,
-            "pid": self.pid,
-            "drift_kinds": list(self.drift_kinds),
-            "metrics": encode_value(dict(self.metrics)),
-            "labels": encode_value(dict(self.labels)),
-        }
+        out = _shared_json(self)
+        out["drift_kinds"] = list(self.drift_kinds)
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> TrialSummary:
@@ -639,6 +606,30 @@ class TrialSummary:
         summary = object.__new__(cls)
         summary.__dict__.update(values)
         return summary
+
+
+def _shared_json(trial: TrialRecord | TrialSummary) -> dict[str, Any]:
+    """The JSON form of the fields a record and its summary share (``_SUMMARY_FIELDS``)."""
+    return {
+        "schema": SCHEMA,
+        "experiment_id": trial.experiment_id,
+        "trial_id": trial.trial_id,
+        "status": trial.status.value,
+        "parameters": encode_value(dict(trial.parameters)),
+        # JSON objects are written with sorted keys: keep the declaration order
+        "parameter_order": list(trial.parameters),
+        "seed": trial.seed,
+        "started": _time_to_json(trial.started),
+        "finished": _time_to_json(trial.finished),
+        "process_time": trial.process_time,
+        "description": trial.description,
+        "result": encode_value(trial.result),
+        "result_type": trial.result_type,
+        "host": trial.host,
+        "pid": trial.pid,
+        "metrics": encode_value(dict(trial.metrics)),
+        "labels": encode_value(dict(trial.labels)),
+    }
 
 
 #: the fields a summary copies as they are from a record's JSON form

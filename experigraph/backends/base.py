@@ -331,11 +331,15 @@ class Backend(abc.ABC):
         replaced. One ``swap_and_finish`` call: one round trip on a server that does
         both in one script.
         """
-        stored = {ns: self._index_prefix(ns) for ns in index}
-        flat = {stored[ns] + k: v for ns, entries in index.items() for k, v in entries.items()}
-        final, olds = self.swap_and_finish(flat, record)
-        return final, {ns: {k: olds[stored[ns] + k] for k in entries}
-                       for ns, entries in index.items()}
+        finished: list[TrialRecord | None] = []
+
+        def swap(flat: dict[str, str]) -> dict[str, str | None]:
+            final, olds = self.swap_and_finish(flat, record)
+            finished.append(final)
+            return olds
+
+        olds = self._swap_namespaced(index, swap)
+        return finished[0], olds
 
     def swap_and_finish(self, values: Mapping[str, str], record: TrialRecord
                         ) -> tuple[TrialRecord | None, dict[str, str | None]]:
@@ -533,9 +537,17 @@ class Backend(abc.ABC):
                         ) -> dict[str, dict[str, str | None]]:
         """``index_swap`` for several namespaces (namespace -> {key: value}) in one
         ``swap_index_values`` call (one round trip on a server)."""
+        return self._swap_namespaced(
+            values, lambda flat: self.swap_index_values(flat) if flat else {})
+
+    def _swap_namespaced(self, values: Mapping[str, Mapping[str, str]],
+                         swap: Callable[[dict[str, str]], dict[str, str | None]]
+                         ) -> dict[str, dict[str, str | None]]:
+        """``swap`` of ``values`` (namespace -> {key: value}) as the stored keys (each
+        under its namespace's prefix), its answer by namespace again."""
         stored = {ns: self._index_prefix(ns) for ns in values}
-        flat = {stored[ns] + k: v for ns, entries in values.items() for k, v in entries.items()}
-        olds = self.swap_index_values(flat) if flat else {}
+        olds = swap({stored[ns] + k: v for ns, entries in values.items()
+                     for k, v in entries.items()})
         return {ns: {k: olds[stored[ns] + k] for k in entries} for ns, entries in values.items()}
 
     def index_read_many(self, keys: Mapping[str, Iterable[str]]

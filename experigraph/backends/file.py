@@ -765,11 +765,18 @@ class FileBackend(Backend):
         except FileNotFoundError:
             current = None
         if current != os.fstat(fds[1]).st_ino:
-            self._outputs_fds = None
+            self._close_outputs()
+            self._outputs, self._outputs_offset = {}, 0
+
+    def _close_outputs(self) -> None:
+        """Close the descriptors of outputs.jsonl this process opened (a forked child
+        leaves its parent's alone); the next use opens them again."""
+        fds, self._outputs_fds = getattr(self, "_outputs_fds", None), None
+        if fds is not None and fds[0] == _Process.pid:
             for fd in fds[1:]:
                 if fd is not None:
-                    os.close(fd)
-            self._outputs, self._outputs_offset = {}, 0
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
 
     def _sync_outputs(self) -> bool:
         """Read what was appended to outputs.jsonl since last time (call with the lock);
@@ -849,19 +856,10 @@ class FileBackend(Backend):
         """Let go of the index's lock file (opened by a process that wrote the index)."""
         if self._outputs_file_lock is not None:
             self._outputs_file_lock.close()
-        fds, self._outputs_fds = self._outputs_fds, None
-        if fds is not None and fds[0] == _Process.pid:
-            for fd in fds[1:]:
-                if fd is not None:
-                    os.close(fd)
+        self._close_outputs()
 
     def __del__(self) -> None:
-        fds = getattr(self, "_outputs_fds", None)
-        if fds is not None and fds[0] == _Process.pid:
-            for fd in fds[1:]:
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+        self._close_outputs()
 
     def delete_experiment(self) -> int:
         """Remove ``<root>/<experiment_id>/`` and everything in it; return how many files."""

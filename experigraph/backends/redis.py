@@ -145,27 +145,32 @@ end
 return 1
 """
 
-#: replace the record of id ARGV[1] with ARGV[2] (and its summary ARGV[3]) only if the
-#: stored one is this trial's own: same experiment ARGV[4] and claim token ARGV[5];
-#: returns 1 if written, 0 if the stored record is missing, unreadable or another's
-#: (KEYS: trials, summaries, experiments)
-_FINISH = """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if not old then return 0 end
-local ok, obj = pcall(cjson.decode, old)
-if not ok or type(obj) ~= 'table' or obj['claim'] ~= ARGV[5]
-    or obj['experiment_id'] ~= ARGV[4] or tostring(obj['trial_id']) ~= ARGV[1] then
-  return 0
+#: finish_own(trials, summaries, experiments): replace the record of id ARGV[1] with
+#: ARGV[2] (and its summary ARGV[3]) only if the stored one is this trial's own: same
+#: experiment ARGV[4] and claim token ARGV[5]; 1 if written, 0 if the stored record is
+#: missing, unreadable or another's
+_FINISH_OWN = """
+local function finish_own(trials, summaries, experiments)
+  local old = redis.call('HGET', trials, ARGV[1])
+  if not old then return 0 end
+  local ok, obj = pcall(cjson.decode, old)
+  if not ok or type(obj) ~= 'table' or obj['claim'] ~= ARGV[5]
+      or obj['experiment_id'] ~= ARGV[4] or tostring(obj['trial_id']) ~= ARGV[1] then
+    return 0
+  end
+  redis.call('HSET', trials, ARGV[1], ARGV[2])
+  if ARGV[3] ~= '' then
+    redis.call('HSET', summaries, ARGV[1], string.len(ARGV[2]) .. ' ' .. ARGV[3])
+  else
+    redis.call('HDEL', summaries, ARGV[1])
+  end
+  redis.call('SADD', experiments, ARGV[4])
+  return 1
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[2], ARGV[1], string.len(ARGV[2]) .. ' ' .. ARGV[3])
-else
-  redis.call('HDEL', KEYS[2], ARGV[1])
-end
-redis.call('SADD', KEYS[3], ARGV[4])
-return 1
 """
+
+#: finish_own (KEYS: trials, summaries, experiments)
+_FINISH = _FINISH_OWN + "return finish_own(KEYS[1], KEYS[2], KEYS[3])\n"
 
 #: every trial id with its summary, or false where the summary is missing or names
 #: another length than the record's (KEYS: trials, summaries)
@@ -210,7 +215,7 @@ return n
 #: replaced one with another first word, _FINISH of record ARGV[1..5] (KEYS[2..4]:
 #: trials, summaries, experiments); returns {status, old values}: status 1 written, 0
 #: the stored record is missing, unreadable or another's, 2 not written (a change)
-_SWAP_FINISH = """
+_SWAP_FINISH = _FINISH_OWN + """
 local out = {}
 local changed = false
 for i = 7, 6 + 2 * tonumber(ARGV[6]), 2 do
@@ -224,21 +229,7 @@ for i = 7, 6 + 2 * tonumber(ARGV[6]), 2 do
   out[#out + 1] = old
 end
 if changed then return {2, out} end
-local stored = redis.call('HGET', KEYS[2], ARGV[1])
-if not stored then return {0, out} end
-local ok, obj = pcall(cjson.decode, stored)
-if not ok or type(obj) ~= 'table' or obj['claim'] ~= ARGV[5]
-    or obj['experiment_id'] ~= ARGV[4] or tostring(obj['trial_id']) ~= ARGV[1] then
-  return {0, out}
-end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[3], ARGV[1], string.len(ARGV[2]) .. ' ' .. ARGV[3])
-else
-  redis.call('HDEL', KEYS[3], ARGV[1])
-end
-redis.call('SADD', KEYS[4], ARGV[4])
-return {1, out}
+return {finish_own(KEYS[2], KEYS[3], KEYS[4]), out}
 """
 
 _SWAP = """

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from ..hashing import json_hash
-from ._common import read_cache, stat_signature, write_cache
+from ._common import jsonable, read_cache, stat_signature, write_cache
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _path_signature() -> Any:
     """The stat of every ``sys.path`` entry, as JSON: a package installed where none was
     before (``pip install --target``) changes its directory, not one of the locations."""
     cwd = os.getcwd() if "" in sys.path else ""
-    return _as_json(stat_signature([p or cwd for p in sys.path]))
+    return jsonable(stat_signature([p or cwd for p in sys.path]))
 
 
 def _from_file() -> list[dict[str, Any]] | None:
@@ -161,7 +161,7 @@ def _from_file() -> list[dict[str, Any]] | None:
         valid = (isinstance(packages, list) and all(isinstance(p, dict) for p in packages)
                  and 0 <= time.time() - kept["written"] < FILE_MAX_AGE_SECONDS
                  and kept["paths"] == _path_signature()
-                 and _as_json(_signature(locations)) == kept["signature"])
+                 and jsonable(_signature(locations)) == kept["signature"])
     except (TypeError, KeyError, OSError):
         return None
     if not valid:
@@ -169,13 +169,6 @@ def _from_file() -> list[dict[str, Any]] | None:
     _cache["value"], _cache["locations"] = packages, locations
     _cache["signature"] = _signature(locations)
     return packages
-
-
-def _as_json(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples as lists)."""
-    if isinstance(value, (tuple, list)):
-        return [_as_json(v) for v in value]
-    return value
 
 
 def version_of(name: str) -> str | None:
