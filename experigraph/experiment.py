@@ -50,7 +50,7 @@ from .environment.collector import (
     validate_collectors,
 )
 from .hooks import StepHook, current_scope
-from .records import DriftEvent, Status, TrialRecord, Unrepresentable, check_seed
+from .records import DriftEvent, Status, TrialRecord, Unrepresentable, check_seed, gc_paused
 from .present import history_frame, result_type
 from .trial import Outcome, RunOptions, TrialRunner, new_seed, read_source, source_files
 from .lineage import note_persisted_read
@@ -491,6 +491,12 @@ class Experiment(Versioning):
         while it runs every half second or 1,000 points, so a live dashboard sees
         curves grow and a killed process loses at most the last half second.
         """
+        if metric_key is NOTHING and type(key) is str and key and epoch is not NOTHING \
+                and value is not NOTHING:  # the usual call: no checks beyond these
+            scope = current_scope()
+            if scope is not None and scope.ctx.experiment_id == self.id:
+                scope.save_point(key, epoch, value)
+                return
         key = _either("save_metric", "key", key, "metric_key", metric_key)
         for name, given in (("epoch", epoch), ("value", value)):
             if given is NOTHING:
@@ -922,9 +928,8 @@ class Experiment(Versioning):
         columns = {}
         for i in ids:
             self._read(i)  # unknown ids raise TrialIDNotFoundError
-            points = self._backend.read_metric(i, key)
-            columns[i] = pd.Series({epoch: value for epoch, value in points}, dtype=object
-                                   if not points else None)
+            with gc_paused():  # thousands of acyclic objects: no collection of the heap
+                columns[i] = _metric_series(self._backend.read_metric(i, key))
         if not any(len(c) for c in columns.values()):
             known = sorted({k for i in ids for k in self._backend.metric_keys(i)})
             raise NotRecordedError(f"No metric {key!r} was saved in trial(s) {ids} (saved metrics: "
@@ -996,6 +1001,28 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.uri})"
+
+
+def _metric_series(points: Sequence[tuple[Any, Any]]) -> pd.Series:
+    """A curve's points as a Series indexed by epoch (the last point of an epoch wins);
+    epochs and values that are all ints or all floats go to NumPy in one pass each (the
+    dtypes pandas would infer), the rest through pandas' inference."""
+    import numpy as np
+    import pandas as pd
+
+    if not points:
+        return pd.Series(dtype=object)
+    epochs = [p[0] for p in points]
+    values = [p[1] for p in points]
+    kinds = (set(map(type, epochs)), set(map(type, values)))
+    if all(k == {int} or k == {float} for k in kinds) and len(set(epochs)) == len(epochs):
+        dtypes = {int: np.int64, float: np.float64}
+        try:
+            return pd.Series(np.array(values, dtype=dtypes[kinds[1].pop()]),
+                             index=pd.Index(np.array(epochs, dtype=dtypes[kinds[0].pop()])))
+        except OverflowError:  # an int beyond 64 bits
+            pass
+    return pd.Series(dict(points))
 
 
 def _either(method: str, ours: str, ours_value: Any, theirs: str, theirs_value: Any) -> Any:

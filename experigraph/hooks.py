@@ -32,6 +32,7 @@ import ctypes
 import hashlib
 import json
 import logging
+import operator
 import os
 import random
 import socket
@@ -321,10 +322,13 @@ class StepScope:
         failure, the points not written are kept and the error is raised."""
         with self.lock:
             backlog = self.backlog
-            for key, epoch, value in self.points:
+            points, self.points = self.points, []
+            keys = set(map(_first, points))
+            for key in keys:
+                pairs = list(map(_pair, points)) if len(keys) == 1 else \
+                    [(p[1], p[2]) for p in points if p[0] == key]
                 for trial_id in self.ctx.trial_ids:
-                    backlog.setdefault((trial_id, key), []).append((epoch, value))
-            self.points = []
+                    backlog.setdefault((trial_id, key), []).extend(pairs)
             backend = self.ctx.backend
             for where in list(backlog):
                 backend.append_metric_points(where[0], where[1], backlog[where])
@@ -380,6 +384,9 @@ class MetricFlusher:
                 if not scope.try_flush():
                     self.watch(scope)  # try again in half a second
 
+
+_first = operator.itemgetter(0)
+_pair = operator.itemgetter(1, 2)
 
 #: metric points are written in batches of at most this many, or this often
 METRIC_BATCH = 1000

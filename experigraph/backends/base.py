@@ -43,7 +43,8 @@ from typing import Any
 
 from ..errors import (BackendError, CorruptRecordError, InvalidArgumentError,
                       TrialIDNotFoundError)
-from ..records import StepRecord, TrialRecord, TrialSummary, decode_value, encode_value
+from ..records import (StepRecord, TrialRecord, TrialSummary, decode_value, encode_value,
+                       gc_paused)
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def _line(obj: Any) -> str:
 
 
 _PLAIN = (int, float)
+_PLAIN_TYPES = frozenset(_PLAIN)
 
 try:  # several times faster on long streams; the standard library's parser otherwise
     import orjson
@@ -96,8 +98,9 @@ except ImportError:  # pragma: no cover - orjson is optional
 def _point_line(epoch: Any, value: Any) -> str:
     """One metric point as a stream item (what :func:`_line` gives, faster for the usual
     int or float epochs and values)."""
-    if type(epoch) in _PLAIN and type(value) in _PLAIN and math.isfinite(epoch) \
-            and math.isfinite(value):
+    if type(epoch) in _PLAIN and type(value) in _PLAIN and (
+            type(epoch) is int or math.isfinite(epoch)) and (
+            type(value) is int or math.isfinite(value)):
         return f'{{"epoch":{epoch!r},"value":{value!r}}}'
     return _line({"epoch": encode_value(epoch), "value": encode_value(value)})
 
@@ -409,7 +412,21 @@ class Backend(abc.ABC):
         return True
 
     # -- step records and metrics, on streams ------------------------------------------
+    def read_stream_parsed(self, trial_id: int, stream: str) -> list[Any] | None:
+        """Every item of a trial's ``stream`` parsed as JSON at once, or None, and each item
+        of :meth:`read_stream` is then parsed on its own (an unreadable one is skipped with a
+        warning). A backend that keeps a stream as one text may override this to parse it
+        in one go; it must return None whenever an item is unreadable. Default: None."""
+        return None
+
     def _parsed(self, trial_id: int, stream: str, what: str) -> list[Any]:
+        with gc_paused():  # thousands of acyclic dicts: no collection of the whole heap
+            return self._parse_stream(trial_id, stream, what)
+
+    def _parse_stream(self, trial_id: int, stream: str, what: str) -> list[Any]:
+        whole = self.read_stream_parsed(trial_id, stream)
+        if whole is not None:
+            return whole
         items = self.read_stream(trial_id, stream)
         try:  # every item at once (one parse); item by item only when one is unreadable
             parsed = _loads("[" + ",".join(items) + "]")
@@ -455,8 +472,17 @@ class Backend(abc.ABC):
 
     def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
         """The points of one metric of one trial as ``(epoch, value)``, in write order."""
+        parsed = self._parsed(trial_id, METRIC_STREAM + key, "metric point")
+        try:  # the usual curve: every point a dict of plain numbers, taken in two passes
+            epochs = [p["epoch"] for p in parsed]
+            values = [p["value"] for p in parsed]
+        except (KeyError, TypeError, IndexError):
+            pass
+        else:
+            if {*map(type, epochs), *map(type, values)} <= _PLAIN_TYPES:
+                return list(zip(epochs, values))
         out = []
-        for p in self._parsed(trial_id, METRIC_STREAM + key, "metric point"):
+        for p in parsed:
             if isinstance(p, dict) and "epoch" in p and "value" in p:
                 epoch, value = p["epoch"], p["value"]
                 out.append((epoch if type(epoch) in _PLAIN else decode_value(epoch),

@@ -265,24 +265,19 @@ def _append_lines(path: Path, items: Sequence[str]) -> None:
     """Append items, one a line, to a file opened with ``O_APPEND``: whole lines per
     ``write`` (at most :data:`APPEND_CHUNK` bytes each, unless one line is longer), so
     a line is never split between writers, and many lines cost few system calls."""
-    chunks: list[bytes] = []
-    current: list[bytes] = []
-    size = 0
-    for item in items:
-        line = (item + "\n").encode("utf-8")
-        if current and size + len(line) > APPEND_CHUNK:
-            chunks.append(b"".join(current))
-            current, size = [], 0
-        current.append(line)
-        size += len(line)
-    if current:
-        chunks.append(b"".join(current))
+    data = ("\n".join(items) + "\n").encode("utf-8") if items else b""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _BINARY, 0o644)
     try:
-        for data in chunks:
-            view = memoryview(data)
+        start, end = 0, len(data)
+        while start < end:
+            stop = end
+            if end - start > APPEND_CHUNK:  # the last line end within the chunk, else the
+                cut = data.rfind(b"\n", start, start + APPEND_CHUNK)  # next one: whole lines
+                stop = cut + 1 if cut >= start else data.index(b"\n", start) + 1
+            view = memoryview(data)[start:stop]
             while view:  # a short write: the rest follows at once
                 view = view[os.write(fd, view):]
+            start = stop
     finally:
         os.close(fd)
 
@@ -668,6 +663,23 @@ class FileBackend(Backend):
     def read_stream(self, trial_id: int, stream: str) -> list[str]:
         with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
             return _read_lines(self._stream_path(trial_id, stream))
+
+    def read_stream_parsed(self, trial_id: int, stream: str) -> list[Any] | None:
+        """The stream's file parsed in one go, as one JSON array of its lines; None when a
+        line is torn or unreadable, or when the lines do not give one item each."""
+        with self._errors(f"reading stream {stream!r} of trial {trial_id}"):
+            try:
+                data = self._stream_path(trial_id, stream).read_bytes()
+            except FileNotFoundError:
+                return []
+        body = data.rstrip(b"\n")
+        if not body:
+            return []
+        try:
+            items = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+        except orjson.JSONDecodeError:
+            return None
+        return items if len(items) == body.count(b"\n") + 1 else None  # type: ignore[no-any-return]
 
     def stream_names(self, trial_id: int) -> list[str]:
         names = []

@@ -445,6 +445,15 @@ class BackendContract:
         assert backend.stream_names(2) == ["metric:acc"]
         assert backend.read_metric(1, "loss") == [(0, 1.5)]
 
+    def test_a_large_append_keeps_every_item_whole_and_in_order(self, backend):
+        # more than one write's worth (the file backend writes 64 KiB at most, cut at a
+        # line's end), with lines of many lengths and one line longer than a write
+        items = [f'{{"n":{i},"pad":"{"x" * (i % 700)}"}}' for i in range(600)]
+        items.insert(300, '{"n":-1,"pad":"' + "é" * 70_000 + '"}')
+        backend.append_stream(1, "steps", items[:5])
+        backend.append_stream(1, "steps", items[5:])
+        assert backend.read_stream(1, "steps") == items
+
     def test_an_unreadable_stream_item_is_skipped_with_a_warning(self, backend, caplog):
         backend.append_step_records(1, [step("a", 1, 0)])
         backend.append_stream(1, "steps", ['{"step": "cut sho'])

@@ -4,9 +4,11 @@ order, even when the store is down for a while (a real redis-server, killed and
 restarted inside the step)."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
+import numpy as np
 import pytest
 
 import experigraph as xg
@@ -90,3 +92,31 @@ def test_points_kept_while_the_store_is_down_are_written_once_it_is_back(
     ex.compute()
     assert ex.load_metric("loss", trial_id=1)[1].tolist() == [float(e) for e in range(12)]
     assert "kept and written later" in caplog.text
+
+
+@pytest.mark.parametrize("points", [
+    [(0, 0.5), (1, 2), (2, -3.25), (3, 10 ** 18)],  # plain ints and floats: one pass
+    [(0, float("nan")), (1, float("inf")), (2, -float("inf")), (3, 1.0)],
+    [(10 ** 400, 1.0), (1, 10 ** 400), (2, -(10 ** 30))],  # beyond a float's range
+    [(0, True), (1, np.float64(0.25)), (np.int64(2), np.int32(3)), (3, "text"), (4, None)],
+], ids=["plain", "not-finite", "huge-ints", "other-kinds"])
+def test_points_of_every_kind_come_back_as_saved(make_experiment, points):
+    ex = make_experiment()
+
+    @ex.result
+    def train():
+        for epoch, value in points:
+            ex.save_metric("m", epoch, value)
+        return 1
+
+    train()
+    ex.compute()
+    back = ex.backend.read_metric(1, "m")
+    assert len(back) == len(points)
+    for (epoch, value), (got_epoch, got_value) in zip(points, back):
+        assert got_epoch == epoch
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(got_value)
+        else:
+            assert got_value == value and type(got_value) is type(value) or (
+                isinstance(value, np.generic) and got_value == value.item())

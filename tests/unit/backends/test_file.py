@@ -161,6 +161,27 @@ def test_streams_keep_the_layout_of_step_records_and_metrics(tmp_path):
     assert backend.metric_keys(3) == ["val/loss"]
 
 
+def test_a_stream_file_is_parsed_at_once_and_line_by_line_when_a_line_is_odd(tmp_path, caplog):
+    """A stream's file is parsed as one JSON array of its lines; a line that is not one
+    whole item (two items on a line, a blank line, a torn last line) sends it line by
+    line, where only that line is skipped, with a warning."""
+    backend = FileBackend(tmp_path, "odd")
+    backend.append_metric_points(1, "loss", [(0, 0.5), (1, 0.25)])
+    assert backend.read_stream_parsed(1, "metric:loss") == [
+        {"epoch": 0, "value": 0.5}, {"epoch": 1, "value": 0.25}]
+    path = tmp_path / "odd" / "metrics" / "1" / "loss.jsonl"
+    for odd in ('{"epoch":2,"value":2},{"epoch":3,"value":3}\n',  # parses, as 2 items
+                "\n   \n",
+                '{"epoch":4,"val'):
+        with path.open("a") as f:
+            f.write(odd)
+        assert backend.read_stream_parsed(1, "metric:loss") is None
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            assert backend.read_metric(1, "loss") == [(0, 0.5), (1, 0.25)]
+    assert sum("metric point 2 of trial 1" in m for m in caplog.messages) == 3
+    assert backend.read_stream_parsed(1, "metric:none") == []
+
+
 def test_delete_experiment_removes_its_directory_only(tmp_path):
     gone, kept = FileBackend(tmp_path, "gone"), FileBackend(tmp_path, "kept")
     for backend in (gone, kept):
