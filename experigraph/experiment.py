@@ -50,9 +50,12 @@ from .environment.collector import (
     validate_collectors,
 )
 from .hooks import StepHook, current_scope
-from .records import DriftEvent, Status, TrialRecord, Unrepresentable, check_seed, gc_paused
+from .history_cache import history_table
+from .records import (DriftEvent, Status, TrialRecord, TrialSummary, Unrepresentable,
+                      check_seed, gc_paused)
 from .present import history_frame, result_type
-from .trial import Outcome, RunOptions, TrialRunner, new_seed, read_source, source_files
+from .trial import (Outcome, RunOptions, TrialRunner, derive_status, new_seed, read_source,
+                    source_files)
 from .lineage import note_persisted_read
 from .versioning import (Versioning, declare_file, read_annotations, resolve_artifacts,
                          with_annotations)
@@ -630,10 +633,14 @@ class Experiment(Versioning):
         unless ``archived=True``, which adds an ``Archived`` column.
         """
         notes = read_annotations(self._backend)
-        records = [r for r in self._runner.summaries()
-                   if archived or r.trial_id not in notes.archived]
-        return with_annotations(history_frame(records, self._space.declared, verbose),
-                                notes, archived)
+        declared = list(self._space.declared)
+
+        def build(summaries: list[TrialSummary]) -> pd.DataFrame:
+            records = [r for r in map(derive_status, summaries)
+                       if archived or r.trial_id not in notes.archived]
+            return with_annotations(history_frame(records, declared, verbose), notes, archived)
+
+        return history_table(self._backend, notes.entries, declared, verbose, archived, build)
 
     def get_parameters(self, trial_id: int | None = None) -> dict[str, Any]:
         """The parameters of a trial, or (no id) the current values, defaults included."""

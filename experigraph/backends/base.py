@@ -393,6 +393,19 @@ class Backend(abc.ABC):
         """
         return [TrialSummary.of(record) for record in self.read_trials()]
 
+    def read_summaries_keyed(self, known: str | None = None
+                             ) -> tuple[str | None, list[TrialSummary] | None]:
+        """:meth:`read_summaries`, with a digest of everything it read, which differs
+        whenever the answer could; when that digest is ``known``, the summaries are not
+        decoded and None stands for them (the caller's answer for ``known`` holds).
+
+        What a reader built from an answer is thus reused while the digest holds (the
+        history table kept between processes: :mod:`experigraph.history_cache`). Default:
+        no digest (None), and the summaries; a backend that can make the digest without
+        decoding the summaries overrides it.
+        """
+        return None, self.read_summaries()
+
     def last_trial(self) -> TrialRecord | None:
         """The most recent readable record, looked up from the last reserved id downwards."""
         trial_id = self.last_trial_id()

@@ -71,7 +71,7 @@ from urllib.parse import quote, unquote, urlsplit
 import orjson
 
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
-from ..hashing import bytes_hash
+from ..hashing import bytes_hash, new_hasher
 from ..records import Status, TrialRecord, TrialSummary, encode_value, gc_paused, now
 from .base import METRIC_STREAM, STEPS_STREAM, Backend
 
@@ -82,6 +82,9 @@ except ImportError:  # pragma: no cover - not POSIX: filelock's portable lock in
 
 
 logger = logging.getLogger(__name__)
+
+#: stat a name relative to an open directory (POSIX)
+_STAT_AT = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
 
 
 class ProcessLock:
@@ -547,33 +550,72 @@ class FileBackend(Backend):
     def _signatures(self) -> dict[int, Signature | None]:
         """Each id with a record file, and the file's signature (None: not stat-able)."""
         out: dict[int, Signature | None] = {}
+        trials = self.path / "trials"
+        if not _STAT_AT:  # pragma: no cover - no dir_fd (Windows): a full path each
+            try:
+                names = os.listdir(trials)
+            except FileNotFoundError:
+                return out
+            return self._stat_each(names, lambda name: os.stat(trials / name), out)
         try:
-            entries = os.scandir(self.path / "trials")
+            fd = os.open(trials, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except FileNotFoundError:
             return out
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(".json") or not name[:-5].isdigit():
-                    continue
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                except OSError:
-                    out[int(name[:-5])] = None
-                    continue
-                out[int(name[:-5])] = (st.st_ino, st.st_size, st.st_ctime_ns)
+        try:  # each stat resolves one name in the directory, not the whole path
+            return self._stat_each(os.listdir(fd), lambda name: os.stat(name, dir_fd=fd), out)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _stat_each(names: list[str], stat: Callable[[str], os.stat_result],
+                   out: dict[int, Signature | None]) -> dict[int, Signature | None]:
+        for name in names:
+            if not name.endswith(".json") or not name[:-5].isdigit():
+                continue
+            try:
+                st = stat(name)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                out[int(name[:-5])] = None
+                continue
+            out[int(name[:-5])] = (st.st_ino, st.st_size, st.st_ctime_ns)
         return out
 
-    def _summary_index(self) -> tuple[dict[int, tuple[Any, Any]], int]:
-        """The lines of ``summaries.jsonl`` as ``{id: (sig, summary JSON)}`` (the last line
-        of an id wins) and how many lines it has; torn lines are left out."""
+    def _summaries_bytes(self) -> bytes:
         try:
             with open(self.path / SUMMARIES, "rb") as f:
-                data = f.read()
+                return f.read()
         except FileNotFoundError:
-            return {}, 0
+            return b""
+
+    def read_summaries_keyed(self, known: str | None = None
+                             ) -> tuple[str | None, list[TrialSummary] | None]:
+        """The digest is XXH3-128 of ``summaries.jsonl``'s bytes and of every record
+        file's signature: all that :meth:`read_summaries` reads (a record file is read
+        only where its signature differs from its line's, and a changed record has
+        another signature). The summaries are read from that same state. No digest when
+        a record file cannot be stat'ed (its content could change unseen)."""
+        with self._errors("listing trials"):
+            sigs = self._signatures()
+        if any(sig is None for sig in sigs.values()):
+            return None, self._read_summaries(sigs)
+        data = self._summaries_bytes()
+        h = new_hasher()
+        h.update(b"%d:" % len(data))
+        h.update(data)
+        h.update(orjson.dumps(sorted(sigs.items())))
+        key = h.hexdigest()
+        if key == known:
+            return key, None
+        return key, self._read_summaries(sigs, data)
+
+    def _summary_index(self, data: bytes | None = None) -> tuple[dict[int, tuple[Any, Any]], int]:
+        """The lines of ``summaries.jsonl`` (or ``data``, its bytes) as ``{id: (sig,
+        summary JSON)}`` (the last line of an id wins) and how many lines it has; torn
+        lines are left out."""
+        if data is None:
+            data = self._summaries_bytes()
         lines = data.splitlines()
         index: dict[int, tuple[Any, Any]] = {}
         loads = orjson.loads
@@ -594,15 +636,19 @@ class FileBackend(Backend):
         lines are then appended; see the module docstring)."""
         with self._errors("listing trials"):
             sigs = self._signatures()
+        return self._read_summaries(sigs)
+
+    def _read_summaries(self, sigs: Mapping[int, Signature | None], data: bytes | None = None
+                        ) -> list[TrialSummary]:
         with gc_paused():
-            out, repaired, n_lines = self._summaries(sigs)
+            out, repaired, n_lines = self._summaries(sigs, data)
         if repaired:
             self._repair_summaries(repaired, n_lines, len(sigs))
         return out
 
-    def _summaries(self, sigs: Mapping[int, Signature | None]
+    def _summaries(self, sigs: Mapping[int, Signature | None], data: bytes | None = None
                    ) -> tuple[list[TrialSummary], list[str], int]:
-        index, n_lines = self._summary_index()
+        index, n_lines = self._summary_index(data)
         out: list[TrialSummary] = []
         repaired: list[str] = []
         for trial_id in sorted(sigs):

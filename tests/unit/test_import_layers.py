@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "_compat": 1, "records": 1, "hashing": 1, "signing": 1, "present": 1,
     "code": 2, "environment": 2, "provenance": 2, "sweep": 2, "events": 2,
     "backends": 3,
-    "drift": 4, "hooks": 4, "graph": 4, "compare": 4, "artifacts": 4,
+    "drift": 4, "hooks": 4, "graph": 4, "compare": 4, "artifacts": 4, "history_cache": 4,
     "trial": 5, "versioning": 5, "lineage": 5,
     "experiment": 6,
     "script": 7, "board": 7, "cli": 7, "cli_versioning": 7,

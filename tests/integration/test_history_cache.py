@@ -1,0 +1,293 @@
+"""The history table kept between processes (``experigraph.history_cache``): reused only
+while everything it was made of is unchanged, never showing a running trial, never
+unpickled without its signature, and equal to the table built anew."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import experigraph as xg
+from experigraph import history_cache
+from xg_testing import python_env
+
+HIT = "read from the table kept"
+
+
+@pytest.fixture(autouse=True)
+def _keep_small_histories(monkeypatch, tmp_path):
+    monkeypatch.setattr(history_cache, "MIN_TRIALS", 1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))  # this test's tables
+
+
+def _kept_files():
+    return sorted((Path(os.environ["XDG_CACHE_HOME"]) / "experigraph").glob("history-*.pkl"))
+
+
+def _history(ex, caplog, **kwargs):
+    """(the history, whether it came from the kept table)"""
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="experigraph.history_cache"):
+        frame = ex.get_history(**kwargs)
+    return frame, any(HIT in m for m in caplog.messages)
+
+
+def _built(ex, monkeypatch, **kwargs):
+    """The history built anew, nothing kept or read."""
+    with monkeypatch.context() as m:
+        m.setenv(history_cache.ENV_SWITCH, "0")
+        return ex.get_history(**kwargs)
+
+
+@pytest.fixture
+def recorded(make_experiment):
+    """An experiment with trials of many kinds: parameters, a failure, metrics, labels,
+    a description."""
+    ex = make_experiment()
+    a, b = ex.parameter("a"), ex.parameter("b")
+
+    @ex.result
+    def score(a, b):
+        if a == 3:
+            raise ValueError("three")
+        ex.metric("loss", 1.0 / a)
+        ex.label("kind", "odd" if a % 2 else "even")
+        if a == 2:
+            ex.set_description("the second")
+        return {"a": a, "b": b} if a == 4 else a * 10
+
+    r = score(a, b)
+    for i in (1, 2, 3, 4):
+        ex.set_parameters(a=i, b=f"x{i}")
+        try:
+            r.compute()
+        except ValueError:
+            pass
+    return ex
+
+
+def test_the_kept_table_is_reused_in_another_process_and_equals_the_built_one(
+        recorded, caplog, monkeypatch):
+    first, hit = _history(recorded, caplog)
+    assert not hit and len(_kept_files()) == 1
+    other = xg.Experiment(recorded.id, backend=recorded.backend)
+    other.parameter("a"), other.parameter("b")  # the same declarations: the same table
+    again, hit = _history(other, caplog)
+    assert hit
+    pd.testing.assert_frame_equal(again, first)
+    pd.testing.assert_frame_equal(again, _built(recorded, monkeypatch))
+    assert again is not first
+    # another process, the same key: the table is read there too
+    code = ("import logging, sys, experigraph as xg\n"
+            "from experigraph import history_cache\n"
+            "history_cache.MIN_TRIALS = 1\n"
+            "logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)\n"
+            "logging.getLogger('experigraph.history_cache').setLevel(logging.DEBUG)\n"
+            "ex = xg.Experiment(sys.argv[1], backend=sys.argv[2])\n"
+            "ex.parameter('a'), ex.parameter('b')\n"
+            "print(ex.get_history().to_json(orient='split', date_format='iso'))\n")
+    out = subprocess.run([sys.executable, "-c", code, recorded.id, recorded.backend.uri],
+                         capture_output=True, text=True, env=python_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert HIT in out.stdout
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == json.loads(
+        first.to_json(orient="split", date_format="iso"))
+
+
+@pytest.mark.parametrize("kwargs", [{"verbose": True}, {"archived": True},
+                                    {"verbose": True, "archived": True}])
+def test_each_way_of_asking_has_its_own_table(recorded, caplog, monkeypatch, kwargs):
+    _history(recorded, caplog)
+    frame, hit = _history(recorded, caplog, **kwargs)
+    assert not hit
+    pd.testing.assert_frame_equal(frame, _built(recorded, monkeypatch, **kwargs))
+    again, hit = _history(recorded, caplog, **kwargs)
+    assert hit
+    pd.testing.assert_frame_equal(again, frame)
+
+
+def _new_trial(ex):
+    a = ex.parameter("a")
+    ex.set_parameters(a=7, b="y")
+    ex.compute()
+
+
+def _rewrite_record(ex, in_place):
+    path = ex.backend.path / "trials" / "2.json"
+    record = json.loads(path.read_text())
+    record["description"] = "edited by hand"
+    text = json.dumps(record, indent=2)
+    if in_place:  # same file, same inode: only its size and ctime tell
+        with open(path, "r+") as f:
+            f.truncate(0)
+            f.write(text)
+    else:
+        tmp = path.with_name("2.json.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+
+CHANGES = {
+    "a new trial": _new_trial,
+    "a tag": lambda ex: ex.tag(1, "best", True),
+    "an archived trial": lambda ex: ex.archive(2),
+    "a record replaced by hand": lambda ex: _rewrite_record(ex, in_place=False),
+    "a record edited in place": lambda ex: _rewrite_record(ex, in_place=True),
+    "a record deleted": lambda ex: (ex.backend.path / "trials" / "4.json").unlink(),
+    "a summary line appended": lambda ex: (ex.backend.path / "summaries.jsonl").open("a")
+    .write('{"id": 1, "sig": [0, 0, 0], "summary": {}}\n'),
+    "a parameter declared": lambda ex: ex.parameter("c"),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_the_kept_table_is_not_used_once_anything_it_was_made_of_changed(
+        recorded, caplog, monkeypatch, change):
+    _history(recorded, caplog)
+    assert _history(recorded, caplog)[1]
+    time.sleep(0.01)  # a later ctime for a record edited in place
+    CHANGES[change](recorded)
+    frame, hit = _history(recorded, caplog)
+    assert not hit
+    pd.testing.assert_frame_equal(frame, _built(recorded, monkeypatch))
+    if change.startswith("a record"):
+        assert ("edited by hand" in frame["Description"].tolist()) == ("edited" in change
+                                                                      or "replaced" in change)
+
+
+def test_the_time_zone_is_part_of_the_key(recorded, caplog, monkeypatch):
+    from experigraph import present
+
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset: POSIX only")
+    try:
+        for zone in ("UTC0", "JST-9"):  # POSIX rules: no time zone database needed
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            present.local_zone.cache_clear()  # read once per process
+            frame, hit = _history(recorded, caplog)
+            assert not hit
+            if zone == "UTC0":
+                utc = frame
+        assert (frame["Finished"] - utc["Finished"]).dt.total_seconds().tolist() == [
+            9 * 3600.0] * len(utc)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        present.local_zone.cache_clear()
+
+
+def test_a_table_showing_a_running_trial_is_never_kept(make_experiment, caplog, monkeypatch):
+    ex = make_experiment()
+    a = ex.parameter("a")
+    go = threading.Event()
+    inside = threading.Event()
+
+    @ex.result
+    def slow(a):
+        if a == 2:
+            inside.set()
+            go.wait(30)
+        return a
+
+    r = slow(a)
+    ex.set_parameters(a=1)
+    r.compute()
+    ex.set_parameters(a=2)
+    runner = threading.Thread(target=r.compute)
+    runner.start()
+    try:
+        assert inside.wait(30)
+        reader = xg.Experiment(ex.id, backend=ex.backend)
+        for _ in range(2):
+            frame, hit = _history(reader, caplog)
+            assert not hit and pd.isna(frame["Result"].tolist()[1])
+        assert _kept_files() == []
+    finally:
+        go.set()
+        runner.join()
+    frame, hit = _history(reader, caplog)
+    assert not hit and frame["Result"].tolist() == [1, 2]
+    assert _history(reader, caplog)[1]
+
+
+def test_a_kept_table_is_unpickled_only_with_its_signature(recorded, caplog, monkeypatch,
+                                                           tmp_path):
+    built, _ = _history(recorded, caplog)
+    path, = _kept_files()
+    data = path.read_bytes()
+    marker = tmp_path / "unpickled"
+    evil = pickle.dumps(_Evil(str(marker)))
+    start = len(b"XGHIST1\x00") + 32
+    size = int.from_bytes(data[start:start + 4], "big")
+    path.write_bytes(data[:start + 4 + size] + evil)  # the header holds, the pickle is not ours
+    frame, hit = _history(recorded, caplog)
+    assert not hit and not marker.exists()
+    pd.testing.assert_frame_equal(frame, built)
+    assert _history(recorded, caplog)[1]  # kept again, signed
+    for junk in (b"", b"XGHIST1\x00", b"not a table", data[:100]):
+        path.write_bytes(junk)
+        frame, hit = _history(recorded, caplog)
+        assert not hit
+        pd.testing.assert_frame_equal(frame, built)
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_another_key_neither_reads_nor_breaks_the_kept_table(recorded, caplog, monkeypatch):
+    built, _ = _history(recorded, caplog)
+    monkeypatch.setenv("EXPERIGRAPH_SECRET_KEY", "another key")
+    frame, hit = _history(recorded, caplog)
+    assert not hit
+    pd.testing.assert_frame_equal(frame, built)
+
+
+def test_small_histories_and_the_switch_keep_nothing(make_experiment, recorded, caplog,
+                                                     monkeypatch):
+    monkeypatch.setattr(history_cache, "MIN_TRIALS", 5)
+    _history(recorded, caplog)  # 4 trials
+    assert _kept_files() == []
+    monkeypatch.setattr(history_cache, "MIN_TRIALS", 1)
+    monkeypatch.setenv(history_cache.ENV_SWITCH, "0")
+    _history(recorded, caplog)
+    assert _kept_files() == []
+
+
+def test_a_cache_directory_that_cannot_be_written_costs_nothing(recorded, caplog, monkeypatch,
+                                                               tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    frame, hit = _history(recorded, caplog)
+    assert not hit
+    pd.testing.assert_frame_equal(frame, _built(recorded, monkeypatch))
+
+
+@pytest.mark.redis
+def test_a_backend_without_a_digest_keeps_nothing(redis_server, experiment_id, caplog):
+    ex = xg.Experiment(experiment_id, backend=redis_server.url())
+    try:
+        a = ex.parameter("a")
+        ex.result(lambda a: a)(a)
+        ex.set_parameters(a=1)
+        ex.compute()
+        _history(ex, caplog)
+        frame, hit = _history(ex, caplog)
+        assert not hit and frame["Result"].tolist() == [1] and _kept_files() == []
+    finally:
+        ex.backend.delete_experiment()  # the server is the session's
