@@ -25,7 +25,9 @@ The workloads (W1..W7 as in the performance goals):
 * ``W4``: the whole history read cold in a new process: ``Experiment(...)`` and
   ``get_history()`` once the libraries are imported (the import is the ``start``
   workload's; the time with it is in the note), at 10 trials and at ``--history``
-  trials, with its peak RSS (daskperiment at 2,000 trials when installed).
+  trials, with its peak RSS (daskperiment at 2,000 trials when installed): the
+  table built from the summaries (as the first read after new trials), then
+  the table an earlier read kept (``experigraph.history_cache``).
 * ``W6``: ``ex.save_metric`` per call, against a call of a function doing
   nothing; and ``load_metric`` of 10,000 points.
 * ``W5``: a sweep of 64 trials whose 4 distinct expensive first calls sleep
@@ -182,6 +184,8 @@ def work_history(system: str, args: dict[str, Any]) -> dict[str, Any]:
     alone takes over a second); ``with_imports`` starts before those imports."""
     import resource
 
+    if not args.get("keep", True):  # build the table from the summaries, as after new trials
+        os.environ["EXPERIGRAPH_HISTORY_CACHE"] = "0"
     t0 = time.perf_counter()
     mod = _module(system)
     getattr(mod, "Experiment")
@@ -598,11 +602,14 @@ def main() -> None:
             rss = {}
             imports = {}
             for name in ("h10", "hbig"):
-                results = [runner.run("experigraph", "history", store=small, name=name)
-                           for _ in range(rounds)]
+                results = [runner.run("experigraph", "history", store=small, name=name,
+                                      keep=False) for _ in range(rounds)]
                 cold[name] = statistics.median(r["seconds"] for r in results)
                 imports[name] = statistics.median(r["with_imports"] for r in results)
                 rss[name] = max(r["peak_rss_mib"] for r in results)
+            runner.run("experigraph", "history", store=small, name="hbig")  # keeps the table
+            kept = [runner.run("experigraph", "history", store=small, name="hbig")
+                    for _ in range(rounds)]
             values = {"experigraph": cold["hbig"]}
             dp_note = ""
             if "daskperiment" in systems and not quick:  # real trials only: 2,000 as the issue
@@ -613,7 +620,7 @@ def main() -> None:
                                                   name="h2000")["seconds"]
                                        for _ in range(rounds))
                 dp_note = f"; daskperiment at 2,000 trials {dp * 1e3:.0f} ms"
-            table.add(f"W4: whole history cold, {history:,} trials", "ms", values,
+            table.add(f"W4: whole history cold, {history:,} trials, table built", "ms", values,
                       "10,000 < 200 ms",
                       cold["hbig"] < 0.200 if history >= 10_000 else None,
                       note=f"open + get_history after the imports; with the imports "
@@ -621,6 +628,13 @@ def main() -> None:
                       f"at 10 trials {cold['h10'] * 1e3:.0f} ms; peak RSS "
                       f"{rss['hbig']:.0f} MiB at {history:,} (goal < 150 MiB at 10,000), "
                       f"{rss['h10']:.0f} MiB at 10{dp_note}")
+            kept_s = statistics.median(r["seconds"] for r in kept)
+            table.add("W4: the same, the table kept by an earlier read", "ms",
+                      {"experigraph": kept_s}, "10,000 < 200 ms",
+                      kept_s < 0.200 if history >= 10_000 else None,
+                      note=f"peak RSS {max(r['peak_rss_mib'] for r in kept):.0f} MiB; with "
+                      f"the imports {statistics.median(r['with_imports'] for r in kept) * 1e3:.0f}"
+                      " ms")
 
         if wanted("W6"):
             points = 2000 if quick else 10_000
