@@ -1025,11 +1025,22 @@ def _metric_series(points: Sequence[tuple[Any, Any]]) -> pd.Series:
     if all(k == {int} or k == {float} for k in kinds) and len(set(epochs)) == len(epochs):
         dtypes = {int: np.int64, float: np.float64}
         try:
-            return pd.Series(np.array(values, dtype=dtypes[kinds[1].pop()]),
-                             index=pd.Index(np.array(epochs, dtype=dtypes[kinds[0].pop()])))
+            index = np.array(epochs, dtype=dtypes[kinds[0].pop()])
+            data = np.array(values, dtype=dtypes[kinds[1].pop()])
         except OverflowError:  # an int beyond 64 bits
             pass
+        else:  # a range of epochs as pandas makes it of a dict's keys: a RangeIndex
+            return pd.Series(data, index=_sequence_to_range(index))
     return pd.Series(dict(points))
+
+
+def _sequence_to_range(epochs: Any) -> Any:
+    """What ``pd.Series(dict)`` makes of its keys (pandas' own function where it has one)."""
+    try:
+        from pandas.core.indexes.base import maybe_sequence_to_range
+    except ImportError:  # an older pandas: its dict keys made a plain index
+        return epochs
+    return maybe_sequence_to_range(epochs) if epochs.dtype.kind == "i" else epochs
 
 
 def _either(method: str, ours: str, ours_value: Any, theirs: str, theirs_value: Any) -> Any:

@@ -13,8 +13,9 @@ experiment), and reuses it while everything it was made of is unchanged:
   digest (Redis, MongoDB) keeps no table;
 * the annotation log (tags, archived trials), the parameters this process has
   declared, the arguments (``verbose``, ``archived``), the local time zone (the
-  ``Finished`` column is in local time), and the versions of Python, pandas and
-  NumPy, and of experigraph by its modules' sizes and times.
+  ``Finished`` column is in local time), pandas' options that change dtypes, and
+  the versions of Python, pandas, NumPy and orjson, and of experigraph by its
+  modules' sizes and times.
 
 ``EXPERIGRAPH_HISTORY_CACHE=0`` turns this off: nothing kept, nothing read.
 
@@ -33,6 +34,7 @@ import logging
 import os
 import pickle
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,7 +80,28 @@ def _code_stamp() -> str:
     for path in sorted(package.rglob("*.py")):
         st = path.stat()
         modules.append((str(path.relative_to(package)), st.st_size, st.st_mtime_ns))
-    return repr((sys.version, pandas.__version__, numpy.__version__, modules))
+    try:
+        import orjson
+
+        parser = orjson.__version__
+    except ImportError:  # pragma: no cover - orjson is in install_requires
+        parser = None
+    return repr((sys.version, pandas.__version__, numpy.__version__, parser, modules))
+
+
+def _pandas_options() -> str:
+    """The pandas options that change the dtypes of a table pandas builds."""
+    import pandas
+
+    values = []
+    for name in ("future.infer_string", "mode.string_storage", "mode.copy_on_write"):
+        try:
+            with warnings.catch_warnings():  # deprecated in some versions: still read
+                warnings.simplefilter("ignore")
+                values.append((name, pandas.get_option(name)))
+        except Exception:  # an option this pandas does not have
+            values.append((name, None))
+    return repr(values)
 
 
 def _path(uri: str, experiment_id: str) -> Path:
@@ -86,7 +109,10 @@ def _path(uri: str, experiment_id: str) -> Path:
 
 
 def _sign(body: bytes | memoryview) -> bytes:
-    return hmac.new(signing.secret_key(), body, hashlib.sha256).digest()
+    # the purpose first: no other signed payload of this key can pass for a table
+    mac = hmac.new(signing.secret_key(), b"experigraph history table\x00", hashlib.sha256)
+    mac.update(body)
+    return mac.digest()
 
 
 class _Kept:
@@ -159,8 +185,9 @@ def history_table(backend: Backend, entries: Sequence[Any], declared: Iterable[s
 
     if os.environ.get(ENV_SWITCH, "1").strip() == "0":
         return build(backend.read_summaries())
-    context = _digest(_code_stamp(), repr(list(entries)), repr(tuple(declared)),
-                      repr((bool(verbose), bool(archived))), repr(local_zone()))
+    context = _digest(_code_stamp(), _pandas_options(), repr(list(entries)),
+                      repr(tuple(declared)), repr((bool(verbose), bool(archived))),
+                      repr(local_zone()))
     path = _path(backend.uri, backend.experiment_id)
     kept = _Kept.read(path)
     known = kept.summaries if kept is not None and kept.context == context else None

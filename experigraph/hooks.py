@@ -323,16 +323,23 @@ class StepScope:
         with self.lock:
             backlog = self.backlog
             points, self.points = self.points, []
-            keys = set(map(_first, points))
+            keys = dict.fromkeys(map(_first, points))  # in the order they were saved
             for key in keys:
                 pairs = list(map(_pair, points)) if len(keys) == 1 else \
                     [(p[1], p[2]) for p in points if p[0] == key]
                 for trial_id in self.ctx.trial_ids:
                     backlog.setdefault((trial_id, key), []).extend(pairs)
             backend = self.ctx.backend
+            failure: Exception | None = None
             for where in list(backlog):
-                backend.append_metric_points(where[0], where[1], backlog[where])
+                try:
+                    backend.append_metric_points(where[0], where[1], backlog[where])
+                except Exception as exc:  # kept for the next try; the other curves go on
+                    failure = failure or exc
+                    continue
                 del backlog[where]  # written: never written twice
+            if failure is not None:
+                raise failure
 
     def try_flush(self) -> bool:
         """:meth:`flush_points`, a failure logged (the points are kept for the next try)."""

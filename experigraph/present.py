@@ -35,7 +35,12 @@ def short(value: Any, width: int = 60) -> str:
     >>> short("x" * 100, 10)
     "'xx...xxx'"
     """
-    return _repr(width).repr(value)
+    try:
+        return _repr(width).repr(value)
+    except Exception as exc:  # an int of more than 4,300 digits, a broken __repr__
+        if type(value) is int:
+            return f"<int of {len(format(value, 'x'))} hex digits>"
+        return f"<{type(value).__name__}: repr failed ({type(exc).__name__})>"
 
 
 def parameters_text(parameters: Mapping[str, Any], width: int = 60) -> str:

@@ -111,7 +111,8 @@ def encode_value(value: Any) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int) and type(value) is int:
-        return value
+        # beyond 64 bits, a JSON number is read back as a float by some parsers (orjson)
+        return value if _INT_MIN <= value < _INT_END else {"$int": format(value, "x")}
     if isinstance(value, float) and type(value) is float:
         return value if math.isfinite(value) else {"$float": repr(value)}
     if isinstance(value, list):
@@ -275,6 +276,7 @@ def decode_value(obj: Any) -> Any:
 
 
 _SCALAR_TAGS: dict[str, Any] = {
+    "$int": lambda v: int(v, 16),  # hexadecimal: no limit on the number of digits
     "$date": _dt.date.fromisoformat,
     "$time": _dt.time.fromisoformat,
     "$timedelta": lambda v: _dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
@@ -678,9 +680,27 @@ def gc_paused() -> Iterator[None]:
 _ORJSON: list[Any] = []  # [orjson.loads or None], filled on first use
 
 
+#: the integers every JSON parser here reads exactly: int64 and uint64
+_INT_MIN, _INT_END = -(1 << 63), 1 << 64
+#: digits as "0", "-" as itself, every other byte as a space (see :func:`wide_ints`)
+_DIGIT_RUNS = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))
+
+
+def wide_ints(data: bytes | str) -> bool:
+    """Whether JSON text may hold an integer beyond 64 bits (20 digits in a row, or a
+    minus sign and 19), which orjson would read as a float without a word: such text is
+    parsed by json (exact). Also true of some long digit runs that are not such integers
+    (inside a string, say), which only costs the slower parser. About a millisecond a
+    megabyte."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    runs = raw.translate(_DIGIT_RUNS)
+    return b"0" * 20 in runs or b"-" + b"0" * 19 in runs
+
+
 def loads_fast(data: bytes | str) -> Any:
     """``json.loads``, through orjson when it is installed (an optional fast path for
-    reading a whole history; it refuses integers over 64 bits, which json then reads)."""
+    reading a whole history) and the text holds no integer beyond 64 bits
+    (:func:`wide_ints`: orjson would read it as a float)."""
     if not _ORJSON:
         loads: Any = None
         try:
@@ -688,7 +708,7 @@ def loads_fast(data: bytes | str) -> Any:
         except ImportError:
             pass
         _ORJSON.append(loads)
-    if _ORJSON[0] is not None:
+    if _ORJSON[0] is not None and not wide_ints(data):
         try:
             return _ORJSON[0](data)
         except ValueError:

@@ -44,7 +44,7 @@ from typing import Any
 from ..errors import (BackendError, CorruptRecordError, InvalidArgumentError,
                       TrialIDNotFoundError)
 from ..records import (StepRecord, TrialRecord, TrialSummary, decode_value, encode_value,
-                       gc_paused)
+                       gc_paused, loads_fast)
 
 logger = logging.getLogger(__name__)
 
@@ -83,26 +83,21 @@ def _line(obj: Any) -> str:
 _PLAIN = (int, float)
 _PLAIN_TYPES = frozenset(_PLAIN)
 
-try:  # several times faster on long streams; the standard library's parser otherwise
-    import orjson
-
-    def _loads(text: str) -> Any:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:  # what only Python's parser takes (NaN by hand)
-            return json.loads(text)
-except ImportError:  # pragma: no cover - orjson is optional
-    _loads = json.loads  # type: ignore[assignment]
+#: one parse of JSON text: orjson when it is installed and reads the text exactly
+_loads = loads_fast
 
 
 def _point_line(epoch: Any, value: Any) -> str:
     """One metric point as a stream item (what :func:`_line` gives, faster for the usual
     int or float epochs and values)."""
     if type(epoch) in _PLAIN and type(value) in _PLAIN and (
-            type(epoch) is int or math.isfinite(epoch)) and (
-            type(value) is int or math.isfinite(value)):
+            _INT_MIN <= epoch < _INT_END if type(epoch) is int else math.isfinite(epoch)) and (
+            _INT_MIN <= value < _INT_END if type(value) is int else math.isfinite(value)):
         return f'{{"epoch":{epoch!r},"value":{value!r}}}'
     return _line({"epoch": encode_value(epoch), "value": encode_value(value)})
+
+
+_INT_MIN, _INT_END = -(1 << 63), 1 << 64  # what every JSON parser reads as an int
 
 
 def is_same_trial(first: TrialRecord, second: TrialRecord) -> bool:

@@ -71,7 +71,7 @@ from redis.retry import Retry
 
 from ..errors import BackendError, CorruptRecordError, TrialIDNotFoundError
 from ..hashing import bytes_hash
-from ..records import Status, TrialRecord, TrialSummary, gc_paused, loads_fast
+from ..records import Status, TrialRecord, TrialSummary, gc_paused, loads_fast, wide_ints
 from .base import MAX_CLAIM_ATTEMPTS, METRIC_STREAM, STEPS_STREAM, Backend, mask_uri
 
 logger = logging.getLogger(__name__)
@@ -636,7 +636,9 @@ class RedisBackend(Backend):
             texts = [text.split(b" ", 1)[1] if isinstance(text, bytes) else None
                      for text in flat[1::2]]
             missing = []
-            loads = orjson.loads
+            # orjson reads an integer beyond 64 bits as a float: json then reads them all
+            wide = wide_ints(b"\n".join(t for t in texts if t is not None))
+            loads = loads_fast if wide else orjson.loads
             for trial_id, text in zip(ids, texts):
                 obj = None
                 if text is not None:  # one by one: no joined copy of them all to parse

@@ -291,3 +291,75 @@ def test_a_backend_without_a_digest_keeps_nothing(redis_server, experiment_id, c
         assert not hit and frame["Result"].tolist() == [1] and _kept_files() == []
     finally:
         ex.backend.delete_experiment()  # the server is the session's
+
+
+def test_a_record_that_could_not_be_read_leaves_nothing_kept(recorded, caplog, monkeypatch):
+    from experigraph.backends.file import FileBackend
+    from experigraph.errors import CorruptRecordError
+
+    (recorded.backend.path / "summaries.jsonl").unlink()  # every trial read from its record
+    real = FileBackend.read_signed
+
+    def flaky(self, trial_id):
+        if trial_id == 2:
+            raise CorruptRecordError(f"trial {trial_id}", "an I/O error, this once")
+        return real(self, trial_id)
+
+    monkeypatch.setattr(FileBackend, "read_signed", flaky)
+    with caplog.at_level(logging.ERROR):
+        frame, hit = _history(recorded, caplog)
+    assert frame.index.tolist() == [1, 3, 4] and _kept_files() == []
+    monkeypatch.setattr(FileBackend, "read_signed", real)
+    frame, hit = _history(recorded, caplog)
+    assert not hit and frame.index.tolist() == [1, 2, 3, 4]
+    # that read put the summary lines back: the next builds from them and keeps the table
+    assert not _history(recorded, caplog)[1]
+    again, hit = _history(recorded, caplog)
+    assert hit
+    pd.testing.assert_frame_equal(again, frame)
+
+
+def test_a_backend_that_answers_its_own_way_keeps_nothing(backend_root, experiment_id, caplog):
+    from experigraph.backends.file import FileBackend
+
+    class Hiding(FileBackend):
+        def read_summaries(self):
+            return [s for s in super().read_summaries() if s.trial_id != 2]
+
+    ex = xg.Experiment(experiment_id, backend=Hiding(backend_root, experiment_id))
+    a = ex.parameter("a")
+    ex.result(lambda a: a)(a)
+    for i in (1, 2, 3):
+        ex.set_parameters(a=i)
+        ex.compute()
+    for _ in range(2):
+        frame, hit = _history(ex, caplog)
+        assert not hit and frame.index.tolist() == [1, 3]
+    assert _kept_files() == []
+
+
+def test_pandas_options_that_change_dtypes_are_part_of_the_key(recorded, caplog, monkeypatch):
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # deprecated in pandas 3, and still honoured
+            warnings.simplefilter("ignore")
+            pd.get_option("future.infer_string")
+    except Exception:
+        pytest.skip("this pandas has no future.infer_string")
+    plain, _ = _history(recorded, caplog)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flipped = not pd.get_option("future.infer_string")
+        context = pd.option_context("future.infer_string", flipped)
+        context.__enter__()
+    try:
+        other, hit = _history(recorded, caplog)
+        assert not hit
+        pd.testing.assert_frame_equal(other, _built(recorded, monkeypatch))
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            context.__exit__(None, None, None)
+    again, hit = _history(recorded, caplog)
+    assert pd.testing.assert_frame_equal(again, plain) is None

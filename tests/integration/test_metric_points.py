@@ -98,8 +98,10 @@ def test_points_kept_while_the_store_is_down_are_written_once_it_is_back(
     [(0, 0.5), (1, 2), (2, -3.25), (3, 10 ** 18)],  # plain ints and floats: one pass
     [(0, float("nan")), (1, float("inf")), (2, -float("inf")), (3, 1.0)],
     [(10 ** 400, 1.0), (1, 10 ** 400), (2, -(10 ** 30))],  # beyond a float's range
+    [(0, 2 ** 64 + 1), (1, 2 ** 64), (2, -(2 ** 63) - 1), (3, 2 ** 64 - 1)],  # beyond 64 bits
+    [(0, 10 ** 5000), (1, 1.5)],  # more digits than int() converts to text
     [(0, True), (1, np.float64(0.25)), (np.int64(2), np.int32(3)), (3, "text"), (4, None)],
-], ids=["plain", "not-finite", "huge-ints", "other-kinds"])
+], ids=["plain", "not-finite", "huge-ints", "wide-ints", "5000-digits", "other-kinds"])
 def test_points_of_every_kind_come_back_as_saved(make_experiment, points):
     ex = make_experiment()
 
@@ -120,3 +122,32 @@ def test_points_of_every_kind_come_back_as_saved(make_experiment, points):
         else:
             assert got_value == value and type(got_value) is type(value) or (
                 isinstance(value, np.generic) and got_value == value.item())
+
+
+def test_a_curve_that_cannot_be_written_holds_back_no_other(make_experiment, monkeypatch, caplog):
+    """Points are written curve by curve, in the order they were saved; a curve the store
+    refuses is kept (and named) while the others are written."""
+    ex = make_experiment()
+    backend = ex.backend
+    real = backend.append_metric_points
+
+    def refusing(trial_id, key, points):
+        if key == "b":
+            raise OSError("the store refuses curve b")
+        return real(trial_id, key, points)
+
+    monkeypatch.setattr(backend, "append_metric_points", refusing)
+
+    @ex.result
+    def train():
+        for epoch in range(3):
+            for key in ("a", "b", "c"):
+                ex.save_metric(key, epoch, float(epoch))
+        return 1
+
+    train()
+    ex.compute()
+    assert ex.load_metric("a", trial_id=1)[1].tolist() == [0.0, 1.0, 2.0]
+    assert ex.load_metric("c", trial_id=1)[1].tolist() == [0.0, 1.0, 2.0]
+    assert ex.backend.read_metric(1, "b") == []
+    assert "the store refuses curve b" in caplog.text

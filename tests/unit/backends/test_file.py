@@ -180,6 +180,11 @@ def test_a_stream_file_is_parsed_at_once_and_line_by_line_when_a_line_is_odd(tmp
             assert backend.read_metric(1, "loss") == [(0, 0.5), (1, 0.25)]
     assert sum("metric point 2 of trial 1" in m for m in caplog.messages) == 3
     assert backend.read_stream_parsed(1, "metric:none") == []
+    # line by line, lines end at "\n" only: a string may hold U+2028 or U+0085 as it is
+    backend.append_metric_points(1, "text", [(0, "a\u2028b\x85c")])
+    (tmp_path / "odd" / "metrics" / "1" / "text.jsonl").open("a").write('{"epoch":1,"va')
+    assert backend.read_stream_parsed(1, "metric:text") is None
+    assert backend.read_metric(1, "text") == [(0, "a\u2028b\x85c")]
 
 
 def test_delete_experiment_removes_its_directory_only(tmp_path):
