@@ -658,7 +658,7 @@ def main() -> None:
                       "<= 1.2x dask", values["experigraph"] <= 1.2 * values["dask"])
 
         if wanted("W3"):
-            n = 5 if quick else 9
+            n = 5 if quick else 15
             for shape in ("step", "chain"):
                 results = {s: [] for s in systems}
                 runner.rounds(rounds, systems, lambda s, r: results[s].append(runner.run(
