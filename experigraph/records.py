@@ -112,7 +112,7 @@ def encode_value(value: Any) -> Any:
         return value
     if isinstance(value, int) and type(value) is int:
         # beyond 64 bits, a JSON number is read back as a float by some parsers (orjson)
-        return value if _INT_MIN <= value < _INT_END else {"$int": format(value, "x")}
+        return value if JSON_INT_MIN <= value < JSON_INT_END else {"$int": format(value, "x")}
     if isinstance(value, float) and type(value) is float:
         return value if math.isfinite(value) else {"$float": repr(value)}
     if isinstance(value, list):
@@ -681,7 +681,7 @@ _ORJSON: list[Any] = []  # [orjson.loads or None], filled on first use
 
 
 #: the integers every JSON parser here reads exactly: int64 and uint64
-_INT_MIN, _INT_END = -(1 << 63), 1 << 64
+JSON_INT_MIN, JSON_INT_END = -(1 << 63), 1 << 64
 #: digits as "0", "-" as itself, every other byte as a space (see :func:`wide_ints`)
 _DIGIT_RUNS = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))
 

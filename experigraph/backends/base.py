@@ -43,8 +43,8 @@ from typing import Any
 
 from ..errors import (BackendError, CorruptRecordError, InvalidArgumentError,
                       TrialIDNotFoundError)
-from ..records import (StepRecord, TrialRecord, TrialSummary, decode_value, encode_value,
-                       gc_paused, loads_fast)
+from ..records import (JSON_INT_END, JSON_INT_MIN, StepRecord, TrialRecord, TrialSummary,
+                       decode_value, encode_value, gc_paused, loads_fast)
 
 logger = logging.getLogger(__name__)
 
@@ -91,13 +91,13 @@ def _point_line(epoch: Any, value: Any) -> str:
     """One metric point as a stream item (what :func:`_line` gives, faster for the usual
     int or float epochs and values)."""
     if type(epoch) in _PLAIN and type(value) in _PLAIN and (
-            _INT_MIN <= epoch < _INT_END if type(epoch) is int else math.isfinite(epoch)) and (
-            _INT_MIN <= value < _INT_END if type(value) is int else math.isfinite(value)):
+            JSON_INT_MIN <= epoch < JSON_INT_END if type(epoch) is int
+            else math.isfinite(epoch)) and (
+            JSON_INT_MIN <= value < JSON_INT_END if type(value) is int
+            else math.isfinite(value)):
         return f'{{"epoch":{epoch!r},"value":{value!r}}}'
     return _line({"epoch": encode_value(epoch), "value": encode_value(value)})
 
-
-_INT_MIN, _INT_END = -(1 << 63), 1 << 64  # what every JSON parser reads as an int
 
 
 def is_same_trial(first: TrialRecord, second: TrialRecord) -> bool:
