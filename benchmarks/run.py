@@ -35,7 +35,9 @@ The workloads (W1..W7 as in the performance goals):
 * ``W3``: a step on 100 MB of NumPy data; and its worst case, two 100 MiB outputs
   made at memory speed (no goal: it shows what hashing a large output costs).
 * ``redis``: W1 and W4 on the Redis backend (a redis-server this script starts
-  on a free port of 127.0.0.1, without persistence).
+  on a free port of 127.0.0.1, without persistence); W4 as above, the table
+  built, then kept (the import of redis-py is inside W4's time: the backend
+  imports it when the experiment opens).
 
 daskperiment 0.5 needs ``import pymongo.mongo_client`` before it with current
 pymongo; the worker does that.
@@ -691,12 +693,20 @@ def main() -> None:
                               "<= 1.5x dask", values["experigraph"] <= 1.5 * values["dask"])
                     runner.run("experigraph", "prepare_history", store=runner.store("r"),
                                name="redis-hbig", size=history, backend=uri)
-                    cold = statistics.median(runner.run(
-                        "experigraph", "history", store=runner.store("r"), name="redis-hbig",
-                        backend=uri)["seconds"] for _ in range(rounds))
-                    table.add(f"redis W4: history cold, {history:,} trials", "ms",
-                              {"experigraph": cold}, "10,000 < 300 ms",
+                    def redis_history(keep: bool) -> float:
+                        return float(runner.run(
+                            "experigraph", "history", store=runner.store("r"),
+                            name="redis-hbig", backend=uri, keep=keep)["seconds"])
+
+                    cold = statistics.median(redis_history(False) for _ in range(rounds))
+                    table.add(f"redis W4: history cold, {history:,} trials, table built",
+                              "ms", {"experigraph": cold}, "10,000 < 300 ms",
                               cold < 0.300 if history >= 10_000 else None)
+                    redis_history(True)  # keeps the table
+                    kept_s = statistics.median(redis_history(True) for _ in range(rounds))
+                    table.add("redis W4: the same, the table kept by an earlier read", "ms",
+                              {"experigraph": kept_s}, "10,000 < 300 ms",
+                              kept_s < 0.300 if history >= 10_000 else None)
 
     print()
     table.print()

@@ -9,8 +9,9 @@ experiment), and reuses it while everything it was made of is unchanged:
 
 * what the backend reads the summaries from, by its digest
   (``Backend.read_summaries_keyed``: for the file backend, the bytes of
-  ``summaries.jsonl`` and every record file's signature); a backend that makes no
-  digest (Redis, MongoDB) keeps no table;
+  ``summaries.jsonl`` and every record file's signature; for Redis, a SHA-1 the
+  server makes of every stored summary in the script that would return them); a
+  backend that makes no digest (MongoDB) keeps no table;
 * the annotation log (tags, archived trials), the parameters this process has
   declared, the arguments (``verbose``, ``archived``), the local time zone (the
   ``Finished`` column is in local time), pandas' options that change dtypes, and

@@ -32,6 +32,10 @@ Invariants:
   ``MULTI``), and is used only while the record still has the length it names;
   otherwise (no summary, a record torn or edited by hand since) the history reads
   the record itself, and puts the missing summary back. Records stay the truth.
+  The same script can return, instead of the summaries, a digest of them (SHA-1 of
+  every id with its summary's SHA-1, sorted): a reader that kept what it made of
+  the summaries with that digest reuses it (the history table,
+  ``experigraph.history_cache``); no digest while a summary is missing.
 * A trial takes 4 round trips: the last id (for drift), claiming an id together
   with the running record (one script), the key index swap, and the final record
   with its summary (one script that checks the claim); a 5th reads step records
@@ -94,6 +98,8 @@ _POOLS_LOCK = threading.Lock()
 _CHECK_FIRST = 64 * 1024
 #: how many records one HMGET reads
 _BATCH = 500
+#: what begins a digest of the history's summaries (read_summaries_keyed)
+_DIGEST_PREFIX = "redis-sha1:"
 
 #: INCR the counter; if it was missing (1) or reached an id that has a record, repair
 #: it from the highest recorded id; list the experiment (again, after a restart)
@@ -172,21 +178,34 @@ end
 #: finish_own (KEYS: trials, summaries, experiments)
 _FINISH = _FINISH_OWN + "return finish_own(KEYS[1], KEYS[2], KEYS[3])\n"
 
-#: every trial id with its summary, or false where the summary is missing or names
-#: another length than the record's (KEYS: trials, summaries)
+#: {digest, flat}: flat is every trial id with its summary, or false where the summary is
+#: missing or names another length than the record's. With ARGV[1] empty, digest is
+#: false; otherwise it is a SHA-1 of every id with the SHA-1 of its summary, all that
+#: flat lists (false when a summary is missing: the records are read then), and flat is
+#: false when digest equals ARGV[1] (the caller's answer for that digest holds). A SHA-1
+#: per summary, not one of them all joined: Lua joins 4 MB slowly (KEYS: trials,
+#: summaries)
 _SUMMARIES = """
 local out = {}
+local parts = nil
+if ARGV[1] ~= '' then parts = {} end
 for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   out[#out + 1] = field
   local s = redis.call('HGET', KEYS[2], field)
   local n = s and tonumber(string.match(s, '^(%d+) '))
   if n and n == redis.call('HSTRLEN', KEYS[1], field) then
     out[#out + 1] = s
+    if parts then parts[#parts + 1] = field .. ' ' .. redis.sha1hex(s) end
   else
     out[#out + 1] = false
+    parts = nil
   end
 end
-return out
+if not parts then return {false, out} end
+table.sort(parts)  -- HKEYS' order moves as the hash rehashes, even while nothing is written
+local digest = redis.sha1hex(table.concat(parts, '\\n'))
+if digest == ARGV[1] then return {digest, false} end
+return {digest, out}
 """
 
 #: put back the summary ARGV[3] of record ARGV[1] read with SHA-1 ARGV[2], if the record
@@ -629,7 +648,33 @@ class RedisBackend(Backend):
         still has the length its summary names (a script); the other records are read
         (torn ones skipped, one WARNING each) and their summaries put back."""
         with self._errors("reading the history"):
-            flat = self._script("summaries", [self.key("trials"), self.key("summaries")], [])
+            _, flat = self._script("summaries", [self.key("trials"), self.key("summaries")],
+                                   [""])
+        return self._summaries_of(flat)[0]
+
+    def read_summaries_keyed(self, known: str | None = None
+                             ) -> tuple[str | None, list[TrialSummary] | None]:
+        """The digest is the SHA-1, made by the server in the same script, of every id and
+        stored summary that :meth:`read_summaries` decodes (a summary is used only while
+        its record has the length it names, which a changed record seldom keeps; the
+        history shows the summary then, with or without this digest). No digest when a
+        summary is missing or unreadable: the records are read then."""
+        if type(self).read_summaries is not RedisBackend.read_summaries:
+            return None, self.read_summaries()  # a subclass's own answer: no digest of it
+        with self._errors("reading the history"):
+            digest, flat = self._script(
+                "summaries", [self.key("trials"), self.key("summaries")],
+                [known[len(_DIGEST_PREFIX):] if known and known.startswith(_DIGEST_PREFIX)
+                 else "-"])
+        key = None if digest is None else _DIGEST_PREFIX + _text(digest)
+        if flat is None:
+            return key, None
+        summaries, complete = self._summaries_of(flat)
+        return (key if complete else None), summaries
+
+    def _summaries_of(self, flat: Sequence[Any]) -> tuple[list[TrialSummary], bool]:
+        """The summaries of the ``summaries`` script's flat answer, by id, and whether each
+        came from its stored summary (none was missing or unreadable)."""
         found: dict[int, TrialSummary] = {}
         with gc_paused():
             ids = [int(field) for field in flat[0::2]]
@@ -677,7 +722,7 @@ class RedisBackend(Backend):
                 pipe.execute()
             except redis.exceptions.RedisError as exc:  # only a cache: readers read records
                 logger.debug("Could not put summaries back in %s: %s", self._uri, exc)
-        return [found[i] for i in sorted(found)]
+        return [found[i] for i in sorted(found)], not missing
 
     def _raw_records(self, trial_ids: Sequence[int]) -> Iterator[tuple[int, bytes | str]]:
         """The stored text of records that exist, in batches of ``_BATCH``."""

@@ -341,6 +341,39 @@ class BackendContract:
         assert sum(where in r.getMessage() for r in caplog.records) == 1
         assert backend.read_summaries() == summaries  # read again: the same
 
+    def test_a_digest_of_the_summaries_changes_whenever_they_could(self, backend):
+        """``read_summaries_keyed``: the summaries ``read_summaries`` gives, and a digest
+        (or None) that differs after every change the summaries could show."""
+        def finished(description: str) -> None:
+            running = backend.start_trial(lambda i: record(backend, i, claim=f"claim-{i}"))
+            backend.finish_trial(running.replace(status=Status.SUCCEEDED, result=1,
+                                                 description=description))
+
+        finished("one")
+        finished("two")
+        seen = []
+        for change in (lambda: None,
+                       lambda: finished("three"),
+                       lambda: backend.write_trial(backend.read_trial(2).replace(
+                           description="owt")),  # the same length: still another digest
+                       lambda: backend.write_trial(backend.read_trial(1).replace(
+                           result=(2, "a tuple now")))):
+            change()
+            key, summaries = backend.read_summaries_keyed(None)
+            assert summaries == backend.read_summaries()
+            if key is None:
+                continue  # a backend that makes no digest is asked for the summaries each time
+            assert key not in seen
+            seen.append(key)
+            assert backend.read_summaries_keyed(key) == (key, None)  # unchanged: not decoded
+            other, again = backend.read_summaries_keyed("not " + key)
+            assert other == key and again == summaries
+        if seen:
+            backend.start_trial(lambda i: record(backend, i))  # a running trial
+            key, summaries = backend.read_summaries_keyed(seen[-1])
+            assert key != seen[-1] and summaries == backend.read_summaries()
+            assert summaries[-1].status is Status.RUNNING
+
     def test_trial_ids_and_last_trial(self, backend):
         assert backend.trial_ids() == [] and backend.last_trial() is None
         for _ in range(12):

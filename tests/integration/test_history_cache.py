@@ -52,7 +52,17 @@ def _built(ex, monkeypatch, **kwargs):
 def recorded(make_experiment):
     """An experiment with trials of many kinds: parameters, a failure, metrics, labels,
     a description."""
-    ex = make_experiment()
+    return _record(make_experiment())
+
+
+@pytest.fixture
+def redis_recorded(make_redis_backend):
+    """``recorded``, on the session's Redis server."""
+    backend = make_redis_backend()
+    return _record(xg.Experiment(backend.experiment_id, backend=backend))
+
+
+def _record(ex):
     a, b = ex.parameter("a"), ex.parameter("b")
 
     @ex.result
@@ -75,8 +85,15 @@ def recorded(make_experiment):
     return ex
 
 
+@pytest.fixture(params=["file", pytest.param("redis", marks=pytest.mark.redis)])
+def any_recorded(request):
+    """``recorded`` on each backend that makes a digest of its summaries."""
+    return request.getfixturevalue("recorded" if request.param == "file" else "redis_recorded")
+
+
 def test_the_kept_table_is_reused_in_another_process_and_equals_the_built_one(
-        recorded, caplog, monkeypatch):
+        any_recorded, caplog, monkeypatch):
+    recorded = any_recorded
     first, hit = _history(recorded, caplog)
     assert not hit and len(_kept_files()) == 1
     other = xg.Experiment(recorded.id, backend=recorded.backend)
@@ -105,7 +122,8 @@ def test_the_kept_table_is_reused_in_another_process_and_equals_the_built_one(
 
 @pytest.mark.parametrize("kwargs", [{"verbose": True}, {"archived": True},
                                     {"verbose": True, "archived": True}])
-def test_each_way_of_asking_has_its_own_table(recorded, caplog, monkeypatch, kwargs):
+def test_each_way_of_asking_has_its_own_table(any_recorded, caplog, monkeypatch, kwargs):
+    recorded = any_recorded
     _history(recorded, caplog)
     frame, hit = _history(recorded, caplog, **kwargs)
     assert not hit
@@ -164,6 +182,71 @@ def test_the_kept_table_is_not_used_once_anything_it_was_made_of_changed(
                                                                       or "replaced" in change)
 
 
+def _redis_hash(ex, name):
+    backend = ex.backend
+    return backend.client(), backend.key(name)
+
+
+def _redis_edit_summary(ex):
+    """The stored summary of trial 2 says another description (its length prefix kept)."""
+    client, key = _redis_hash(ex, "summaries")
+    length, text = client.hget(key, "2").split(b" ", 1)
+    summary = json.loads(text)
+    summary["description"] = "edited by hand"
+    client.hset(key, "2", length + b" " + json.dumps(summary).encode())
+
+
+def _redis_replace_record(ex):
+    """Trial 2's record rewritten by hand (another length: its summary no longer holds)."""
+    client, key = _redis_hash(ex, "trials")
+    record = json.loads(client.hget(key, "2"))
+    record["description"] = "edited by hand"
+    client.hset(key, "2", json.dumps(record, indent=1))
+
+
+REDIS_CHANGES = {
+    "a new trial": _new_trial,
+    "a tag": lambda ex: ex.tag(1, "best", True),
+    "an archived trial": lambda ex: ex.archive(2),
+    "a record replaced by hand": _redis_replace_record,
+    "a record deleted": lambda ex: ex.backend.client().hdel(ex.backend.key("trials"), "4"),
+    "a summary edited by hand": _redis_edit_summary,
+    "a summary deleted": lambda ex: ex.backend.client().hdel(ex.backend.key("summaries"), "3"),
+    "a summary torn": lambda ex: ex.backend.client().hset(
+        ex.backend.key("summaries"), "3",
+        ex.backend.client().hget(ex.backend.key("summaries"), "3")[:-40]),
+    "a parameter declared": lambda ex: ex.parameter("c"),
+}
+#: the changes after which a trial is read from its record (its summary no longer holds),
+#: and whether the summary then put back is the one the table kept before was made of
+REPAIRED = {"a record replaced by hand": False, "a summary deleted": True,
+            "a summary torn": True}
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("change", list(REDIS_CHANGES))
+def test_on_redis_the_kept_table_is_not_used_once_anything_it_was_made_of_changed(
+        redis_recorded, caplog, monkeypatch, change):
+    recorded = redis_recorded
+    _history(recorded, caplog)
+    assert _history(recorded, caplog)[1]
+    REDIS_CHANGES[change](recorded)
+    frame, hit = _history(recorded, caplog)
+    assert not hit
+    pd.testing.assert_frame_equal(frame, _built(recorded, monkeypatch))
+    if change == "a record deleted":
+        assert frame.index.tolist() == [1, 2, 3]
+    if "by hand" in change:
+        assert frame["Description"].tolist()[1] == "edited by hand"
+    if change in REPAIRED:  # that read took a trial from its record and put its summary
+        again, hit = _history(recorded, caplog)  # back: no digest then, nothing kept
+        assert hit == REPAIRED[change]
+        pd.testing.assert_frame_equal(again, frame)
+    again, hit = _history(recorded, caplog)
+    assert hit
+    pd.testing.assert_frame_equal(again, frame)
+
+
 def test_the_time_zone_is_part_of_the_key(recorded, caplog, monkeypatch):
     from experigraph import present
 
@@ -186,8 +269,13 @@ def test_the_time_zone_is_part_of_the_key(recorded, caplog, monkeypatch):
         present.local_zone.cache_clear()
 
 
-def test_a_table_showing_a_running_trial_is_never_kept(make_experiment, caplog, monkeypatch):
-    ex = make_experiment()
+@pytest.mark.parametrize("kind", ["file", pytest.param("redis", marks=pytest.mark.redis)])
+def test_a_table_showing_a_running_trial_is_never_kept(request, make_experiment, caplog, kind):
+    if kind == "file":
+        ex = make_experiment()
+    else:
+        backend = request.getfixturevalue("make_redis_backend")()
+        ex = xg.Experiment(backend.experiment_id, backend=backend)
     a = ex.parameter("a")
     go = threading.Event()
     inside = threading.Event()
@@ -278,19 +366,16 @@ def test_a_cache_directory_that_cannot_be_written_costs_nothing(recorded, caplog
     pd.testing.assert_frame_equal(frame, _built(recorded, monkeypatch))
 
 
-@pytest.mark.redis
-def test_a_backend_without_a_digest_keeps_nothing(redis_server, experiment_id, caplog):
-    ex = xg.Experiment(experiment_id, backend=redis_server.url())
-    try:
-        a = ex.parameter("a")
-        ex.result(lambda a: a)(a)
-        ex.set_parameters(a=1)
-        ex.compute()
-        _history(ex, caplog)
-        frame, hit = _history(ex, caplog)
-        assert not hit and frame["Result"].tolist() == [1] and _kept_files() == []
-    finally:
-        ex.backend.delete_experiment()  # the server is the session's
+def test_a_backend_without_a_digest_keeps_nothing(make_mongomock_backend, caplog):
+    backend = make_mongomock_backend()
+    ex = xg.Experiment(backend.experiment_id, backend=backend)
+    a = ex.parameter("a")
+    ex.result(lambda a: a)(a)
+    ex.set_parameters(a=1)
+    ex.compute()
+    _history(ex, caplog)
+    frame, hit = _history(ex, caplog)
+    assert not hit and frame["Result"].tolist() == [1] and _kept_files() == []
 
 
 def test_a_record_that_could_not_be_read_leaves_nothing_kept(recorded, caplog, monkeypatch):
@@ -327,6 +412,27 @@ def test_a_backend_that_answers_its_own_way_keeps_nothing(backend_root, experime
             return [s for s in super().read_summaries() if s.trial_id != 2]
 
     ex = xg.Experiment(experiment_id, backend=Hiding(backend_root, experiment_id))
+    a = ex.parameter("a")
+    ex.result(lambda a: a)(a)
+    for i in (1, 2, 3):
+        ex.set_parameters(a=i)
+        ex.compute()
+    for _ in range(2):
+        frame, hit = _history(ex, caplog)
+        assert not hit and frame.index.tolist() == [1, 3]
+    assert _kept_files() == []
+
+
+@pytest.mark.redis
+def test_on_redis_a_backend_that_answers_its_own_way_keeps_nothing(make_redis_backend, caplog):
+    from experigraph.backends.redis import RedisBackend
+
+    class Hiding(RedisBackend):
+        def read_summaries(self):
+            return [s for s in super().read_summaries() if s.trial_id != 2]
+
+    made = make_redis_backend()  # cleaned up after the test
+    ex = xg.Experiment(made.experiment_id, backend=Hiding(made.uri, made.experiment_id))
     a = ex.parameter("a")
     ex.result(lambda a: a)(a)
     for i in (1, 2, 3):
