@@ -36,10 +36,12 @@ Invariants:
   every id with its summary's SHA-1, sorted): a reader that kept what it made of
   the summaries with that digest reuses it (the history table,
   ``experigraph.history_cache``); no digest while a summary is missing.
-* A trial takes 4 round trips: the last id (for drift), claiming an id together
-  with the running record (one script), the key index swap, and the final record
-  with its summary (one script that checks the claim); a 5th reads step records
-  sent by workers in other processes, when there can be any.
+* A trial takes 2 round trips: claiming an id together with the running record
+  (one script), then the key index swap together with the final record and its
+  summary (one script that checks the claim). More only when needed: the last id
+  (for drift) when the claimed id shows that another process wrote in between,
+  one to record what changed when a step's output did, and one to read step
+  records sent by workers in other processes, when there can be any.
 * Every per-trial operation is O(1) in the history size (no ``KEYS``/``SCAN``);
   only ``trial_ids()`` (``HKEYS``) and ``experiment_ids()`` list.
 * Nothing read back is unpickled: records are JSON, blobs are bytes.
