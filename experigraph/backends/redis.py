@@ -195,6 +195,7 @@ for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
   out[#out + 1] = field
   local s = redis.call('HGET', KEYS[2], field)
   local n = s and tonumber(string.match(s, '^(%d+) '))
+  if not string.match(field, '^[1-9]%d*$') then parts = nil end  -- not an id as written
   if n and n == redis.call('HSTRLEN', KEYS[1], field) then
     out[#out + 1] = s
     if parts then parts[#parts + 1] = field .. ' ' .. redis.sha1hex(s) end
@@ -626,7 +627,34 @@ class RedisBackend(Backend):
     def trial_ids(self) -> list[int]:
         with self._errors("listing trial ids"):
             fields = self.client().hkeys(self.key("trials"))
-        return sorted(int(f) for f in fields)
+        return sorted(i for i in self._trial_fields(fields) if i is not None)
+
+    def _trial_fields(self, fields: Sequence[bytes | str]) -> list[int | None]:
+        """:meth:`_trial_field` of each field (the usual case checked at once)."""
+        try:
+            ids = [int(f) for f in fields]
+            written = "\n".join(map(str, ids))
+            if fields and isinstance(fields[0], bytes):
+                same = b"\n".join(fields) == written.encode("ascii")  # type: ignore[arg-type]
+            else:
+                same = "\n".join(fields) == written  # type: ignore[arg-type]
+            if same:
+                return ids  # type: ignore[return-value]
+        except (ValueError, TypeError):
+            pass
+        return [self._trial_field(f) for f in fields]
+
+    def _trial_field(self, field: bytes | str) -> int | None:
+        """The trial id a field of the records hash names, as this backend writes it
+        (``str(id)``); None, with one WARNING, for any other field (written by hand): it
+        is no trial's, and reading it as one could show it as another (``"02"``)."""
+        text = field.decode("utf-8", "replace") if isinstance(field, bytes) else field
+        if text.isascii() and text.isdigit() and text[0] != "0":
+            return int(text)
+        self.unreadable_record(f"{self._uri} {self.key('trials')} field {text!r}",
+                               "the field is not a trial id",
+                               "Delete the field (HDEL), or name it by its trial id.")
+        return None
 
     def read_trials(self, trial_ids: Iterable[int] | None = None) -> list[TrialRecord]:
         """Records for ``trial_ids`` (default: all), read in batches; torn ones skipped."""
@@ -679,14 +707,18 @@ class RedisBackend(Backend):
         came from its stored summary (none was missing or unreadable)."""
         found: dict[int, TrialSummary] = {}
         with gc_paused():
-            ids = [int(field) for field in flat[0::2]]
-            texts = [text.split(b" ", 1)[1] if isinstance(text, bytes) else None
-                     for text in flat[1::2]]
+            ids = self._trial_fields(flat[0::2])
+            # bytes, or str from a connection made with decode_responses=True
+            texts = [text.split(b" ", 1)[1] if isinstance(text, bytes) else
+                     text.encode("utf-8", "surrogatepass").split(b" ", 1)[1]
+                     if isinstance(text, str) else None for text in flat[1::2]]
             missing = []
             # orjson reads an integer beyond 64 bits as a float: json then reads them all
             wide = wide_ints(b"\n".join(t for t in texts if t is not None))
             loads = loads_fast if wide else orjson.loads
             for trial_id, text in zip(ids, texts):
+                if trial_id is None:  # not a trial's field (logged once)
+                    continue
                 obj = None
                 if text is not None:  # one by one: no joined copy of them all to parse
                     try:

@@ -247,6 +247,58 @@ def test_on_redis_the_kept_table_is_not_used_once_anything_it_was_made_of_change
     pd.testing.assert_frame_equal(again, frame)
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("field", [b"+2", b"02", b" 2", b"2_0", b"abc", b"\xff"])
+def test_on_redis_a_field_that_is_no_trial_id_is_skipped_and_keeps_nothing(
+        redis_recorded, caplog, monkeypatch, field):
+    """A record written by hand under another field than its id's: never taken for a
+    trial's (``+2`` would be trial 2, in an order that HKEYS' order decides), said once,
+    and no table is kept while it is there."""
+    recorded = redis_recorded
+    before, _ = _history(recorded, caplog)
+    backend = recorded.backend
+    client, key = _redis_hash(recorded, "trials")
+    record = json.loads(client.hget(key, "2"))
+    record["description"] = "under another field"
+    client.hset(key, field, json.dumps(record))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        summaries = backend.read_summaries()
+        backend.read_summaries()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "not a trial id" in warned[0] and "HDEL" in warned[0]
+    assert [s.trial_id for s in summaries] == [1, 2, 3, 4]
+    assert "under another field" not in [s.description for s in summaries]
+    assert backend.trial_ids() == [1, 2, 3, 4]
+    for _ in range(2):
+        frame, hit = _history(recorded, caplog)
+        assert not hit
+        pd.testing.assert_frame_equal(frame, before)
+    assert backend.read_summaries_keyed(None)[0] is None
+    client.hdel(key, field)
+    _history(recorded, caplog)
+    assert _history(recorded, caplog)[1]
+
+
+@pytest.mark.redis
+def test_on_redis_a_connection_that_decodes_replies_keeps_the_table(redis_server, caplog,
+                                                                    monkeypatch):
+    from experigraph.backends.redis import RedisBackend
+
+    backend = RedisBackend(redis_server.url() + "?decode_responses=True",
+                           f"decoding-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        ex = _record(xg.Experiment(backend.experiment_id, backend=backend))
+        first, hit = _history(ex, caplog)
+        assert not hit and first.index.tolist() == [1, 2, 3, 4]
+        again, hit = _history(ex, caplog)
+        assert hit
+        pd.testing.assert_frame_equal(again, first)
+        pd.testing.assert_frame_equal(again, _built(ex, monkeypatch))
+    finally:
+        backend.delete_experiment()
+
+
 def test_the_time_zone_is_part_of_the_key(recorded, caplog, monkeypatch):
     from experigraph import present
 
