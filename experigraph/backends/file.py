@@ -603,13 +603,14 @@ class FileBackend(Backend):
             return None, self.read_summaries()  # a subclass's own answer: no digest of it
         with self._errors("listing trials"):
             sigs = self._signatures()
-        if any(sig is None for sig in sigs.values()):
+        if None in sigs.values():  # a record file that could not be stat'ed
             return None, self._read_summaries(sigs)
         data = self._summaries_bytes()
         h = new_hasher()
         h.update(b"%d:" % len(data))
         h.update(data)
-        h.update(orjson.dumps(sorted(sigs.items())))
+        # keys sorted as text by orjson: half the time of sorting the items in Python
+        h.update(orjson.dumps(sigs, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS))
         key = h.hexdigest()
         if key == known:
             return key, None
