@@ -218,6 +218,11 @@ class Dashboard:
             return
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+            if self._thread.is_alive():  # a callback still running: it stops after it
+                logger.warning("The dashboard of %s at %s did not stop within %g s: its "
+                               "server is still busy in a callback, and stops once that "
+                               "returns", self._what, self.url, timeout)
+                return
         logger.info("Stopped the dashboard of %s at %s", self._what, self.url)
 
     def wait(self) -> None:

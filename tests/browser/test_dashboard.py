@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import socket
 import subprocess
@@ -404,6 +405,24 @@ def test_inside_a_running_event_loop_it_returns_at_once(board_experiment):
     finally:
         board.stop()
     assert not board.is_running
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", board.port), timeout=5).close()
+
+
+def test_a_stop_that_times_out_says_so_and_the_server_stops_after(board_experiment, caplog):
+    ex, _ = board_experiment
+    board = ex.start_dashboard(port=0, blocking=False)
+    try:
+        board._loop.call_soon_threadsafe(time.sleep, 1.5)  # a callback that takes its time
+        with caplog.at_level(logging.WARNING, logger="experigraph.board"):
+            board.stop(timeout=0.2)
+        assert any("did not stop within 0.2 s" in r.getMessage() for r in caplog.records)
+        deadline = time.monotonic() + 30
+        while board.is_running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not board.is_running
+    finally:
+        board.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", board.port), timeout=5).close()
 
