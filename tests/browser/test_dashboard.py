@@ -409,11 +409,29 @@ def test_inside_a_running_event_loop_it_returns_at_once(board_experiment):
         socket.create_connection(("127.0.0.1", board.port), timeout=5).close()
 
 
-def test_a_stop_that_times_out_says_so_and_the_server_stops_after(board_experiment, caplog):
+def test_a_stop_that_times_out_says_so_and_the_server_stops_after(board_experiment, caplog,
+                                                                  monkeypatch):
+    import threading
+    import urllib.request
+
+    from experigraph.board import app
+
     ex, _ = board_experiment
+    building = threading.Event()
+    build = app.BoardSession.__init__
+
+    def slow_build(self, *args, **kwargs):  # a page's document that takes its time
+        building.set()
+        time.sleep(1.5)
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(app.BoardSession, "__init__", slow_build)
     board = ex.start_dashboard(port=0, blocking=False)
+    opener = threading.Thread(target=lambda: urllib.request.urlopen(board.url, timeout=30)
+                              .close(), daemon=True)
     try:
-        board._loop.call_soon_threadsafe(time.sleep, 1.5)  # a callback that takes its time
+        opener.start()
+        assert building.wait(30)
         with caplog.at_level(logging.WARNING, logger="experigraph.board"):
             board.stop(timeout=0.2)
         assert any("did not stop within 0.2 s" in r.getMessage() for r in caplog.records)
