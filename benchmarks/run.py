@@ -388,8 +388,8 @@ def work_warm(system: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 WORK: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
-    "warm": work_warm, "trials": work_trials, "prepare_history": work_prepare_history, "growth": work_growth,
-    "history": work_history, "start": work_start, "metric": work_metric,
+    "warm": work_warm, "trials": work_trials, "prepare_history": work_prepare_history,
+    "growth": work_growth, "history": work_history, "start": work_start, "metric": work_metric,
     "sweep": work_sweep, "bigdata": work_bigdata,
 }
 
@@ -585,7 +585,9 @@ def main() -> None:
         table = Table(systems)
         print(f"systems: {', '.join(systems)}; stores in {tmp}; "
               f"{'quick' if quick else 'full'} run, {rounds} rounds", flush=True)
-        runner.run("experigraph", "warm")
+        if not runner.run("experigraph", "warm")["cpu"]:
+            print("warning: the CPU summary was not gathered within 120 s; workers may "
+                  "gather it while they are timed", flush=True)
 
         if wanted("start"):
             for s in systems:

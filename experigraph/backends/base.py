@@ -99,7 +99,6 @@ def _point_line(epoch: Any, value: Any) -> str:
     return _line({"epoch": encode_value(epoch), "value": encode_value(value)})
 
 
-
 def is_same_trial(first: TrialRecord, second: TrialRecord) -> bool:
     """Whether two records are states of one trial (its running and its final record).
 

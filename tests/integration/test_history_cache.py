@@ -456,35 +456,24 @@ def test_a_record_that_could_not_be_read_leaves_nothing_kept(recorded, caplog, m
     pd.testing.assert_frame_equal(again, frame)
 
 
-def test_a_backend_that_answers_its_own_way_keeps_nothing(backend_root, experiment_id, caplog):
-    from experigraph.backends.file import FileBackend
+@pytest.mark.parametrize("kind", ["file", pytest.param("redis", marks=pytest.mark.redis)])
+def test_a_backend_that_answers_its_own_way_keeps_nothing(request, backend_root, experiment_id,
+                                                          caplog, kind):
+    if kind == "file":
+        from experigraph.backends.file import FileBackend as Base
 
-    class Hiding(FileBackend):
+        location = backend_root
+    else:
+        from experigraph.backends.redis import RedisBackend as Base
+
+        made = request.getfixturevalue("make_redis_backend")()  # cleaned up after the test
+        location, experiment_id = made.uri, made.experiment_id
+
+    class Hiding(Base):
         def read_summaries(self):
             return [s for s in super().read_summaries() if s.trial_id != 2]
 
-    ex = xg.Experiment(experiment_id, backend=Hiding(backend_root, experiment_id))
-    a = ex.parameter("a")
-    ex.result(lambda a: a)(a)
-    for i in (1, 2, 3):
-        ex.set_parameters(a=i)
-        ex.compute()
-    for _ in range(2):
-        frame, hit = _history(ex, caplog)
-        assert not hit and frame.index.tolist() == [1, 3]
-    assert _kept_files() == []
-
-
-@pytest.mark.redis
-def test_on_redis_a_backend_that_answers_its_own_way_keeps_nothing(make_redis_backend, caplog):
-    from experigraph.backends.redis import RedisBackend
-
-    class Hiding(RedisBackend):
-        def read_summaries(self):
-            return [s for s in super().read_summaries() if s.trial_id != 2]
-
-    made = make_redis_backend()  # cleaned up after the test
-    ex = xg.Experiment(made.experiment_id, backend=Hiding(made.uri, made.experiment_id))
+    ex = xg.Experiment(experiment_id, backend=Hiding(location, experiment_id))
     a = ex.parameter("a")
     ex.result(lambda a: a)(a)
     for i in (1, 2, 3):
