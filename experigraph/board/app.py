@@ -256,6 +256,8 @@ class BoardSession:
     # -- refresh ------------------------------------------------------------------
     def tick(self) -> None:
         """The periodic callback: read what changed, then update this session's models."""
+        if not watched(self.doc):  # the tab is closed: Bokeh drops the session later
+            return
         if not self._ready:  # no DocumentReady (an old BokehJS?): do not wait for it
             self._on_ready()
         self.state.refresh()
@@ -693,6 +695,18 @@ class BoardSession:
 
 
 # -- helpers (no Bokeh models) ------------------------------------------------------
+def watched(doc: Document) -> bool:
+    """Whether a browser tab is connected to ``doc``'s session.
+
+    Bokeh keeps a session for a while after its tab is closed (and before the tab
+    connects): refreshing it then would only cost time, and each message sent to a
+    tab just closed is a warning in the log. A document outside a server session
+    counts as watched.
+    """
+    session = getattr(doc.session_context, "session", None)
+    return session is None or session.connection_count > 0
+
+
 def graph_parts(graph: Any) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
     """Nodes (id -> attributes) and edges of a networkx-like graph."""
     nodes = {str(n): dict(attrs) for n, attrs in graph.nodes(data=True)}

@@ -89,6 +89,8 @@ class StoreOverview:
         from bokeh.models.widgets import (
             DataTable, Div, HTMLTemplateFormatter, NumberFormatter, TableColumn)
 
+        from .app import watched
+
         source = ColumnDataSource(self.data(), name="experiments")
         link = HTMLTemplateFormatter(
             template='<a class="eg-experiment-link" href="<%= url %>"><%= value %></a>')
@@ -120,6 +122,8 @@ class StoreOverview:
                 + (f"<div style='color:#c62828'>{html.escape(note)}</div>" if note else ""))
 
         def refresh() -> None:
+            if not watched(doc):
+                return
             data = self.data()
             if data != dict(source.data):
                 source.data = data

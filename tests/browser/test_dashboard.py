@@ -445,6 +445,55 @@ def test_a_stop_that_times_out_says_so_and_the_server_stops_after(board_experime
         socket.create_connection(("127.0.0.1", board.port), timeout=5).close()
 
 
+def test_a_closed_page_is_no_longer_refreshed(browser, board_experiment, monkeypatch):
+    """Bokeh keeps a session for a while after its tab is closed: the board stops
+    refreshing it (on a long history each refresh of a closed tab took up to 0.1 s)."""
+    from experigraph.board import app
+
+    ex, compute = board_experiment
+    syncs: list[float] = []
+    sync = app.BoardSession.sync
+
+    def counted_sync(self):
+        syncs.append(time.monotonic())
+        return sync(self)
+
+    monkeypatch.setattr(app.BoardSession, "sync", counted_sync)
+    board = ex.start_dashboard(port=0, blocking=False, refresh_ms=100)
+    try:
+        pg = browser.new_page()
+        pg.goto(board.url)
+        pg.wait_for_selector(".eg-trials .slick-row", timeout=30_000)
+        time.sleep(0.5)
+        assert syncs, "an open tab is refreshed"
+        pg.close()
+        time.sleep(2.0)  # Bokeh sees the close
+        closed_at = time.monotonic()
+        for a in range(20, 24):  # new trials: a refresh would have rows to send
+            compute(a)
+        time.sleep(1.0)
+        assert board.is_running
+    finally:
+        board.stop()
+    assert [t for t in syncs if t > closed_at] == []
+
+
+def test_bokeh_s_warning_for_a_closed_page_is_dropped(dashboard):
+    """Each message Bokeh could not send to a tab closed a moment before is a warning
+    (dozens for one tab closed while a long history loads); nothing is lost."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    ws_logger = logging.getLogger("bokeh.server.views.ws")
+    ws_logger.addHandler(handler)
+    try:
+        ws_logger.warning("Failed sending message as connection was closed")
+        ws_logger.warning("another warning")
+    finally:
+        ws_logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["another warning"]
+
+
 def _files(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(root.rglob("*")) if p.is_file()}
