@@ -467,7 +467,9 @@ def test_a_closed_page_is_no_longer_refreshed(browser, board_experiment, monkeyp
         time.sleep(0.5)
         assert syncs, "an open tab is refreshed"
         pg.close()
-        time.sleep(2.0)  # Bokeh sees the close
+        deadline = time.monotonic() + 10  # until Bokeh sees the close: no refresh for 0.5 s
+        while time.monotonic() < deadline and syncs[-1] > time.monotonic() - 0.5:
+            time.sleep(0.1)
         closed_at = time.monotonic()
         for a in range(20, 24):  # new trials: a refresh would have rows to send
             compute(a)
