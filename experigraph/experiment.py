@@ -51,9 +51,9 @@ from .environment.collector import (
 )
 from .hooks import StepHook, current_scope
 from .history_cache import history_table
-from .records import (DriftEvent, Status, TrialRecord, TrialSummary, Unrepresentable,
-                      check_seed, gc_paused)
-from .present import history_frame, result_type
+from .records import (ROW_RUNNING, DriftEvent, Status, TrialRecord, Unrepresentable,
+                      check_seed, gc_paused, row_of)
+from .present import history_frame, result_type, rows_frame
 from .trial import (Outcome, RunOptions, TrialRunner, derive_status, new_seed, read_source,
                     source_files)
 from .lineage import note_persisted_read
@@ -635,10 +635,11 @@ class Experiment(Versioning):
         notes = read_annotations(self._backend)
         declared = list(self._space.declared)
 
-        def build(summaries: list[TrialSummary]) -> pd.DataFrame:
-            records = [r for r in map(derive_status, summaries)
-                       if archived or r.trial_id not in notes.archived]
-            return with_annotations(history_frame(records, declared, verbose), notes, archived)
+        def build(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+            shown = [row if row[ROW_RUNNING] is None  # stored as running: is it still?
+                     else row_of(derive_status(row[ROW_RUNNING]), row[ROW_RUNNING])
+                     for row in rows if archived or row[0] not in notes.archived]
+            return with_annotations(rows_frame(shown, declared, verbose), notes, archived)
 
         return history_table(self._backend, notes.entries, declared, verbose, archived, build)
 

@@ -1,14 +1,16 @@
 """The history table kept between processes: a large history is read back in one go.
 
-Building the table of a 10,000-trial history decodes 10,000 summaries (about
-100 ms on a 2-core machine); the table it made unpickles in under a millisecond.
+Building the table of a 10,000-trial history parses 10,000 summaries into rows
+and tabulates them (about 100 ms on a 2-core machine); the table it made
+unpickles in under a millisecond.
 So ``Experiment.get_history`` keeps the table of a history of at least
 :data:`MIN_TRIALS` trials in the per-user cache directory
 (``$XDG_CACHE_HOME/experigraph/history-<digest>.pkl``, one file per store and
 experiment), and reuses it while everything it was made of is unchanged:
 
 * what the backend reads the summaries from, by its digest
-  (``Backend.read_summaries_keyed``: for the file backend, the bytes of
+  (``Backend.read_summary_rows``, with the digest of ``read_summaries_keyed``: for
+  the file backend, the bytes of
   ``summaries.jsonl`` and every record file's signature; for Redis, a SHA-1 the
   server makes of every stored summary in the script that would return them); a
   backend that makes no digest (MongoDB) keeps no table;
@@ -43,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from . import signing
 from .environment._common import cache_path
 from .hashing import new_hasher
-from .records import Status, TrialSummary
+from .records import ROW_RUNNING, history_row
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -179,13 +181,16 @@ def _keep(path: Path, context: str, summaries: str, frame: pd.DataFrame) -> None
 
 def history_table(backend: Backend, entries: Sequence[Any], declared: Iterable[str],
                   verbose: bool, archived: bool,
-                  build: Callable[[list[TrialSummary]], pd.DataFrame]) -> pd.DataFrame:
-    """``build(summaries)``, or the table it made from the same summaries and the same
-    context before, kept by an earlier call (of this process or another)."""
+                  build: Callable[[list[tuple[Any, ...]]], pd.DataFrame]) -> pd.DataFrame:
+    """``build(rows)`` of the history's rows (``records.history_row`` of each summary,
+    by id), or the table it made from the same summaries and the same context before,
+    kept by an earlier call (of this process or another)."""
     from .present import local_zone
 
     if os.environ.get(ENV_SWITCH, "1").strip() == "0":
-        return build(backend.read_summaries())
+        rows = backend.read_summary_rows(history_row)[1]
+        assert rows is not None
+        return build(rows)
     context = _digest(_code_stamp(), _pandas_options(), repr(list(entries)),
                       repr(tuple(declared)), repr((bool(verbose), bool(archived))),
                       repr(local_zone()))
@@ -195,19 +200,19 @@ def history_table(backend: Backend, entries: Sequence[Any], declared: Iterable[s
     if kept is not None and known is None:
         logger.debug("The history table kept in %s was made in another context (arguments, "
                      "declared parameters, annotations, time zone or versions)", path)
-    key, summaries = backend.read_summaries_keyed(known)
-    if known is not None and summaries is not None:
+    key, rows = backend.read_summary_rows(history_row, known)
+    if known is not None and rows is not None:
         logger.debug("The history table kept in %s was made of other summaries", path)
-    if summaries is None:
+    if rows is None:
         frame = kept.frame() if kept is not None else None
         if frame is not None:
             logger.debug("History of %s read from the table kept in %s", backend.experiment_id,
                          path)
             return frame
-        key, summaries = backend.read_summaries_keyed(None)
-        assert summaries is not None
-    frame = build(summaries)
-    if key is not None and len(summaries) >= MIN_TRIALS and not any(
-            s.status is Status.RUNNING for s in summaries):
+        key, rows = backend.read_summary_rows(history_row, None)
+        assert rows is not None
+    frame = build(rows)
+    if key is not None and len(rows) >= MIN_TRIALS and not any(
+            row[ROW_RUNNING] is not None for row in rows):
         _keep(path, context, key, frame)
     return frame

@@ -14,7 +14,8 @@ import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .records import DriftEvent, Status, TrialRecord, TrialSummary, Unrepresentable, gc_paused
+from .records import (DriftEvent, Status, TrialRecord, TrialSummary, Unrepresentable,
+                      gc_paused, row_of)
 
 #: the history's columns after the parameters, as daskperiment had them
 HISTORY_COLUMNS = ["Result", "Success", "Finished", "Process Time", "Description"]
@@ -71,8 +72,11 @@ def local_time(t: _dt.datetime | None) -> _dt.datetime | None:
 def result_type(record: TrialRecord | TrialSummary) -> str:
     """The result's type as daskperiment wrote it: ``"<class 'float'>"``; ``"None"`` when
     the trial has no result (failed, or still running) or its result is None."""
-    name = record.result_type
-    if record.status is not Status.SUCCEEDED or not name or name == "NoneType":
+    return _result_type_text(record.status, record.result_type)
+
+
+def _result_type_text(status: Status, name: str | None) -> str:
+    if status is not Status.SUCCEEDED or not name or name == "NoneType":
         return "None"
     return f"<class '{name}'>"
 
@@ -140,27 +144,31 @@ def history_frame(records: Iterable[TrialRecord | TrialSummary], declared: Itera
     scalar metrics and labels. ``Description`` is NaN for a trial without one, as
     daskperiment had it.
     """
+    return rows_frame([row_of(r) for r in records], declared, verbose)
+
+
+def rows_frame(rows: Sequence[tuple[Any, ...]], declared: Iterable[str] = (),
+               verbose: bool = False) -> Any:
+    """:func:`history_frame` of history rows (``records.row_of``, ``records.history_row``)."""
     import numpy as np
     import pandas as pd
 
     with gc_paused():
-        return _history_frame(pd, np, records, declared, verbose)
+        return _history_frame(pd, np, rows, declared, verbose)
 
 
-def _history_frame(pd: Any, np: Any, records: Iterable[TrialRecord | TrialSummary],
+def _history_frame(pd: Any, np: Any, rows: Sequence[tuple[Any, ...]],
                    declared: Iterable[str], verbose: bool) -> Any:
-    # The values of trial_fields, read straight from each record: one dict less per row
-    # (a tenth of a 10,000-trial history's time); test_present holds them equal.
-    rows = list(records)
+    # rows are tuples (records.ROW_FIELDS): 1 parameters, 9 metrics, 10 labels
     params: dict[str, None] = dict.fromkeys(declared)
     extra: dict[str, None] = {}
-    for r in rows:
-        params.update(dict.fromkeys(r.parameters))
-        if r.metrics:
-            extra.update(dict.fromkeys(r.metrics))
-        if r.labels:
-            extra.update(dict.fromkeys(r.labels))
-    used = [p for p in params if any(p in r.parameters for r in rows)] if rows \
+    for row in rows:
+        params.update(dict.fromkeys(row[1]))
+        if row[9]:
+            extra.update(dict.fromkeys(row[9]))
+        if row[10]:
+            extra.update(dict.fromkeys(row[10]))
+    used = [p for p in params if any(p in row[1] for row in rows)] if rows \
         else list(params)
     extra_columns = [e for e in extra if e not in used]
     columns = used + HISTORY_COLUMNS + (VERBOSE_COLUMNS if verbose else []) + extra_columns
@@ -170,27 +178,29 @@ def _history_frame(pd: Any, np: Any, records: Iterable[TrialRecord | TrialSummar
     extra_cols = [(e, cols[e].append) for e in extra_columns]
     result, success = cols["Result"].append, cols["Success"].append
     finished, process_time = cols["Finished"], cols["Process Time"]
+    add_finished, add_time = finished.append, process_time.append
     description, nan = cols["Description"].append, np.nan
     running, succeeded = Status.RUNNING, Status.SUCCEEDED
-    for r in rows:
-        values = r.parameters
+    ids: list[int] = []
+    add_id = ids.append
+    for (trial_id, values, status, value, done, seconds, text, seed, type_name, metrics,
+         labels, _) in rows:
+        add_id(trial_id)
         for p, append in param_cols:
             append(values.get(p))
-        status = r.status
-        result(r.result if status is not running else None)
+        result(value if status is not running else None)
         success(status is succeeded)
-        finished.append(r.finished)
-        process_time.append(r.process_time)
-        description(r.description or nan)
+        add_finished(done)
+        add_time(seconds)
+        description(text or nan)
         if verbose:
-            cols["Seed"].append(r.seed)
-            cols["Result Type"].append(result_type(r))
+            cols["Seed"].append(seed)
+            cols["Result Type"].append(_result_type_text(status, type_name))
             cols["Status"].append(status.value if isinstance(status, Status) else str(status))
         if extra_cols:
-            metrics, labels = r.metrics, r.labels
             for name, append in extra_cols:  # a metric wins over a label of its name
                 append(metrics[name] if name in metrics else labels.get(name))
-    index = pd.Index([r.trial_id for r in rows], name="Trial ID", dtype="int64")
+    index = pd.Index(ids, name="Trial ID", dtype="int64")
     data: dict[str, Any] = dict(cols)
     if rows:
         data["Finished"] = _times(pd, finished)

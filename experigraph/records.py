@@ -584,12 +584,15 @@ class TrialSummary:
         get = obj.get
         finished = get("finished")
         metrics, labels = get("metrics") or {}, get("labels") or {}
+        parameters = _in_order(_decode(get("parameters") or {}, copy=False),
+                               get("parameter_order"))
+        if not isinstance(parameters, dict):
+            raise TypeError(f"parameters are a {type(parameters).__name__}, not a dict")
         values = {
             "experiment_id": obj["experiment_id"],
             "trial_id": int(obj["trial_id"]),
             "status": _STATUSES.get(status) or Status(status),
-            "parameters": _in_order(_decode(get("parameters") or {}, copy=False),
-                                    get("parameter_order")),
+            "parameters": parameters,
             "seed": int(obj["seed"]),
             "started": _time_from_json(obj["started"]),
             "finished": None if finished is None else _time_from_json(finished),
@@ -608,6 +611,47 @@ class TrialSummary:
         summary = object.__new__(cls)
         summary.__dict__.update(values)
         return summary
+
+
+#: a history row's fields (:func:`history_row`, :func:`row_of`), in order
+ROW_FIELDS = ("trial_id", "parameters", "status", "result", "finished", "process_time",
+              "description", "seed", "result_type", "metrics", "labels", "running")
+#: the last field: the summary of a trial stored as running (its status is read again
+#: each time: see ``trial.derive_status``), else None
+ROW_RUNNING = len(ROW_FIELDS) - 1
+
+
+def row_of(r: TrialRecord | TrialSummary, running: TrialSummary | None = None
+           ) -> tuple[Any, ...]:
+    """The history row of a record or summary (:data:`ROW_FIELDS`)."""
+    return (r.trial_id, r.parameters, r.status, r.result, r.finished, r.process_time,
+            r.description, r.seed, r.result_type, r.metrics, r.labels, running)
+
+
+def history_row(obj: dict[str, Any]) -> tuple[Any, ...]:
+    """The history row of a summary in its JSON form (``TrialSummary.to_json()``'s,
+    freshly parsed: its dicts become the row's), as :func:`row_of` makes it of
+    ``TrialSummary.from_json(obj)``, without making the summary or decoding what the
+    history does not show: a whole history is read this way
+    (``Backend.read_summary_rows``). Raises ValueError, KeyError or TypeError where
+    ``obj`` is no summary (the backend then reads the trial's record).
+
+    A running trial's row holds its summary, last (:data:`ROW_RUNNING`)."""
+    _check_schema(obj)
+    status = _STATUSES[obj["status"]]
+    if status is Status.RUNNING:
+        summary = TrialSummary.from_json(obj)
+        return row_of(summary, summary)
+    get = obj.get
+    finished, metrics, labels = get("finished"), get("metrics"), get("labels")
+    parameters = _in_order(_decode(get("parameters") or {}, copy=False), get("parameter_order"))
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters are a {type(parameters).__name__}, not a dict")
+    return (int(obj["trial_id"]), parameters, status, _decode(get("result"), copy=False),
+            None if finished is None else _dt.datetime.fromisoformat(finished["$datetime"]),
+            get("process_time"), get("description", ""), int(obj["seed"]),
+            get("result_type"), _decode(metrics, copy=False) if metrics else {},
+            _decode(labels, copy=False) if labels else {}, None)
 
 
 def _shared_json(trial: TrialRecord | TrialSummary) -> dict[str, Any]:

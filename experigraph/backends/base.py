@@ -24,7 +24,7 @@ Everything else is written once, here, on top of them: claiming an id with its
 running record (``start_trial``), finishing a trial without replacing another's
 record (``finish_trial``; with the key index swapped first, ``swap_and_finish``),
 batched reads (``read_trials``), the history's summaries
-(``read_summaries``), ``last_trial``,
+(``read_summaries``; for the history table, ``read_summary_rows``), ``last_trial``,
 ``has_trial``, step records and metrics (streams), the namespaced index
 (``index_swap``, ``index_read``) and the one WARNING per unreadable record.
 A backend overrides a derived method only to do the same faster (Redis reads
@@ -399,6 +399,24 @@ class Backend(abc.ABC):
         decoding the summaries overrides it.
         """
         return None, self.read_summaries()
+
+    def read_summary_rows(self, decode: Callable[[dict[str, Any]], Any],
+                          known: str | None = None) -> tuple[str | None, list[Any] | None]:
+        """:meth:`read_summaries_keyed`, each summary given to ``decode`` in its JSON
+        form (``TrialSummary.to_json()``'s, freshly made: ``decode`` may keep its
+        dicts) and what ``decode`` returns listed in its place, by id: the history reads
+        its rows this way (``records.history_row``), without making every summary.
+
+        Default: the summaries of :meth:`read_summaries_keyed`, each turned into JSON
+        form. A backend that keeps summaries in JSON form overrides it to hand them to
+        ``decode`` as read; where ``decode`` rejects one (ValueError, KeyError,
+        TypeError, AttributeError), it decodes the JSON form of the trial's record
+        instead, as :meth:`read_summaries` does for a summary it cannot read.
+        """
+        key, summaries = self.read_summaries_keyed(known)
+        if summaries is None:
+            return key, None
+        return key, [decode(s.to_json()) for s in summaries]
 
     def last_trial(self) -> TrialRecord | None:
         """The most recent readable record, looked up from the last reserved id downwards."""

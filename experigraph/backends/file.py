@@ -601,10 +601,22 @@ class FileBackend(Backend):
         a record file cannot be stat'ed (its content could change unseen)."""
         if type(self).read_summaries is not FileBackend.read_summaries:
             return None, self.read_summaries()  # a subclass's own answer: no digest of it
+        return self._keyed(known, None)
+
+    def read_summary_rows(self, decode: Callable[[dict[str, Any]], Any],
+                          known: str | None = None) -> tuple[str | None, list[Any] | None]:
+        """Each line's summary goes to ``decode`` as parsed (see
+        :meth:`read_summaries_keyed` for the digest)."""
+        if type(self).read_summaries is not FileBackend.read_summaries:
+            return super().read_summary_rows(decode, known)
+        return self._keyed(known, decode)
+
+    def _keyed(self, known: str | None, decode: Callable[[dict[str, Any]], Any] | None
+               ) -> tuple[str | None, list[Any] | None]:
         with self._errors("listing trials"):
             sigs = self._signatures()
         if None in sigs.values():  # a record file that could not be stat'ed
-            return None, self._read_summaries(sigs)
+            return None, self._read_summaries(sigs, decode=decode)
         data = self._summaries_bytes()
         h = new_hasher()
         h.update(b"%d:" % len(data))
@@ -614,7 +626,7 @@ class FileBackend(Backend):
         key = h.hexdigest()
         if key == known:
             return key, None
-        summaries = self._read_summaries(sigs, data)
+        summaries = self._read_summaries(sigs, data, decode)
         if len(summaries) != len(sigs):  # a record that could not be read (a torn file, an
             return None, summaries       # I/O error, a reserved id): no answer to keep
         return key, summaries
@@ -647,25 +659,28 @@ class FileBackend(Backend):
             sigs = self._signatures()
         return self._read_summaries(sigs)
 
-    def _read_summaries(self, sigs: Mapping[int, Signature | None], data: bytes | None = None
-                        ) -> list[TrialSummary]:
+    def _read_summaries(self, sigs: Mapping[int, Signature | None], data: bytes | None = None,
+                        decode: Callable[[dict[str, Any]], Any] | None = None) -> list[Any]:
+        """Summaries (``decode``: what it makes of each summary's JSON form) by id."""
         with gc_paused():
-            out, repaired, n_lines = self._summaries(sigs, data)
+            out, repaired, n_lines = self._summaries(sigs, data, decode)
         if repaired:
             self._repair_summaries(repaired, n_lines, len(sigs))
         return out
 
-    def _summaries(self, sigs: Mapping[int, Signature | None], data: bytes | None = None
-                   ) -> tuple[list[TrialSummary], list[str], int]:
+    def _summaries(self, sigs: Mapping[int, Signature | None], data: bytes | None = None,
+                   decode: Callable[[dict[str, Any]], Any] | None = None
+                   ) -> tuple[list[Any], list[str], int]:
         index, n_lines = self._summary_index(data)
-        out: list[TrialSummary] = []
+        out: list[Any] = []
         repaired: list[str] = []
+        from_line = TrialSummary.from_json if decode is None else decode
         for trial_id in sorted(sigs):
             sig = sigs[trial_id]
             entry = index.get(trial_id)
             if entry is not None and sig is not None and entry[0] == sig:
                 try:
-                    out.append(TrialSummary.from_json(entry[1]))
+                    out.append(from_line(entry[1]))
                     continue
                 except (ValueError, KeyError, TypeError, AttributeError):
                     pass  # a damaged line: the record says what it is
@@ -673,7 +688,8 @@ class FileBackend(Backend):
                 record, read_sig = self.read_signed(trial_id)
             except (TrialIDNotFoundError, CorruptRecordError):  # the latter logged once
                 continue
-            out.append(TrialSummary.of(record))
+            out.append(TrialSummary.of(record) if decode is None
+                       else decode(TrialSummary.json_of(record)))
             if record.status is not Status.RUNNING and read_sig == sig:
                 repaired.append(_summary_line(trial_id, record.to_json(), read_sig))
         return out, repaired, n_lines

@@ -691,6 +691,18 @@ class RedisBackend(Backend):
         summary is missing or unreadable: the records are read then."""
         if type(self).read_summaries is not RedisBackend.read_summaries:
             return None, self.read_summaries()  # a subclass's own answer: no digest of it
+        return self._keyed(known, None)
+
+    def read_summary_rows(self, decode: Callable[[dict[str, Any]], Any],
+                          known: str | None = None) -> tuple[str | None, list[Any] | None]:
+        """Each stored summary goes to ``decode`` as parsed (see
+        :meth:`read_summaries_keyed` for the digest)."""
+        if type(self).read_summaries is not RedisBackend.read_summaries:
+            return super().read_summary_rows(decode, known)
+        return self._keyed(known, decode)
+
+    def _keyed(self, known: str | None, decode: Callable[[dict[str, Any]], Any] | None
+               ) -> tuple[str | None, list[Any] | None]:
         with self._errors("reading the history"):
             digest, flat = self._script(
                 "summaries", [self.key("trials"), self.key("summaries")],
@@ -699,13 +711,17 @@ class RedisBackend(Backend):
         key = None if digest is None else _DIGEST_PREFIX + _text(digest)
         if flat is None:
             return key, None
-        summaries, complete = self._summaries_of(flat)
+        summaries, complete = self._summaries_of(flat, decode)
         return (key if complete else None), summaries
 
-    def _summaries_of(self, flat: Sequence[Any]) -> tuple[list[TrialSummary], bool]:
-        """The summaries of the ``summaries`` script's flat answer, by id, and whether each
-        came from its stored summary (none was missing or unreadable)."""
-        found: dict[int, TrialSummary] = {}
+    def _summaries_of(self, flat: Sequence[Any],
+                      decode: Callable[[dict[str, Any]], Any] | None = None
+                      ) -> tuple[list[Any], bool]:
+        """The summaries (``decode``: what it makes of each summary's JSON form) of the
+        ``summaries`` script's flat answer, by id, and whether each came from its stored
+        summary (none was missing or unreadable)."""
+        found: dict[int, Any] = {}
+        from_stored = TrialSummary.from_json if decode is None else decode
         with gc_paused():
             ids = self._trial_fields(flat[0::2])
             # bytes, or str from a connection made with decode_responses=True
@@ -731,7 +747,7 @@ class RedisBackend(Backend):
                 if isinstance(obj, dict):
                     try:
                         obj["trial_id"] = trial_id
-                        found[trial_id] = TrialSummary.from_json(obj)
+                        found[trial_id] = from_stored(obj)
                         continue
                     except (ValueError, KeyError, TypeError, AttributeError):
                         pass
@@ -742,8 +758,10 @@ class RedisBackend(Backend):
                     record = self._parse(trial_id, raw)
                 except CorruptRecordError:
                     continue  # logged once by unreadable_record
-                found[trial_id] = TrialSummary.of(record)
-                summary = self._summary(record, record.to_json())
+                obj = record.to_json()
+                summary = self._summary(record, obj)
+                found[trial_id] = (TrialSummary.of(record) if decode is None
+                                   else decode(TrialSummary.json_of_dict(obj)))
                 if summary:
                     data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
                     repairs.append((trial_id, hashlib.sha1(data).hexdigest(), summary))

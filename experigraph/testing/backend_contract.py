@@ -57,7 +57,7 @@ from experigraph.backends.base import INDEX_NAMESPACES, Backend
 from experigraph.errors import (CorruptRecordError, InvalidArgumentError, SignatureError,
                                 TrialIDNotFoundError)
 from experigraph.records import (DriftEvent, Status, StepRecord, TrialRecord, TrialSummary,
-                                 Unrepresentable)
+                                 Unrepresentable, history_row, row_of)
 
 UTC = dt.timezone.utc
 #: ``make_backend(experiment_id=...)``: a backend for that experiment, in this test's store
@@ -373,6 +373,28 @@ class BackendContract:
             key, summaries = backend.read_summaries_keyed(seen[-1])
             assert key != seen[-1] and summaries == backend.read_summaries()
             assert summaries[-1].status is Status.RUNNING
+
+    def test_summary_rows_are_the_summaries_as_decode_makes_them(self, backend):
+        """``read_summary_rows``: what ``decode`` makes of each summary's JSON form, with
+        the digest of ``read_summaries_keyed``; the history's rows are those of the
+        summaries."""
+        for a in range(3):
+            running = backend.start_trial(lambda i: record(backend, i, claim=f"claim-{i}"))
+            backend.finish_trial(running.replace(
+                status=Status.SUCCEEDED if a != 1 else Status.FAILED, result=(a, "x"),
+                metrics={"m": a}, labels={"l": "y"}, description=f"d{a}",
+                finished=dt.datetime(2026, 1, 2, 3, 4, a, tzinfo=UTC)))
+        backend.start_trial(lambda i: record(backend, i))  # 4 is still running
+        key, summaries = backend.read_summaries_keyed(None)
+        assert summaries is not None and [s.trial_id for s in summaries] == [1, 2, 3, 4]
+        assert backend.read_summary_rows(TrialSummary.from_json) == (key, summaries)
+        rows_key, rows = backend.read_summary_rows(history_row)
+        assert rows_key == key
+        assert rows == [row_of(s, s if s.status is Status.RUNNING else None)
+                        for s in summaries]
+        if key is not None:
+            assert backend.read_summary_rows(history_row, key) == (key, None)
+            assert backend.read_summary_rows(history_row, "not " + key) == (key, rows)
 
     def test_trial_ids_and_last_trial(self, backend):
         assert backend.trial_ids() == [] and backend.last_trial() is None

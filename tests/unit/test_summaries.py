@@ -10,7 +10,7 @@ import pytest
 
 from experigraph import present
 from experigraph.records import (DriftEvent, Status, StepRecord, TrialRecord, TrialSummary,
-                                 Unrepresentable)
+                                 Unrepresentable, history_row, row_of)
 
 UTC = dt.timezone.utc
 
@@ -102,3 +102,46 @@ def test_a_trial_is_read_as_stored_not_as_its_result_was_changed_since(tmp_path)
     assert ex.get_trial(1).result == [1]
     assert ex.get_trials([1])[0].result == [1]
     assert ex.get_history()["Result"].tolist() == [[1]]
+
+
+def test_a_history_row_of_a_summary_s_json_is_the_row_of_the_summary():
+    """``history_row`` reads a summary's JSON form straight into the history's row, as
+    ``row_of`` makes it of the summary ``from_json`` would make; a running trial's row
+    holds that summary (its status is read again each time)."""
+    for rec in RECORDS:
+        obj = json.loads(json.dumps(TrialSummary.json_of(rec)))
+        summary = TrialSummary.from_json(json.loads(json.dumps(obj)))
+        row = history_row(obj)
+        running = summary if rec.status is Status.RUNNING else None
+        assert repr(row) == repr(row_of(summary, running))  # NaN parameters: as shown
+        assert list(row[1]) == list(rec.parameters)
+    whole = json.loads(json.dumps(RECORDS[0].to_json()))  # a whole record's JSON too
+    assert history_row(whole) == row_of(TrialSummary.of(RECORDS[0]))
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_history_of_rows_read_from_json_is_the_history_of_records(verbose):
+    pd = pytest.importorskip("pandas")
+    rows = [history_row(json.loads(json.dumps(TrialSummary.json_of(r)))) for r in RECORDS]
+    pd.testing.assert_frame_equal(
+        present.rows_frame(rows, declared=["a", "b", "c"], verbose=verbose),
+        present.history_frame(RECORDS, declared=["a", "b", "c"], verbose=verbose),
+        check_exact=True)
+
+
+@pytest.mark.parametrize("damage, error", [
+    ({"status": "done"}, KeyError),
+    ({"schema": 99}, ValueError),
+    ({"seed": None}, TypeError),
+    ({"seed": "x"}, ValueError),
+    ({"trial_id": None}, TypeError),
+    ({"parameters": [1, 2]}, TypeError),
+    ({"finished": {"$datetime": "yesterday"}}, ValueError),
+    ({"finished": "2026-01-02"}, TypeError),
+], ids=lambda v: str(v))
+def test_a_history_row_is_not_made_of_what_is_no_summary(damage, error):
+    """What ``history_row`` rejects, the backend reads from the trial's record instead."""
+    obj = json.loads(json.dumps(TrialSummary.json_of(RECORDS[0])))
+    obj.update(damage)
+    with pytest.raises(error):
+        history_row(obj)

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from experigraph.backends.file import SUMMARIES, FileBackend, write_atomic
-from experigraph.records import Status, TrialRecord, TrialSummary
+from experigraph.records import Status, TrialRecord, TrialSummary, history_row, row_of
 from xg_testing import python_env
 
 UTC = dt.timezone.utc
@@ -125,6 +125,28 @@ def test_a_record_changed_in_place_is_never_shown_from_the_index(tmp_path, caplo
         assert sum(str(path) in r.getMessage() for r in caplog.records) == 1
     else:
         assert [s.parameters["a"] for s in summaries] == [0, 5, 2]
+
+
+@pytest.mark.parametrize("damage", [{"status": "done"}, {"seed": None},
+                                    {"parameters": ["a"]}, {"finished": "noon"}],
+                         ids=lambda d: next(iter(d)))
+def test_a_line_that_is_no_summary_is_read_from_the_record(tmp_path, monkeypatch, damage):
+    """A whole line with its file's signature whose summary cannot be one: the history
+    (its rows read straight from the lines, or the summaries) shows the record."""
+    backend = FileBackend(tmp_path, "s")
+    for a in range(3):
+        finished(backend, a)
+    items = [json.loads(line) for line in lines(backend)]
+    items[1]["summary"].update(damage)
+    (backend.path / SUMMARIES).write_text("".join(json.dumps(i) + "\n" for i in items))
+    summaries = expected(backend)
+    read = records_read(backend, monkeypatch)
+    _, rows = FileBackend(tmp_path, "s").read_summary_rows(history_row)
+    assert read == [2]
+    assert rows == [row_of(s) for s in summaries]
+    (backend.path / SUMMARIES).write_text("".join(json.dumps(i) + "\n" for i in items))
+    assert FileBackend(tmp_path, "s").read_summaries() == summaries
+    assert read == [2, 2]
 
 
 def test_a_line_naming_another_trials_file_is_not_used(tmp_path):
