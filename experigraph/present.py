@@ -222,7 +222,7 @@ def _times(pd: Any, values: list[_dt.datetime | None]) -> Any:
     if any(v is not None and v.tzinfo is None for v in values):  # read as local already
         return pd.array([pd.NaT if v is None else local_time(v) for v in values],
                         dtype="datetime64[us]")
-    times = pd.to_datetime(values, utc=True)
+    times = pd.to_datetime(values, utc=True, cache=False)  # distinct times: no cache to gain
     local = times.tz_convert(local_zone()).tz_localize(None)
     return pd.array(local.as_unit("us"), dtype="datetime64[us]")
 
