@@ -9,7 +9,9 @@ which changes its directory's mtime. The list and its signature are also kept
 in a per-user cache file (one per interpreter), so that a new process whose
 signature is unchanged, and whose ``sys.path`` entries are as they were, reads
 one small file instead (opening an experiment compares the environment), for
-at most an hour.
+at most an hour. A ``sys.path`` directory that held no distribution may change
+while it still holds none: a script's or notebook's own directory changes with
+every file written next to it.
 """
 from __future__ import annotations
 
@@ -130,6 +132,7 @@ def collect_packages() -> list[dict[str, Any]]:
         _cache["locations"], _cache["signature"] = locations, signature
         write_cache(_cache_name(), {"locations": list(locations), "signature": signature,
                                     "packages": packages, "paths": _path_signature(),
+                                    "bare": [p for p in _path_entries() if _bare(p)],
                                     "written": time.time()})
         logger.debug("Collected %d installed packages", len(packages))
         return _cache["value"]
@@ -144,24 +147,57 @@ def _cache_name() -> str:
 FILE_MAX_AGE_SECONDS = 3600.0
 
 
+#: what marks a distribution in a ``sys.path`` directory, for ``importlib.metadata``
+_METADATA_SUFFIXES = (".dist-info", ".egg-info")
+
+
+def _path_entries() -> list[str]:
+    cwd = os.getcwd() if "" in sys.path else ""
+    return [p or cwd for p in sys.path]
+
+
 def _path_signature() -> Any:
     """The stat of every ``sys.path`` entry, as JSON: a package installed where none was
     before (``pip install --target``) changes its directory, not one of the locations."""
-    cwd = os.getcwd() if "" in sys.path else ""
-    return jsonable(stat_signature([p or cwd for p in sys.path]))
+    return jsonable(stat_signature(_path_entries()))
+
+
+def _bare(path: str) -> bool:
+    """Whether ``path`` is a directory that holds no distribution's metadata."""
+    try:
+        return not any(name.endswith(_METADATA_SUFFIXES) for name in os.listdir(path))
+    except OSError:  # not a directory (a zip), or gone
+        return False
+
+
+def _paths_hold(kept: Any, bare: Any) -> bool:
+    """Whether the ``sys.path`` entries are as in ``kept`` (:func:`_path_signature`), but
+    for directories that held no distribution (``bare``) and still hold none: files
+    written next to a script or notebook change its directory, not the packages."""
+    now = _path_signature()
+    if now == kept:
+        return True
+    if not isinstance(kept, list) or len(kept) != len(now) or not isinstance(bare, list):
+        return False
+    for then, entry in zip(kept, now):
+        if then != entry and not (isinstance(then, list) and then and then[0] == entry[0]
+                                  and entry[0] in bare and _bare(entry[0])):
+            return False
+    return True
 
 
 def _from_file() -> list[dict[str, Any]] | None:
     """The list kept by an earlier process, taken when its signature still holds, no
-    ``sys.path`` entry changed, and it is younger than :data:`FILE_MAX_AGE_SECONDS`."""
+    ``sys.path`` entry changed (but for what :func:`_paths_hold` lets pass), and it is
+    younger than :data:`FILE_MAX_AGE_SECONDS`."""
     kept = read_cache(_cache_name())
     try:
         locations = tuple(kept["locations"])
         packages = kept["packages"]
         valid = (isinstance(packages, list) and all(isinstance(p, dict) for p in packages)
                  and 0 <= time.time() - kept["written"] < FILE_MAX_AGE_SECONDS
-                 and kept["paths"] == _path_signature()
-                 and jsonable(_signature(locations)) == kept["signature"])
+                 and jsonable(_signature(locations)) == kept["signature"]
+                 and _paths_hold(kept["paths"], kept.get("bare")))
     except (TypeError, KeyError, OSError):
         return None
     if not valid:

@@ -560,6 +560,9 @@ def test_the_package_list_is_kept_for_the_next_process(tmp_path, monkeypatch) ->
         line.split("==")[1] for line in lines if line.startswith("numpy=="))
     assert list((tmp_path / "cache" / "experigraph").glob("packages-*.json"))
     assert process(read_metadata=False) == [lines, first, numeric]  # from the file
+    time.sleep(0.01)
+    (extra / "results.csv").write_text("a,b\n", encoding="utf-8")  # next to a script
+    assert process(read_metadata=False) == [lines, first, numeric]  # still from the file
 
     time.sleep(0.01)
     write_dist("2.0")  # an upgrade: the location's entries change
