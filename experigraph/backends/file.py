@@ -607,8 +607,9 @@ class FileBackend(Backend):
                           known: str | None = None) -> tuple[str | None, list[Any] | None]:
         """Each line's summary goes to ``decode`` as parsed (see
         :meth:`read_summaries_keyed` for the digest)."""
-        if type(self).read_summaries is not FileBackend.read_summaries:
-            return super().read_summary_rows(decode, known)
+        if (type(self).read_summaries is not FileBackend.read_summaries
+                or type(self).read_summaries_keyed is not FileBackend.read_summaries_keyed):
+            return super().read_summary_rows(decode, known)  # a subclass's own answer
         return self._keyed(known, decode)
 
     def _keyed(self, known: str | None, decode: Callable[[dict[str, Any]], Any] | None

@@ -697,8 +697,9 @@ class RedisBackend(Backend):
                           known: str | None = None) -> tuple[str | None, list[Any] | None]:
         """Each stored summary goes to ``decode`` as parsed (see
         :meth:`read_summaries_keyed` for the digest)."""
-        if type(self).read_summaries is not RedisBackend.read_summaries:
-            return super().read_summary_rows(decode, known)
+        if (type(self).read_summaries is not RedisBackend.read_summaries
+                or type(self).read_summaries_keyed is not RedisBackend.read_summaries_keyed):
+            return super().read_summary_rows(decode, known)  # a subclass's own answer
         return self._keyed(known, decode)
 
     def _keyed(self, known: str | None, decode: Callable[[dict[str, Any]], Any] | None

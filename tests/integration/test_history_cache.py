@@ -456,9 +456,10 @@ def test_a_record_that_could_not_be_read_leaves_nothing_kept(recorded, caplog, m
     pd.testing.assert_frame_equal(again, frame)
 
 
+@pytest.mark.parametrize("method", ["read_summaries", "read_summaries_keyed"])
 @pytest.mark.parametrize("kind", ["file", pytest.param("redis", marks=pytest.mark.redis)])
 def test_a_backend_that_answers_its_own_way_keeps_nothing(request, backend_root, experiment_id,
-                                                          caplog, kind):
+                                                          caplog, kind, method):
     if kind == "file":
         from experigraph.backends.file import FileBackend as Base
 
@@ -470,8 +471,12 @@ def test_a_backend_that_answers_its_own_way_keeps_nothing(request, backend_root,
         location, experiment_id = made.uri, made.experiment_id
 
     class Hiding(Base):
-        def read_summaries(self):
-            return [s for s in super().read_summaries() if s.trial_id != 2]
+        if method == "read_summaries":
+            def read_summaries(self):
+                return [s for s in super().read_summaries() if s.trial_id != 2]
+        else:
+            def read_summaries_keyed(self, known=None):
+                return None, [s for s in super().read_summaries() if s.trial_id != 2]
 
     ex = xg.Experiment(experiment_id, backend=Hiding(location, experiment_id))
     a = ex.parameter("a")
