@@ -630,11 +630,13 @@ def row_of(r: TrialRecord | TrialSummary, running: TrialSummary | None = None
 
 def history_row(obj: dict[str, Any]) -> tuple[Any, ...]:
     """The history row of a summary in its JSON form (``TrialSummary.to_json()``'s,
-    freshly parsed: its dicts become the row's), as :func:`row_of` makes it of
-    ``TrialSummary.from_json(obj)``, without making the summary or decoding what the
-    history does not show: a whole history is read this way
-    (``Backend.read_summary_rows``). Raises ValueError, KeyError or TypeError where
-    ``obj`` is no summary (the backend then reads the trial's record).
+    freshly parsed: its dicts become the row's): for a summary ``from_json`` reads, the
+    row :func:`row_of` makes of ``TrialSummary.from_json(obj)``, without making the
+    summary or reading the fields the history does not show (``experiment_id``,
+    ``started``, ``host``, ``pid``, ``drift_kinds``): a whole history is read this way
+    (``Backend.read_summary_rows``). Raises ValueError, KeyError, TypeError or
+    AttributeError where ``obj`` is no summary (the backend then reads the trial's
+    record).
 
     A running trial's row holds its summary, last (:data:`ROW_RUNNING`)."""
     _check_schema(obj)

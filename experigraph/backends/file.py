@@ -689,10 +689,11 @@ class FileBackend(Backend):
                 record, read_sig = self.read_signed(trial_id)
             except (TrialIDNotFoundError, CorruptRecordError):  # the latter logged once
                 continue
+            obj = record.to_json()
             out.append(TrialSummary.of(record) if decode is None
-                       else decode(TrialSummary.json_of(record)))
+                       else decode(TrialSummary.json_of_dict(obj)))
             if record.status is not Status.RUNNING and read_sig == sig:
-                repaired.append(_summary_line(trial_id, record.to_json(), read_sig))
+                repaired.append(_summary_line(trial_id, obj, read_sig))
         return out, repaired, n_lines
 
     def _repair_summaries(self, lines: list[str], n_lines: int, n_trials: int) -> None:

@@ -384,17 +384,20 @@ class BackendContract:
                 status=Status.SUCCEEDED if a != 1 else Status.FAILED, result=(a, "x"),
                 metrics={"m": a}, labels={"l": "y"}, description=f"d{a}",
                 finished=dt.datetime(2026, 1, 2, 3, 4, a, tzinfo=UTC)))
-        backend.start_trial(lambda i: record(backend, i))  # 4 is still running
-        key, summaries = backend.read_summaries_keyed(None)
-        assert summaries is not None and [s.trial_id for s in summaries] == [1, 2, 3, 4]
-        assert backend.read_summary_rows(TrialSummary.from_json) == (key, summaries)
-        rows_key, rows = backend.read_summary_rows(history_row)
-        assert rows_key == key
-        assert rows == [row_of(s, s if s.status is Status.RUNNING else None)
-                        for s in summaries]
-        if key is not None:
-            assert backend.read_summary_rows(history_row, key) == (key, None)
-            assert backend.read_summary_rows(history_row, "not " + key) == (key, rows)
+        for running in (False, True):
+            if running:
+                backend.start_trial(lambda i: record(backend, i))  # 4 is still running
+            key, summaries = backend.read_summaries_keyed(None)
+            assert summaries is not None
+            assert [s.trial_id for s in summaries] == [1, 2, 3, 4][:3 + running]
+            assert backend.read_summary_rows(TrialSummary.from_json) == (key, summaries)
+            rows_key, rows = backend.read_summary_rows(history_row)
+            assert rows_key == key
+            assert rows == [row_of(s, s if s.status is Status.RUNNING else None)
+                            for s in summaries]
+            if key is not None:
+                assert backend.read_summary_rows(history_row, key) == (key, None)
+                assert backend.read_summary_rows(history_row, "not " + key) == (key, rows)
 
     def test_trial_ids_and_last_trial(self, backend):
         assert backend.trial_ids() == [] and backend.last_trial() is None

@@ -117,6 +117,11 @@ def test_a_history_row_of_a_summary_s_json_is_the_row_of_the_summary():
         assert list(row[1]) == list(rec.parameters)
     whole = json.loads(json.dumps(RECORDS[0].to_json()))  # a whole record's JSON too
     assert history_row(whole) == row_of(TrialSummary.of(RECORDS[0]))
+    bare = json.loads(json.dumps(TrialSummary.json_of(RECORDS[0])))  # what may be missing
+    for key in ("parameters", "parameter_order", "finished", "process_time", "description",
+                "result", "result_type", "metrics", "labels", "host", "pid", "drift_kinds"):
+        del bare[key]
+    assert history_row(json.loads(json.dumps(bare))) == row_of(TrialSummary.from_json(bare))
 
 
 @pytest.mark.parametrize("verbose", [False, True])
