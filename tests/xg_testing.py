@@ -2,7 +2,9 @@
 between test directories)."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,6 +15,19 @@ def python_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return env
+
+
+def this_python_command(script: str, module: str) -> list[str] | None:
+    """The command that runs ``script`` as installed for the interpreter running the
+    tests: its console script beside ``sys.executable`` (a virtualenv's ``bin/``), else
+    ``python -m module``; None if ``module`` is not importable here. Not the first
+    ``script`` on PATH: with a virtualenv not activated, that is another Python's."""
+    beside = Path(sys.executable).parent / script
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        return None
+    return [sys.executable, "-m", module]
 
 
 from experigraph.testing.backend_contract import Marker  # noqa: E402,F401  (one copy)

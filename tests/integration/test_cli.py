@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import experigraph as xg
 from experigraph.cli import main
 
-from xg_testing import python_env
+from xg_testing import python_env, this_python_command
 
 SCRIPTS = Path(__file__).parent / "cli_scripts"
 pytestmark = pytest.mark.timeout(240)
@@ -382,8 +382,7 @@ def test_every_command_has_help():
 
 # -- the installed command, as a real subprocess ---------------------------------------------
 def experigraph(*args, cwd):
-    exe = shutil.which("experigraph")
-    command = [exe] if exe else [sys.executable, "-m", "experigraph.cli"]
+    command = this_python_command("experigraph", "experigraph.cli")
     env = python_env()
     env.pop("EXPERIGRAPH_BACKEND", None)
     return subprocess.run(command + [str(a) for a in args], cwd=cwd, env=env,

@@ -19,7 +19,7 @@ import experigraph as xg
 from experigraph import script as script_mode
 from experigraph.records import Unrepresentable
 
-from xg_testing import python_env
+from xg_testing import python_env, this_python_command
 
 SCRIPTS = Path(__file__).parent / "cli_scripts"
 pytestmark = pytest.mark.timeout(240)
@@ -34,10 +34,11 @@ def script(tmp_path):
 
 
 def run_script(path, *args, cwd=None, timeout=180, exe=None):
-    """``python path args...`` in the script's directory (so the backend is there)."""
+    """``python path args...`` in the script's directory (so the backend is there);
+    ``exe``: the command instead of ``python`` (a list)."""
     env = python_env()
     env.pop("EXPERIGRAPH_BACKEND", None)
-    return subprocess.run([exe or sys.executable, str(path), *map(str, args)],
+    return subprocess.run([*(exe or [sys.executable]), str(path), *map(str, args)],
                           cwd=cwd or path.parent, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -207,9 +208,9 @@ def test_importing_the_script_from_another_script_runs_nothing(script, tmp_path)
 
 
 def test_running_the_script_in_ipython_runs_nothing(script, tmp_path):
-    ipython = shutil.which("ipython")
+    ipython = this_python_command("ipython", "IPython")
     if ipython is None:
-        pytest.skip("IPython is not installed")
+        pytest.skip("IPython is not installed for this Python")
     proc = run_script(script, "a=1", exe=ipython)
     assert proc.returncode == 0, proc.stderr
     assert not store(tmp_path).exists()

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import experigraph as xg
 from experigraph.cli import main
-from xg_testing import python_env
+from xg_testing import python_env, this_python_command
 
 SCRIPTS = Path(__file__).parent / "cli_scripts"
 pytestmark = pytest.mark.timeout(240)
@@ -91,8 +91,7 @@ def test_every_command_skips_it_with_one_warning(three_trials, tmp_path, caplog,
 
 
 def experigraph(*args, cwd):
-    exe = shutil.which("experigraph")
-    command = [exe] if exe else [sys.executable, "-m", "experigraph.cli"]
+    command = this_python_command("experigraph", "experigraph.cli")
     env = python_env()
     env.pop("EXPERIGRAPH_BACKEND", None)
     env.pop("EXPERIGRAPH_LOG_LEVEL", None)
