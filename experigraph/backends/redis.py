@@ -100,6 +100,8 @@ _POOLS_LOCK = threading.Lock()
 _CHECK_FIRST = 64 * 1024
 #: how many records one HMGET reads
 _BATCH = 500
+#: how many index pairs a script reads (HMGET) and writes (HSET) in one call
+_SWAP_CHUNK = 500
 #: what begins a digest of the history's summaries (read_summaries_keyed)
 _DIGEST_PREFIX = "redis-sha1:"
 
@@ -156,16 +158,26 @@ return 1
 #: finish_own(trials, summaries, experiments): replace the record of id ARGV[1] with
 #: ARGV[2] (and its summary ARGV[3]) only if the stored one is this trial's own: same
 #: experiment ARGV[4] and claim token ARGV[5]; 1 if written, 0 if the stored record is
-#: missing, unreadable or another's
+#: missing, unreadable or another's. A record as this backend stores it (compact JSON,
+#: keys sorted: "claim" first, "trial_id" last) is recognised from its text; any other
+#: is decoded and compared field by field.
 _FINISH_OWN = """
+local function is_own(old)
+  local head = '{"claim":"' .. ARGV[5] .. '",'
+  local tail = ',"trial_id":' .. ARGV[1] .. '}'
+  if ARGV[5] ~= '' and string.sub(old, 1, #head) == head
+      and string.sub(old, -#tail) == tail
+      and string.find(old, '"experiment_id":' .. cjson.encode(ARGV[4]) .. ',', 1, true) then
+    return true
+  end
+  local ok, obj = pcall(cjson.decode, old)
+  return ok and type(obj) == 'table' and obj['claim'] == ARGV[5]
+      and obj['experiment_id'] == ARGV[4] and tostring(obj['trial_id']) == ARGV[1]
+end
+
 local function finish_own(trials, summaries, experiments)
   local old = redis.call('HGET', trials, ARGV[1])
-  if not old then return 0 end
-  local ok, obj = pcall(cjson.decode, old)
-  if not ok or type(obj) ~= 'table' or obj['claim'] ~= ARGV[5]
-      or obj['experiment_id'] ~= ARGV[4] or tostring(obj['trial_id']) ~= ARGV[1] then
-    return 0
-  end
+  if not old or not is_own(old) then return 0 end
   redis.call('HSET', trials, ARGV[1], ARGV[2])
   if ARGV[3] ~= '' then
     redis.call('HSET', summaries, ARGV[1], string.len(ARGV[2]) .. ' ' .. ARGV[3])
@@ -233,34 +245,53 @@ end
 return n
 """
 
-#: _SWAP of the pairs ARGV[7..] (ARGV[6] of them, in KEYS[1]), then, unless a value
+#: swap_pairs(key, first, count): set the count pairs (field, value) of ARGV from
+#: ARGV[first] in the hash key; returns the values they replaced (false where none) and
+#: whether one replaced a value with another first word. Read with HMGET and written with
+#: one HSET, in chunks of at most _SWAP_CHUNK pairs (Lua's unpack has a limit)
+_SWAP_PAIRS = """
+local function swap_pairs(key, first, count)
+  local out = {}
+  local changed = false
+  local done = 0
+  while done < count do
+    local n = math.min(""" + str(_SWAP_CHUNK) + """, count - done)
+    local fields = {}
+    for j = 1, n do fields[j] = ARGV[first + 2 * (done + j - 1)] end
+    local olds = redis.call('HMGET', key, unpack(fields))
+    local sets = {}
+    for j = 1, n do
+      local new = ARGV[first + 2 * (done + j - 1) + 1]
+      local old = olds[j]
+      if old ~= new then
+        sets[#sets + 1] = fields[j]
+        sets[#sets + 1] = new
+        if old and string.match(old, '^[^ ]*') ~= string.match(new, '^[^ ]*') then
+          changed = true
+        end
+      end
+      out[#out + 1] = old
+    end
+    if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
+    done = done + n
+  end
+  return out, changed
+end
+"""
+
+#: swap_pairs of the pairs ARGV[7..] (ARGV[6] of them, in KEYS[1]), then, unless a value
 #: replaced one with another first word, _FINISH of record ARGV[1..5] (KEYS[2..4]:
 #: trials, summaries, experiments); returns {status, old values}: status 1 written, 0
 #: the stored record is missing, unreadable or another's, 2 not written (a change)
-_SWAP_FINISH = _FINISH_OWN + """
-local out = {}
-local changed = false
-for i = 7, 6 + 2 * tonumber(ARGV[6]), 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if old ~= ARGV[i + 1] then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    if old and string.match(old, '^[^ ]*') ~= string.match(ARGV[i + 1], '^[^ ]*') then
-      changed = true
-    end
-  end
-  out[#out + 1] = old
-end
+_SWAP_FINISH = _FINISH_OWN + _SWAP_PAIRS + """
+local out, changed = swap_pairs(KEYS[1], 7, tonumber(ARGV[6]))
 if changed then return {2, out} end
 return {finish_own(KEYS[2], KEYS[3], KEYS[4]), out}
 """
 
-_SWAP = """
-local out = {}
-for i = 1, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if old ~= ARGV[i + 1] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  out[#out + 1] = old
-end
+#: swap_pairs of every pair of ARGV in KEYS[1]; the values replaced
+_SWAP = _SWAP_PAIRS + """
+local out = swap_pairs(KEYS[1], 1, #ARGV / 2)
 return out
 """
 

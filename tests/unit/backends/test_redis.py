@@ -1,6 +1,8 @@
 """Redis specifics: key names, password masking, errors that say what to check."""
 from __future__ import annotations
 
+import json
+import logging
 import pickle
 import time
 
@@ -11,6 +13,8 @@ import experigraph as xg
 from experigraph.backends import resolve_backend
 from experigraph.backends.redis import RedisBackend, mask_uri
 from experigraph.errors import BackendError
+from experigraph.records import Status
+from experigraph.testing.backend_contract import record
 from experigraph.environment.cpu import cpu_info
 from fixtures_backends import free_port
 
@@ -106,6 +110,79 @@ def test_the_key_index_is_one_hash_of_prefixed_fields(make_redis_backend, redis_
     assert client.hgetall(key) == {b"taint:prep:c0de": b"impurity in trial 2",
                                    b"out:prep:c:i": b"h2", b"cache:prep:c:i": b"e",
                                    b"cache-step:prep": b"c"}
+    client.close()
+
+
+def _stored(backend, client, trial_id):
+    return client.hget(backend.key("trials"), str(trial_id))
+
+
+@pytest.mark.parametrize("form", ["as stored", "indented", "keys unsorted"])
+def test_a_trial_finishes_over_its_own_record_in_any_json_form(make_redis_backend,
+                                                                 redis_server, form):
+    """The script that finishes a trial knows the trial's own running record from its
+    text when it is as this backend writes it (claim first, trial id last), and by
+    decoding it when it is in another form (another client's, or edited by hand)."""
+    b = make_redis_backend(experiment_id="own")
+    client = redis.Redis.from_url(redis_server.url())
+    ours = b.start_trial(lambda i: record(b, i, claim="c1"))
+    obj = json.loads(_stored(b, client, ours.trial_id))
+    if form == "indented":
+        client.hset(b.key("trials"), "1", json.dumps(obj, indent=2, sort_keys=True))
+    elif form == "keys unsorted":
+        client.hset(b.key("trials"), "1", json.dumps(dict(reversed(list(obj.items())))))
+    for finish in (b.finish_trial, lambda r: b.finish_trial_unless_changed(
+            r, {"outputs": {f"s:{form}": "h1"}})[0]):
+        done = finish(ours.replace(status=Status.SUCCEEDED, result=5))
+        assert done.trial_id == 1 and b.read_trial(1) == done
+        assert b.trial_ids() == [1]
+        ours = done
+    client.close()
+
+
+@pytest.mark.parametrize("whose", ["another id", "another experiment", "another claim"])
+def test_a_record_that_only_looks_like_the_trials_own_is_not_replaced(
+        make_redis_backend, redis_server, caplog, whose):
+    """A record at the trial's id that begins with its claim token but is another id's
+    or another experiment's (a copy), or that ends as its own but holds another claim,
+    is not replaced: the trial is recorded under a new id."""
+    b = make_redis_backend(experiment_id="lookalike")
+    client = redis.Redis.from_url(redis_server.url())
+    ours = b.start_trial(lambda i: record(b, i, claim="c1"))
+    obj = json.loads(_stored(b, client, 1))
+    obj.update({"another id": {"trial_id": 9}, "another experiment": {"experiment_id": "x"},
+                "another claim": {"claim": "c2"}}[whose])
+    copy = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    client.hset(b.key("trials"), "1", copy)
+    with caplog.at_level(logging.WARNING, logger="experigraph"):
+        done = b.finish_trial(ours.replace(status=Status.SUCCEEDED, result=5))
+    assert done.trial_id == 2 and b.read_trial(2).result == 5
+    assert _stored(b, client, 1).decode() == copy
+    client.close()
+
+
+def test_index_swaps_of_many_keys_go_in_chunks(make_redis_backend, redis_server):
+    """More pairs than one HMGET/HSET of the scripts takes: every value is swapped and
+    every old one returned; a changed first word in a later chunk still keeps the final
+    record from being stored."""
+    b = make_redis_backend(experiment_id="chunks")
+    n = 1234
+    first = {f"s:{i}": f"h{i} d" for i in range(n)}
+    assert b.index_swap("outputs", first) == dict.fromkeys(first)
+    again = {**first, **{f"s:{i}": f"h{i} other details" for i in range(0, n, 7)},
+             "s:new": "hn"}
+    assert b.index_swap("outputs", again) == {**first, "s:new": None}
+    assert b.index_read("outputs", list(again)) == again
+
+    ours = b.start_trial(lambda i: record(b, i, claim="c1"))
+    changed = {**again, f"s:{n - 3}": "other d"}  # in the last chunk
+    done, olds = b.finish_trial_unless_changed(ours.replace(status=Status.SUCCEEDED),
+                                               {"outputs": changed})
+    assert done is None and olds == {"outputs": again}
+    assert b.read_trial(1).status is Status.RUNNING
+    assert b.index_read("outputs", list(changed)) == changed
+    client = redis.Redis.from_url(redis_server.url())
+    assert client.hlen(b.key("outputs")) == n + 1
     client.close()
 
 
