@@ -242,6 +242,16 @@ def _dump(obj: Mapping[str, Any]) -> bytes:
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode("utf-8")
 
 
+def _index_line(key: str, value: str) -> bytes:
+    """One line of ``outputs.jsonl`` (orjson: json.dumps with options took 4 us a line; a
+    key that is not valid UTF-8 text, such as a surrogate-escaped path, goes through json,
+    escaped)."""
+    try:
+        return orjson.dumps({"k": key, "h": value}) + b"\n"
+    except TypeError:
+        return (json.dumps({"k": key, "h": value}, separators=(",", ":")) + "\n").encode("ascii")
+
+
 def _summary_line(trial_id: int, record_json: Mapping[str, Any], sig: Signature) -> str:
     """One line of ``summaries.jsonl``."""
     return _line({"id": int(trial_id), "sig": list(sig),
@@ -912,8 +922,7 @@ class FileBackend(Backend):
                 whole = self._sync_outputs()  # what other processes appended meanwhile
                 old = {k: self._outputs.get(k) for k in hashes}
                 changed = {k: h for k, h in hashes.items() if old[k] != h}
-                data = "".join(json.dumps({"k": k, "h": h}, separators=(",", ":")) + "\n"
-                               for k, h in changed.items()).encode("utf-8")
+                data = b"".join(_index_line(k, h) for k, h in changed.items())
                 if not whole:  # a killed writer's torn line: ours start on a line of their own
                     data = b"\n" + data
                 fd, view = self._outputs_appender(), memoryview(data)

@@ -151,6 +151,21 @@ def test_the_key_index_keeps_the_layout_of_earlier_versions(tmp_path):
         "k": "taint:next:c0de", "h": "impurity in trial 3"}
 
 
+def test_index_keys_of_any_text_are_read_back_by_another_process(tmp_path):
+    """Keys with non-ASCII text, a line separator inside, or a surrogate-escaped byte
+    (a path that is not UTF-8) each stay on one line of outputs.jsonl and read back as
+    written, by a new backend object (which reads the file from the start)."""
+    keys = {"data:prep:1n:/d\u00e9j\u00e0/\u00fc.csv": "f1", "out:\u6b65:c:i": "h1",
+            "out:sep\u2028\u0085:c:i": "h2", "data:prep:1n:/x\udcff.csv": "f2"}
+    writer = FileBackend(tmp_path, "text")
+    assert writer.index_swap("outputs", keys) == dict.fromkeys(keys)
+    lines = (tmp_path / "text" / "outputs.jsonl").read_bytes().split(b"\n")
+    assert len(lines) == len(keys) + 1 and lines[-1] == b""
+    reader = FileBackend(tmp_path, "text")
+    assert reader.index_read("outputs", list(keys)) == keys
+    assert reader.index_swap("outputs", {k: "new" for k in keys}) == keys
+
+
 def test_streams_keep_the_layout_of_step_records_and_metrics(tmp_path):
     backend = FileBackend(tmp_path, "layout")
     backend.append_metric(3, "val/loss", 0, 0.5)
