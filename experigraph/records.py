@@ -368,7 +368,7 @@ class StepRecord:
     cache_miss: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        d = {name: getattr(self, name) for name in _STEP_FIELDS}
+        d = dict(self.__dict__)  # the fields, in order (a frozen dataclass keeps them there)
         d["started"] = _time_to_json(self.started)
         d["trial_ids"] = list(self.trial_ids)
         d["dependencies"] = list(self.dependencies)
@@ -394,9 +394,6 @@ class StepRecord:
         d["outputs"] = tuple(decode_value(o) for o in d.get("outputs", ()))
         return cls(**d)
 
-
-#: StepRecord's field names, in order (``dataclasses.fields`` is slow per call)
-_STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -437,7 +434,15 @@ class TrialRecord:
         return self.status is Status.SUCCEEDED
 
     def replace(self, **changes: Any) -> TrialRecord:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (field -> value), as ``dataclasses.replace`` makes it,
+        without the frozen ``__init__``'s ``object.__setattr__`` per field (27 of them)."""
+        unknown = changes.keys() - _RECORD_FIELD_SET
+        if unknown:
+            raise TypeError(f"TrialRecord has no field(s) {', '.join(sorted(unknown))}")
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
 
     def to_json(self) -> dict[str, Any]:
         out = _shared_json(self)
@@ -508,6 +513,10 @@ def merge_steps(local: Sequence[StepRecord], remote: Sequence[StepRecord]) -> tu
     for rec in (*local, *remote):
         seen.setdefault((rec.key, rec.started.isoformat()), rec)
     return tuple(sorted(seen.values(), key=lambda r: r.started))
+
+
+#: TrialRecord's field names (``replace`` checks the changes against them)
+_RECORD_FIELD_SET = frozenset(f.name for f in dataclasses.fields(TrialRecord))
 
 
 @dataclasses.dataclass(frozen=True)

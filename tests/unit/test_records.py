@@ -65,6 +65,38 @@ def test_trial_record_round_trip():
     assert back == record
 
 
+def test_replace_makes_the_copy_dataclasses_replace_makes():
+    import dataclasses
+
+    record = TrialRecord(experiment_id="e", trial_id=1, status=Status.RUNNING,
+                         parameters={"a": 1}, seed=3, started=dt.datetime.now(dt.timezone.utc),
+                         claim="c1")
+    changes = {"status": Status.SUCCEEDED, "result": [2], "trial_id": 4, "description": "d"}
+    copy = record.replace(**changes)
+    assert copy == dataclasses.replace(record, **changes)
+    assert type(copy) is TrialRecord and copy is not record
+    assert (record.status, record.trial_id, record.result) == (Status.RUNNING, 1, None)
+    assert [getattr(copy, f.name) for f in dataclasses.fields(TrialRecord)] == [
+        changes.get(f.name, getattr(record, f.name)) for f in dataclasses.fields(TrialRecord)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.status = Status.FAILED  # type: ignore[misc]
+    with pytest.raises(TypeError, match="colour, size"):
+        record.replace(size=1, colour="red", status=Status.FAILED)
+    assert record.replace() == record
+
+
+def test_a_step_records_json_has_every_field_in_order():
+    import dataclasses
+
+    step = StepRecord(step="s", key="s-1", trial_ids=(1,), code_hash="c", input_hash="i",
+                      output_hash="o", started=dt.datetime.now(dt.timezone.utc), duration=0.1,
+                      succeeded=True, inputs=({"name": "x", "hash": (1, 2)},))
+    obj = step.to_json()
+    assert list(obj) == [f.name for f in dataclasses.fields(StepRecord)]
+    assert obj["trial_ids"] == [1] and obj["inputs"] == [{"name": "x", "hash": {"$tuple": [1, 2]}}]
+    assert StepRecord.from_json(json.loads(json.dumps(obj))) == step
+
+
 def test_newer_schema_is_refused_with_advice():
     with pytest.raises(ValueError, match="upgrade experigraph"):
         TrialRecord.from_json({"schema": 99})
