@@ -28,7 +28,7 @@ from . import environment
 from . import events
 from . import signing
 from .backends import resolve_backend
-from .backends.base import Backend
+from .backends.base import Backend, MetricPoints
 from .errors import (
     ExperimentNotFoundError,
     ArgumentNameError, BackendError, CorruptRecordError, InvalidExperimentIdError,
@@ -1020,18 +1020,24 @@ def _metric_series(points: Sequence[tuple[Any, Any]]) -> pd.Series:
 
     if not points:
         return pd.Series(dtype=object)
-    epochs = [p[0] for p in points]
-    values = [p[1] for p in points]
-    kinds = (set(map(type, epochs)), set(map(type, values)))
-    if all(k == {int} or k == {float} for k in kinds) and len(set(epochs)) == len(epochs):
+    if isinstance(points, MetricPoints):  # the backend's columns, as they were read
+        epochs, values = points.epochs, points.values
+        kinds = (points.epoch_types, points.value_types)
+    else:
+        epochs = [p[0] for p in points]
+        values = [p[1] for p in points]
+        kinds = (frozenset(map(type, epochs)), frozenset(map(type, values)))
+    if all(k == {int} or k == {float} for k in kinds):
         dtypes = {int: np.int64, float: np.float64}
         try:
-            index = np.array(epochs, dtype=dtypes[kinds[0].pop()])
-            data = np.array(values, dtype=dtypes[kinds[1].pop()])
+            index = np.array(epochs, dtype=dtypes[next(iter(kinds[0]))])
+            data = np.array(values, dtype=dtypes[next(iter(kinds[1]))])
         except OverflowError:  # an int beyond 64 bits
             pass
-        else:  # a range of epochs as pandas makes it of a dict's keys: a RangeIndex
-            return pd.Series(data, index=_sequence_to_range(index))
+        else:  # each epoch once (rising epochs need no set of them): a range of epochs as
+            # pandas makes it of a dict's keys, a RangeIndex
+            if bool((index[1:] > index[:-1]).all()) or len(set(epochs)) == len(epochs):
+                return pd.Series(data, index=_sequence_to_range(index))
     return pd.Series(dict(points))
 
 

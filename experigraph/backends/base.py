@@ -83,6 +83,21 @@ def _line(obj: Any) -> str:
 _PLAIN = (int, float)
 _PLAIN_TYPES = frozenset(_PLAIN)
 
+
+class MetricPoints(list):  # type: ignore[type-arg]
+    """What ``read_metric`` returns for the usual curve, every epoch and value a plain
+    int or float: the ``(epoch, value)`` tuples, a list like any other, which also keeps
+    the two columns they were made from and each column's set of types, so that
+    ``load_metric`` need not take the tuples apart again."""
+
+    __slots__ = ("epochs", "values", "epoch_types", "value_types")
+
+    def __init__(self, epochs: list[Any], values: list[Any], epoch_types: frozenset[type],
+                 value_types: frozenset[type]) -> None:
+        super().__init__(zip(epochs, values))
+        self.epochs, self.values = epochs, values
+        self.epoch_types, self.value_types = epoch_types, value_types
+
 #: one parse of JSON text: orjson when it is installed and reads the text exactly
 _loads = loads_fast
 
@@ -504,8 +519,9 @@ class Backend(abc.ABC):
         except (KeyError, TypeError, IndexError):
             pass
         else:
-            if {*map(type, epochs), *map(type, values)} <= _PLAIN_TYPES:
-                return list(zip(epochs, values))
+            epoch_types, value_types = frozenset(map(type, epochs)), frozenset(map(type, values))
+            if epoch_types | value_types <= _PLAIN_TYPES:
+                return MetricPoints(epochs, values, epoch_types, value_types)
         out = []
         for p in parsed:
             if isinstance(p, dict) and "epoch" in p and "value" in p:

@@ -124,6 +124,33 @@ def test_points_of_every_kind_come_back_as_saved(make_experiment, points):
                 isinstance(value, np.generic) and got_value == value.item())
 
 
+@pytest.mark.parametrize("points", [
+    [(e, 0.5 + e) for e in range(50)],  # rising int epochs, float values
+    [(e, e * e) for e in range(49, -1, -1)],  # falling epochs, int values
+    [(0, 1.0), (1, 2.0), (1, 3.0), (2, 4.0)],  # an epoch twice: the last point wins
+    [(0.5, 1), (0.25, 2), (1.5, 3)],  # float epochs, not in order
+    [(0, 1), (1, 2.5)],  # int and float values: pandas' inference
+    [(3, 7.0)],
+], ids=["rising", "falling", "repeated", "float-epochs", "mixed-values", "one"])
+def test_a_curve_loads_as_pandas_makes_a_series_of_its_points(make_experiment, points):
+    import pandas as pd
+
+    ex = make_experiment()
+
+    @ex.result
+    def train():
+        for epoch, value in points:
+            ex.save_metric("m", epoch, value)
+        return 1
+
+    train()
+    ex.compute()
+    expected = pd.DataFrame({1: pd.Series(dict(points))})
+    expected.index.name, expected.columns.name = "Epoch", "Trial ID"
+    pd.testing.assert_frame_equal(ex.load_metric("m", trial_id=[1]), expected)
+    assert ex.backend.read_metric(1, "m") == points
+
+
 def test_a_curve_that_cannot_be_written_holds_back_no_other(make_experiment, monkeypatch, caplog):
     """Points are written curve by curve, in the order they were saved; a curve the store
     refuses is kept (and named) while the others are written."""
