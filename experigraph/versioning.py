@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-import importlib.metadata
 import logging
 import os
 import re
@@ -48,6 +47,8 @@ FRAMEWORKS = {"sklearn": "scikit-learn", "xgboost": "xgboost", "lightgbm": "ligh
 
 def framework_of(obj: Any) -> tuple[str, str | None]:
     """The framework of a model object (its top-level module) and that package's version."""
+    import importlib.metadata  # about 10 ms to import: only once a model is recorded
+
     module = (type(obj).__module__ or "").partition(".")[0]
     if module in ("builtins", "__main__", ""):
         return "python", None

@@ -294,11 +294,36 @@ def _problem(collector: Any, taken: Iterable[str]) -> str | None:
     return None
 
 
+class _KeptEntryPoint:
+    """An entry point of the package list kept for this interpreter (``name``, and
+    ``value`` as ``module:attribute``), loaded as ``importlib.metadata.EntryPoint``
+    loads one."""
+
+    _VALUE = re.compile(
+        r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name, self.value = name, value
+
+    def load(self) -> Any:
+        import functools
+        import importlib
+
+        match = self._VALUE.match(self.value)
+        if match is None:
+            raise ValueError(f"not an entry point's module:attribute: {self.value!r}")
+        module = importlib.import_module(match.group("module"))
+        attrs = filter(None, (match.group("attr") or "").split("."))
+        return functools.reduce(getattr, attrs, module)
+
+
 def plugin_collectors(*, reload: bool = False) -> tuple[Collector, ...]:
     """The collectors registered in the entry-point group ``experigraph.collectors``.
 
     Read the first time this is called in a process (the first snapshot calls
-    it), then kept. An entry point that fails to load or is not a valid
+    it), then kept: from the list of installed packages kept for this interpreter
+    while it is valid (see :mod:`experigraph.environment.packages`), else from
+    :mod:`importlib.metadata`. An entry point that fails to load or is not a valid
     collector is skipped, with one WARNING naming it.
 
     Parameters
@@ -318,15 +343,23 @@ def plugin_collectors(*, reload: bool = False) -> tuple[Collector, ...]:
     with _plugins_lock:
         if _plugins["loaded"] is not None and not reload:
             return _plugins["loaded"]
-        import importlib.metadata  # about 20 ms to import: only when first needed
+        from .packages import kept_entry_points
 
         found: dict[str, Collector] = {}
-        try:
-            entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+        entry_points: list[Any] = []
+        kept = None if reload else kept_entry_points(ENTRY_POINT_GROUP)
+        if kept is not None:  # from the package list kept for this interpreter
+            entry_points = sorted((_KeptEntryPoint(name, value) for name, value in kept),
                                   key=lambda ep: (ep.name, ep.value))
-        except Exception as exc:  # broken metadata on sys.path must not break trials
-            logger.warning("Could not read the %s entry points: %s", ENTRY_POINT_GROUP, exc)
-            entry_points = []
+        else:
+            import importlib.metadata  # about 10 ms to import: only when first needed
+
+            try:
+                entry_points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+                                      key=lambda ep: (ep.name, ep.value))
+            except Exception as exc:  # broken metadata on sys.path must not break trials
+                logger.warning("Could not read the %s entry points: %s", ENTRY_POINT_GROUP,
+                               exc)
         for entry_point in entry_points:
             try:
                 obj = entry_point.load()

@@ -12,6 +12,11 @@ one small file instead (opening an experiment compares the environment), for
 at most an hour. A ``sys.path`` directory that held no distribution may change
 while it still holds none: a script's or notebook's own directory changes with
 every file written next to it.
+
+The same cache keeps the entry points of experigraph's own groups
+(``experigraph.*``: collector and backend plugins), read from the same
+distributions, so that a new process need not import :mod:`importlib.metadata`
+and read every distribution's ``entry_points.txt`` to find its plugins.
 """
 from __future__ import annotations
 
@@ -30,7 +35,10 @@ logger = logging.getLogger(__name__)
 
 # Per-process cache: the signature and the list collected under it.
 _lock = threading.Lock()
-_cache: dict[str, Any] = {"signature": None, "value": None, "locations": ()}
+_cache: dict[str, Any] = {"signature": None, "value": None, "locations": (),
+                          "entry_points": None}
+#: the entry-point groups kept with the list: experigraph's own
+ENTRY_POINT_PREFIX = "experigraph."
 #: "index": (the list of packages, its versions by normalized name)
 _versions: dict[str, tuple[list[dict[str, Any]], dict[str, str | None]]] = {}
 
@@ -80,12 +88,16 @@ def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
     return dist.metadata["Name"], dist.version
 
 
-def _gather() -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+def _gather() -> tuple[list[dict[str, Any]], tuple[str, ...], list[list[str]]]:
+    """The packages, their locations and the entry points of experigraph's groups, as
+    ``[group, name, value]`` (of the distributions listed: as
+    ``importlib.metadata.entry_points`` finds them, the first of a name on ``sys.path``)."""
     import importlib.metadata  # about 20 ms to import: only when first needed
 
     seen: set[str] = set()
     packages: list[dict[str, Any]] = []
     locations: set[str] = set()
+    entry_points: list[list[str]] = []
     for dist in importlib.metadata.distributions():
         try:
             name, version = _name_and_version(dist)
@@ -102,8 +114,13 @@ def _gather() -> tuple[list[dict[str, Any]], tuple[str, ...]]:
             continue
         seen.add(key)
         packages.append({"name": name, "version": version, "location": location})
+        try:
+            entry_points += [[ep.group, ep.name, ep.value] for ep in dist.entry_points
+                             if ep.group.startswith(ENTRY_POINT_PREFIX)]
+        except Exception as exc:  # an unreadable entry_points.txt: as importlib skips it
+            logger.debug("Skipping the entry points of %s: %s", name, exc)
     packages.sort(key=lambda p: (p["name"].lower(), p["version"] or "", p["location"]))
-    return packages, tuple(sorted(locations))
+    return packages, tuple(sorted(locations)), entry_points
 
 
 def collect_packages() -> list[dict[str, Any]]:
@@ -125,13 +142,15 @@ def collect_packages() -> list[dict[str, Any]]:
         kept = _from_file() if _cache["value"] is None else None
         if kept is not None:
             return kept
-        packages, locations = _gather()
+        packages, locations, entry_points = _gather()
         signature = _signature(locations)
         if packages != _cache["value"]:
             _cache["value"] = packages
         _cache["locations"], _cache["signature"] = locations, signature
+        _cache["entry_points"] = entry_points
         write_cache(_cache_name(), {"locations": list(locations), "signature": signature,
-                                    "packages": packages, "paths": _path_signature(),
+                                    "packages": packages, "entry_points": entry_points,
+                                    "paths": _path_signature(),
                                     "bare": [p for p in _path_entries() if _bare(p)],
                                     "written": time.time()})
         logger.debug("Collected %d installed packages", len(packages))
@@ -194,7 +213,11 @@ def _from_file() -> list[dict[str, Any]] | None:
     try:
         locations = tuple(kept["locations"])
         packages = kept["packages"]
+        entry_points = kept.get("entry_points")  # None: written by an earlier version
         valid = (isinstance(packages, list) and all(isinstance(p, dict) for p in packages)
+                 and (entry_points is None or isinstance(entry_points, list) and all(
+                     isinstance(e, list) and len(e) == 3 and all(isinstance(f, str) for f in e)
+                     for e in entry_points))
                  and 0 <= time.time() - kept["written"] < FILE_MAX_AGE_SECONDS
                  and jsonable(_signature(locations)) == kept["signature"]
                  and _paths_hold(kept["paths"], kept.get("bare")))
@@ -204,7 +227,26 @@ def _from_file() -> list[dict[str, Any]] | None:
         return None
     _cache["value"], _cache["locations"] = packages, locations
     _cache["signature"] = _signature(locations)
+    _cache["entry_points"] = entry_points
     return packages
+
+
+def kept_entry_points(group: str) -> list[tuple[str, str]] | None:
+    """``(name, value)`` of the entry points of ``group`` (one of experigraph's), as the
+    package list kept for this process or in the per-user cache file has them, while
+    that list is valid (see the module docstring); None when there is none to trust
+    (the caller asks :mod:`importlib.metadata`). Never gathers the list itself."""
+    if not group.startswith(ENTRY_POINT_PREFIX):
+        return None
+    with _lock:
+        valid = (_cache["value"] is not None
+                 and _signature(_cache["locations"]) == _cache["signature"])
+        if not valid and (_cache["value"] is not None or _from_file() is None):
+            return None
+        kept = _cache["entry_points"]
+    if kept is None:
+        return None
+    return [(name, value) for g, name, value in kept if g == group]
 
 
 def version_of(name: str) -> str | None:

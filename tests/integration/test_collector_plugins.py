@@ -110,6 +110,38 @@ def test_a_fresh_process_loads_the_plugin_lazily_and_reports_drift(site, tmp_pat
     assert json.loads(proc.stdout.splitlines()[-1]) == ["2", "8"]
 
 
+def test_plugins_come_from_the_kept_package_list_until_a_package_is_installed(tmp_path):
+    """A new process finds the plugin collectors in the package list kept per user
+    (no importlib.metadata entry-point scan), and a plugin installed since that list
+    was written, into a directory already on sys.path, is found all the same."""
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    env = python_env()
+    env["PYTHONPATH"] = f"{site_dir}:{env['PYTHONPATH']}"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # a kept list of its own
+    check = ("import importlib.metadata, json\n"
+             "def refused(*args, **kwargs):\n"
+             "    raise RuntimeError('entry points scanned')\n"
+             "if SCAN_REFUSED:\n"
+             "    importlib.metadata.entry_points = refused\n"
+             "from experigraph import environment\n"
+             "print(json.dumps(sorted(environment.snapshot())))\n")
+
+    def categories(scan_refused):
+        proc = subprocess.run(
+            [sys.executable, "-c", check.replace("SCAN_REFUSED", str(scan_refused))],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "entry points scanned" not in proc.stderr
+        return json.loads(proc.stdout.splitlines()[-1])
+
+    assert "threads" not in categories(False)  # the list is gathered and kept
+    assert "threads" not in categories(True)  # read from the kept list
+    install(site_dir)
+    assert "threads" in categories(False)  # installed since: gathered again
+    assert "threads" in categories(True)  # kept with the new list
+
+
 def test_a_broken_entry_point_is_skipped_with_one_warning(site, tmp_path, caplog):
     site(f"[{ENTRY_POINT_GROUP}]\n"
          "threads = xg_example_collector:ThreadSettingsCollector\n"
