@@ -158,18 +158,12 @@ return 1
 #: finish_own(trials, summaries, experiments): replace the record of id ARGV[1] with
 #: ARGV[2] (and its summary ARGV[3]) only if the stored one is this trial's own: same
 #: experiment ARGV[4] and claim token ARGV[5]; 1 if written, 0 if the stored record is
-#: missing, unreadable or another's. A record as this backend stores it (compact JSON,
-#: keys sorted: "claim" first, "trial_id" last) is recognised from its text; any other
-#: is decoded and compared field by field.
+#: missing, unreadable or another's. The stored record is the trial's own without being
+#: decoded when its SHA-1 is ARGV[6], that of the running record the client wrote
+#: (empty: not known); any other is decoded and compared field by field.
 _FINISH_OWN = """
 local function is_own(old)
-  local head = '{"claim":"' .. ARGV[5] .. '",'
-  local tail = ',"trial_id":' .. ARGV[1] .. '}'
-  if ARGV[5] ~= '' and string.sub(old, 1, #head) == head
-      and string.sub(old, -#tail) == tail
-      and string.find(old, '"experiment_id":' .. cjson.encode(ARGV[4]) .. ',', 1, true) then
-    return true
-  end
+  if ARGV[6] ~= '' and redis.sha1hex(old) == ARGV[6] then return true end
   local ok, obj = pcall(cjson.decode, old)
   return ok and type(obj) == 'table' and obj['claim'] == ARGV[5]
       and obj['experiment_id'] == ARGV[4] and tostring(obj['trial_id']) == ARGV[1]
@@ -279,12 +273,12 @@ local function swap_pairs(key, first, count)
 end
 """
 
-#: swap_pairs of the pairs ARGV[7..] (ARGV[6] of them, in KEYS[1]), then, unless a value
-#: replaced one with another first word, _FINISH of record ARGV[1..5] (KEYS[2..4]:
+#: swap_pairs of the pairs ARGV[8..] (ARGV[7] of them, in KEYS[1]), then, unless a value
+#: replaced one with another first word, _FINISH of record ARGV[1..6] (KEYS[2..4]:
 #: trials, summaries, experiments); returns {status, old values}: status 1 written, 0
 #: the stored record is missing, unreadable or another's, 2 not written (a change)
 _SWAP_FINISH = _FINISH_OWN + _SWAP_PAIRS + """
-local out, changed = swap_pairs(KEYS[1], 7, tonumber(ARGV[6]))
+local out, changed = swap_pairs(KEYS[1], 8, tonumber(ARGV[7]))
 if changed then return {2, out} end
 return {finish_own(KEYS[2], KEYS[3], KEYS[4]), out}
 """
@@ -392,6 +386,10 @@ class RedisBackend(Backend):
         self._prefix = f"{PREFIX}:{experiment_id}:"
         self._registered = False
         self._seen = 0  # the last trial id this object saw reserved
+        #: (trial id, claim token) -> SHA-1 of the running record this object wrote for
+        #: that trial, while it runs: the finishing script knows it from that without
+        #: decoding it (the claim too: a lost record's id may be claimed again, here)
+        self._running: dict[tuple[int, str], str] = {}
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -564,15 +562,17 @@ class RedisBackend(Backend):
         expected = self._seen + 1
         record = make_record(expected)
         obj = record.to_json()
+        data = _dumps(obj)
         with self._errors("claiming a trial id"):
             trial_id, created = self._script(
                 "start", [self.key("next_id"), self.key("trials"), EXPERIMENTS_KEY,
                           self.key("summaries")],
-                [self.experiment_id, str(expected), _dumps(obj), self._summary(record, obj)])
+                [self.experiment_id, str(expected), data, self._summary(record, obj)])
         trial_id = int(trial_id)
         self._seen = max(self._seen, trial_id)
         self._registered = True
         if int(created):
+            self._note_written(record, data)
             return record
         for _ in range(MAX_CLAIM_ATTEMPTS):  # another id than expected: claim it as usual
             record = make_record(trial_id)
@@ -587,13 +587,26 @@ class RedisBackend(Backend):
     def create_trial(self, record: TrialRecord) -> bool:
         """``HSETNX`` of the record's field (with its summary): never replaces a record."""
         obj = record.to_json()
+        data = _dumps(obj)
         with self._errors(f"writing trial {record.trial_id}"):
             created = bool(self._script(
                 "create", [self.key("trials"), self.key("summaries"), EXPERIMENTS_KEY],
-                [str(int(record.trial_id)), _dumps(obj), self._summary(record, obj),
+                [str(int(record.trial_id)), data, self._summary(record, obj),
                  self.experiment_id]))
         self._registered = True
+        if created:
+            self._note_written(record, data)
         return created
+
+    def _note_written(self, record: TrialRecord, data: str) -> None:
+        """Keep the SHA-1 of a running record this object stored (see ``_running``);
+        forget it once the trial's record is another."""
+        key = (int(record.trial_id), record.claim)
+        if record.status is Status.RUNNING and record.claim:
+            self._running[key] = hashlib.sha1(data.encode("utf-8"),
+                                              usedforsecurity=False).hexdigest()
+        else:
+            self._running.pop(key, None)
 
     def write_trial(self, record: TrialRecord) -> None:
         obj = record.to_json()
@@ -612,6 +625,7 @@ class RedisBackend(Backend):
                 pipe.sadd(EXPERIMENTS_KEY, self.experiment_id)
             pipe.execute()
         self._registered = True
+        self._note_written(record, data)
 
     def finish_trial(self, record: TrialRecord) -> TrialRecord:
         """Replace the trial's own running record in one round trip (a script compares
@@ -620,13 +634,17 @@ class RedisBackend(Backend):
         if not record.claim:
             return super().finish_trial(record)
         obj = record.to_json()
+        data = _dumps(obj)
+        trial_id = int(record.trial_id)
         with self._errors(f"writing trial {record.trial_id}"):
             done = int(self._script(
                 "finish", [self.key("trials"), self.key("summaries"), EXPERIMENTS_KEY],
-                [str(int(record.trial_id)), _dumps(obj), self._summary(record, obj),
-                 self.experiment_id, record.claim]))
+                [str(trial_id), data, self._summary(record, obj), self.experiment_id,
+                 record.claim, self._running.get((trial_id, record.claim), "")]))
         if done:
+            self._note_written(record, data)
             return record
+        self._running.pop((trial_id, record.claim), None)  # not its own: the general way
         return super().finish_trial(record)
 
     def _parse(self, trial_id: int, raw: bytes | str) -> TrialRecord:
@@ -910,8 +928,10 @@ class RedisBackend(Backend):
             return super().swap_and_finish(values, record)
         keys = list(values)
         obj = record.to_json()
-        args = [str(int(record.trial_id)), _dumps(obj), self._summary(record, obj),
-                self.experiment_id, record.claim, str(len(keys))]
+        data = _dumps(obj)
+        args = [str(int(record.trial_id)), data, self._summary(record, obj),
+                self.experiment_id, record.claim,
+                self._running.get((int(record.trial_id), record.claim), ""), str(len(keys))]
         for k in keys:
             args.extend((k, values[k]))
         with self._errors(f"writing trial {record.trial_id}"):
@@ -921,9 +941,11 @@ class RedisBackend(Backend):
         replaced = {k: (None if old is None else _text(old)) for k, old in zip(keys, olds)}
         status = int(status)
         if status == 1:
+            self._note_written(record, data)
             return record, replaced
         if status == 2:
             return None, replaced
+        self._running.pop((int(record.trial_id), record.claim), None)
         return super().finish_trial(record), replaced  # not its own record: the general way
 
     def read_index_values(self, keys: Sequence[str]) -> dict[str, str | None]:

@@ -140,23 +140,46 @@ def test_a_trial_finishes_over_its_own_record_in_any_json_form(make_redis_backen
     client.close()
 
 
-@pytest.mark.parametrize("whose", ["another id", "another experiment", "another claim"])
+@pytest.mark.parametrize("whose", ["another id", "another experiment", "another claim",
+                                   "nested experiment", "unreadable"])
 def test_a_record_that_only_looks_like_the_trials_own_is_not_replaced(
         make_redis_backend, redis_server, caplog, whose):
-    """A record at the trial's id that begins with its claim token but is another id's
-    or another experiment's (a copy), or that ends as its own but holds another claim,
-    is not replaced: the trial is recorded under a new id."""
+    """A record at the trial's id that is not its own running record is not replaced,
+    however much of its text it shares: another id's or another experiment's copy with
+    the trial's claim token, another claim, the trial's experiment id only inside a
+    nested object, or text that is no JSON between the trial's own first and last
+    bytes. The trial is recorded under a new id, with a WARNING naming both."""
     b = make_redis_backend(experiment_id="lookalike")
     client = redis.Redis.from_url(redis_server.url())
     ours = b.start_trial(lambda i: record(b, i, claim="c1"))
-    obj = json.loads(_stored(b, client, 1))
-    obj.update({"another id": {"trial_id": 9}, "another experiment": {"experiment_id": "x"},
-                "another claim": {"claim": "c2"}}[whose])
-    copy = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    text = _stored(b, client, 1).decode()
+    obj = json.loads(text)
+    if whose == "unreadable":  # the head and tail of its own record, garbage between
+        inside = f'"experiment_id":{json.dumps(b.experiment_id)},{{{{'
+        copy = text[:text.index(",") + 1] + inside + text[-16:]
+        assert copy.endswith(',"trial_id":1}')
+    else:
+        obj.update({"another id": {"trial_id": 9}, "another claim": {"claim": "c2"},
+                    "another experiment": {"experiment_id": "x"},
+                    "nested experiment": {"experiment_id": "x", "labels": {
+                        "experiment_id": b.experiment_id, "z": 1}},
+                    }[whose])
+        copy = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     client.hset(b.key("trials"), "1", copy)
-    with caplog.at_level(logging.WARNING, logger="experigraph"):
-        done = b.finish_trial(ours.replace(status=Status.SUCCEEDED, result=5))
-    assert done.trial_id == 2 and b.read_trial(2).result == 5
+    for n, finish in enumerate((b.finish_trial, lambda r: b.finish_trial_unless_changed(
+            r, {"outputs": {"s:k": "h1"}})[0])):
+        caplog.clear()
+        running = ours if n == 0 else b.start_trial(lambda i: record(b, i, claim="c3"))
+        if n:
+            client.hset(b.key("trials"), str(running.trial_id),
+                        copy.replace('"claim":"c1"', '"claim":"c3"').replace(
+                            '"trial_id":1}', f'"trial_id":{running.trial_id}}}'))
+        with caplog.at_level(logging.WARNING, logger="experigraph"):
+            done = finish(running.replace(status=Status.SUCCEEDED, result=5))
+        assert done.trial_id != running.trial_id and b.read_trial(done.trial_id).result == 5
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                    and "is recorded as trial" in r.getMessage()]
+        assert len(warnings) == 1 and f"Trial {running.trial_id} " in warnings[0]
     assert _stored(b, client, 1).decode() == copy
     client.close()
 
@@ -166,7 +189,7 @@ def test_index_swaps_of_many_keys_go_in_chunks(make_redis_backend, redis_server)
     every old one returned; a changed first word in a later chunk still keeps the final
     record from being stored."""
     b = make_redis_backend(experiment_id="chunks")
-    n = 1234
+    n = 1001  # two whole chunks of the scripts (500 pairs) and one pair
     first = {f"s:{i}": f"h{i} d" for i in range(n)}
     assert b.index_swap("outputs", first) == dict.fromkeys(first)
     again = {**first, **{f"s:{i}": f"h{i} other details" for i in range(0, n, 7)},
