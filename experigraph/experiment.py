@@ -28,7 +28,7 @@ from . import environment
 from . import events
 from . import signing
 from .backends import resolve_backend
-from .backends.base import Backend, MetricPoints
+from .backends.base import Backend, MetricColumns
 from .errors import (
     ExperimentNotFoundError,
     ArgumentNameError, BackendError, CorruptRecordError, InvalidExperimentIdError,
@@ -934,10 +934,14 @@ class Experiment(Versioning):
         import pandas as pd
 
         columns = {}
+        backend = self._backend
+        # the curve as the base class reads it, unless a backend reads it its own way
+        read = backend.metric_curve if type(backend).read_metric is Backend.read_metric \
+            else backend.read_metric
         for i in ids:
             self._read(i)  # unknown ids raise TrialIDNotFoundError
             with gc_paused():  # thousands of acyclic objects: no collection of the heap
-                columns[i] = _metric_series(self._backend.read_metric(i, key))
+                columns[i] = _metric_series(read(i, key))
         if not any(len(c) for c in columns.values()):
             known = sorted({k for i in ids for k in self._backend.metric_keys(i)})
             raise NotRecordedError(f"No metric {key!r} was saved in trial(s) {ids} (saved metrics: "
@@ -1011,22 +1015,22 @@ class Store:
         return f"Store({self.uri})"
 
 
-def _metric_series(points: Sequence[tuple[Any, Any]]) -> pd.Series:
+def _metric_series(points: MetricColumns | Sequence[tuple[Any, Any]]) -> pd.Series:
     """A curve's points as a Series indexed by epoch (the last point of an epoch wins);
     epochs and values that are all ints or all floats go to NumPy in one pass each (the
     dtypes pandas would infer), the rest through pandas' inference."""
     import numpy as np
     import pandas as pd
 
-    if not points:
-        return pd.Series(dtype=object)
-    if isinstance(points, MetricPoints):  # the backend's columns, as they were read
+    if isinstance(points, MetricColumns):  # the backend's columns, as it read them
         epochs, values = points.epochs, points.values
         kinds = (points.epoch_types, points.value_types)
     else:
         epochs = [p[0] for p in points]
         values = [p[1] for p in points]
         kinds = (frozenset(map(type, epochs)), frozenset(map(type, values)))
+    if not epochs:
+        return pd.Series(dtype=object)
     if all(k == {int} or k == {float} for k in kinds):
         dtypes = {int: np.int64, float: np.float64}
         try:
@@ -1038,7 +1042,7 @@ def _metric_series(points: Sequence[tuple[Any, Any]]) -> pd.Series:
             # pandas makes it of a dict's keys, a RangeIndex
             if bool((index[1:] > index[:-1]).all()) or len(set(epochs)) == len(epochs):
                 return pd.Series(data, index=_sequence_to_range(index))
-    return pd.Series(dict(points))
+    return pd.Series(dict(zip(epochs, values)))
 
 
 def _sequence_to_range(epochs: Any) -> Any:

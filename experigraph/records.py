@@ -369,6 +369,8 @@ class StepRecord:
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)  # the fields, in order (a frozen dataclass keeps them there)
+        if len(d) != _STEP_FIELD_COUNT:  # not as __init__ made it (an old pickle, say)
+            d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["started"] = _time_to_json(self.started)
         d["trial_ids"] = list(self.trial_ids)
         d["dependencies"] = list(self.dependencies)
@@ -394,6 +396,10 @@ class StepRecord:
         d["outputs"] = tuple(decode_value(o) for o in d.get("outputs", ()))
         return cls(**d)
 
+
+
+#: how many fields a StepRecord has (its ``__dict__`` holds them all, in order)
+_STEP_FIELD_COUNT = len(dataclasses.fields(StepRecord))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,10 +442,12 @@ class TrialRecord:
     def replace(self, **changes: Any) -> TrialRecord:
         """A copy with ``changes`` (field -> value), as ``dataclasses.replace`` makes it,
         without the frozen ``__init__``'s ``object.__setattr__`` per field (27 of them)."""
+        if type(self) is not TrialRecord:  # a subclass: its own fields and checks
+            return dataclasses.replace(self, **changes)
         unknown = changes.keys() - _RECORD_FIELD_SET
         if unknown:
             raise TypeError(f"TrialRecord has no field(s) {', '.join(sorted(unknown))}")
-        copy = object.__new__(type(self))
+        copy = object.__new__(TrialRecord)
         copy.__dict__.update(self.__dict__)
         copy.__dict__.update(changes)
         return copy

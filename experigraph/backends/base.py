@@ -84,17 +84,16 @@ _PLAIN = (int, float)
 _PLAIN_TYPES = frozenset(_PLAIN)
 
 
-class MetricPoints(list):  # type: ignore[type-arg]
-    """What ``read_metric`` returns for the usual curve, every epoch and value a plain
-    int or float: the ``(epoch, value)`` tuples, a list like any other, which also keeps
-    the two columns they were made from and each column's set of types, so that
-    ``load_metric`` need not take the tuples apart again."""
+class MetricColumns:
+    """The usual metric curve, every epoch and value a plain int or float, as its two
+    columns in write order, with each column's set of types: what ``load_metric``
+    takes from a backend whose ``read_metric`` is this class's (see
+    :meth:`Backend.metric_curve`)."""
 
     __slots__ = ("epochs", "values", "epoch_types", "value_types")
 
     def __init__(self, epochs: list[Any], values: list[Any], epoch_types: frozenset[type],
                  value_types: frozenset[type]) -> None:
-        super().__init__(zip(epochs, values))
         self.epochs, self.values = epochs, values
         self.epoch_types, self.value_types = epoch_types, value_types
 
@@ -512,6 +511,16 @@ class Backend(abc.ABC):
 
     def read_metric(self, trial_id: int, key: str) -> list[tuple[Any, Any]]:
         """The points of one metric of one trial as ``(epoch, value)``, in write order."""
+        curve = self.metric_curve(trial_id, key)
+        if isinstance(curve, MetricColumns):
+            return list(zip(curve.epochs, curve.values))
+        return curve
+
+    def metric_curve(self, trial_id: int, key: str) -> MetricColumns | list[tuple[Any, Any]]:
+        """What ``read_metric`` reads, as ``load_metric`` takes it: the usual curve as
+        its columns (not made into tuples to be taken apart again), any other as
+        ``read_metric``'s points. ``load_metric`` calls it only on a backend that does
+        not override ``read_metric``."""
         parsed = self._parsed(trial_id, METRIC_STREAM + key, "metric point")
         try:  # the usual curve: every point a dict of plain numbers, taken in two passes
             epochs = [p["epoch"] for p in parsed]
@@ -521,7 +530,7 @@ class Backend(abc.ABC):
         else:
             epoch_types, value_types = frozenset(map(type, epochs)), frozenset(map(type, values))
             if epoch_types | value_types <= _PLAIN_TYPES:
-                return MetricPoints(epochs, values, epoch_types, value_types)
+                return MetricColumns(epochs, values, epoch_types, value_types)
         out = []
         for p in parsed:
             if isinstance(p, dict) and "epoch" in p and "value" in p:

@@ -13,10 +13,12 @@ at most an hour. A ``sys.path`` directory that held no distribution may change
 while it still holds none: a script's or notebook's own directory changes with
 every file written next to it.
 
-The same cache keeps the entry points of experigraph's own groups
-(``experigraph.*``: collector and backend plugins), read from the same
-distributions, so that a new process need not import :mod:`importlib.metadata`
-and read every distribution's ``entry_points.txt`` to find its plugins.
+The same cache keeps the entry points of the collector plugins
+(:data:`KEPT_GROUPS`), as :func:`importlib.metadata.entry_points` gave them, with
+the ``os.stat`` of every listed distribution's ``entry_points.txt``: while the
+list holds and none of those files changed, a new process finds its collector
+plugins without importing :mod:`importlib.metadata` or reading every
+``entry_points.txt``.
 """
 from __future__ import annotations
 
@@ -37,8 +39,9 @@ logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _cache: dict[str, Any] = {"signature": None, "value": None, "locations": (),
                           "entry_points": None}
-#: the entry-point groups kept with the list: experigraph's own
-ENTRY_POINT_PREFIX = "experigraph."
+#: the entry-point groups kept with the list (the collector plugins, read by every new
+#: process that takes an environment snapshot)
+KEPT_GROUPS = ("experigraph.collectors",)
 #: "index": (the list of packages, its versions by normalized name)
 _versions: dict[str, tuple[list[dict[str, Any]], dict[str, str | None]]] = {}
 
@@ -88,17 +91,21 @@ def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
     return dist.metadata["Name"], dist.version
 
 
-def _gather() -> tuple[list[dict[str, Any]], tuple[str, ...], list[list[str]]]:
-    """The packages, their locations and the entry points of experigraph's groups, as
-    ``[group, name, value]`` (of the distributions listed: as
-    ``importlib.metadata.entry_points`` finds them, the first of a name on ``sys.path``)."""
+def _gather() -> tuple[list[dict[str, Any]], tuple[str, ...], dict[str, Any] | None]:
+    """The packages, their locations and, to keep (:func:`_entry_points`), the entry
+    points of :data:`KEPT_GROUPS` (None when they cannot be kept)."""
     import importlib.metadata  # about 20 ms to import: only when first needed
 
     seen: set[str] = set()
     packages: list[dict[str, Any]] = []
     locations: set[str] = set()
-    entry_points: list[list[str]] = []
+    files: list[str] | None = []
     for dist in importlib.metadata.distributions():
+        folder = getattr(dist, "_path", None)  # the distribution's metadata folder
+        if files is not None and folder is not None:  # all: entry_points() reads them all
+            files.append(os.path.join(os.path.abspath(folder), "entry_points.txt"))
+        else:  # a distribution from elsewhere (a zip, a custom finder): not watched
+            files = None
         try:
             name, version = _name_and_version(dist)
             location = str(dist.locate_file(""))
@@ -114,13 +121,26 @@ def _gather() -> tuple[list[dict[str, Any]], tuple[str, ...], list[list[str]]]:
             continue
         seen.add(key)
         packages.append({"name": name, "version": version, "location": location})
-        try:
-            entry_points += [[ep.group, ep.name, ep.value] for ep in dist.entry_points
-                             if ep.group.startswith(ENTRY_POINT_PREFIX)]
-        except Exception as exc:  # an unreadable entry_points.txt: as importlib skips it
-            logger.debug("Skipping the entry points of %s: %s", name, exc)
     packages.sort(key=lambda p: (p["name"].lower(), p["version"] or "", p["location"]))
-    return packages, tuple(sorted(locations)), entry_points
+    return packages, tuple(sorted(locations)), _entry_points(files)
+
+
+def _entry_points(files: list[str] | None) -> dict[str, Any] | None:
+    """The entry points of :data:`KEPT_GROUPS` as ``[group, name, value]``, as
+    ``importlib.metadata.entry_points`` gives them, with the stat signature of
+    ``files`` (every listed distribution's ``entry_points.txt``, found or not); None
+    when they cannot be read or watched (each process then reads them itself)."""
+    if files is None:
+        return None
+    import importlib.metadata
+
+    try:
+        found = [[group, ep.name, ep.value] for group in KEPT_GROUPS
+                 for ep in importlib.metadata.entry_points(group=group)]
+    except Exception as exc:  # broken metadata: not kept, and said where it is read
+        logger.debug("Not keeping the entry points: %s", exc)
+        return None
+    return {"entries": found, "files": files, "signature": jsonable(stat_signature(files))}
 
 
 def collect_packages() -> list[dict[str, Any]]:
@@ -213,11 +233,9 @@ def _from_file() -> list[dict[str, Any]] | None:
     try:
         locations = tuple(kept["locations"])
         packages = kept["packages"]
-        entry_points = kept.get("entry_points")  # None: written by an earlier version
+        entry_points = kept.get("entry_points")  # None: not kept (or an earlier version)
         valid = (isinstance(packages, list) and all(isinstance(p, dict) for p in packages)
-                 and (entry_points is None or isinstance(entry_points, list) and all(
-                     isinstance(e, list) and len(e) == 3 and all(isinstance(f, str) for f in e)
-                     for e in entry_points))
+                 and (entry_points is None or _valid_entry_points(entry_points))
                  and 0 <= time.time() - kept["written"] < FILE_MAX_AGE_SECONDS
                  and jsonable(_signature(locations)) == kept["signature"]
                  and _paths_hold(kept["paths"], kept.get("bare")))
@@ -231,12 +249,22 @@ def _from_file() -> list[dict[str, Any]] | None:
     return packages
 
 
+def _valid_entry_points(kept: Any) -> bool:
+    """Whether ``kept`` has the form :func:`_entry_points` gives."""
+    return (isinstance(kept, dict) and isinstance(kept.get("entries"), list)
+            and all(isinstance(e, list) and len(e) == 3 and all(isinstance(f, str) for f in e)
+                    for e in kept["entries"])
+            and isinstance(kept.get("files"), list)
+            and all(isinstance(f, str) for f in kept["files"]) and "signature" in kept)
+
+
 def kept_entry_points(group: str) -> list[tuple[str, str]] | None:
-    """``(name, value)`` of the entry points of ``group`` (one of experigraph's), as the
+    """``(name, value)`` of the entry points of ``group`` (one of :data:`KEPT_GROUPS`), as the
     package list kept for this process or in the per-user cache file has them, while
-    that list is valid (see the module docstring); None when there is none to trust
-    (the caller asks :mod:`importlib.metadata`). Never gathers the list itself."""
-    if not group.startswith(ENTRY_POINT_PREFIX):
+    that list holds (see the module docstring) and no listed distribution's
+    ``entry_points.txt`` changed; None when there are none to trust (the caller asks
+    :mod:`importlib.metadata`). Never gathers the list itself."""
+    if group not in KEPT_GROUPS:
         return None
     with _lock:
         valid = (_cache["value"] is not None
@@ -244,9 +272,9 @@ def kept_entry_points(group: str) -> list[tuple[str, str]] | None:
         if not valid and (_cache["value"] is not None or _from_file() is None):
             return None
         kept = _cache["entry_points"]
-    if kept is None:
+    if kept is None or jsonable(stat_signature(kept["files"])) != kept["signature"]:
         return None
-    return [(name, value) for g, name, value in kept if g == group]
+    return [(name, value) for g, name, value in kept["entries"] if g == group]
 
 
 def version_of(name: str) -> str | None:

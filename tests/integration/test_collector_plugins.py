@@ -112,8 +112,10 @@ def test_a_fresh_process_loads_the_plugin_lazily_and_reports_drift(site, tmp_pat
 
 def test_plugins_come_from_the_kept_package_list_until_a_package_is_installed(tmp_path):
     """A new process finds the plugin collectors in the package list kept per user
-    (no importlib.metadata entry-point scan), and a plugin installed since that list
-    was written, into a directory already on sys.path, is found all the same."""
+    (no importlib.metadata entry-point scan). A plugin installed since that list was
+    written, into a directory already on sys.path, is found all the same; so is the
+    change of an entry_points.txt rewritten in place; a list kept without entry points
+    (by an earlier version) makes each process read them."""
     site_dir = tmp_path / "site"
     site_dir.mkdir()
     env = python_env()
@@ -140,6 +142,20 @@ def test_plugins_come_from_the_kept_package_list_until_a_package_is_installed(tm
     install(site_dir)
     assert "threads" in categories(False)  # installed since: gathered again
     assert "threads" in categories(True)  # kept with the new list
+
+    kept = next((tmp_path / "cache" / "experigraph").glob("packages-*.json"))
+    listed = json.loads(kept.read_text())
+    del listed["entry_points"]  # as an earlier version kept the list: read each time
+    kept.write_text(json.dumps(listed))
+    assert "threads" in categories(False)
+
+    (site_dir / "new").write_text("")  # the folder changed: the list is gathered again
+    (site_dir / "new").unlink()
+    assert "threads" in categories(False)
+    assert "threads" in categories(True)  # kept again; then the entry point is removed in
+    entry_points = next(site_dir.glob("*.dist-info")) / "entry_points.txt"  # place, the
+    entry_points.write_text("[experigraph.collectors]\n")  # folder holding the same
+    assert "threads" not in categories(False)  # distributions as before
 
 
 def test_a_broken_entry_point_is_skipped_with_one_warning(site, tmp_path, caplog):

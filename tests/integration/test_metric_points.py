@@ -149,6 +149,31 @@ def test_a_curve_loads_as_pandas_makes_a_series_of_its_points(make_experiment, p
     expected.index.name, expected.columns.name = "Epoch", "Trial ID"
     pd.testing.assert_frame_equal(ex.load_metric("m", trial_id=[1]), expected)
     assert ex.backend.read_metric(1, "m") == points
+    assert type(ex.backend.read_metric(1, "m")) is list
+
+
+def test_a_backend_that_reads_metrics_its_own_way_is_asked_through_read_metric(
+        make_experiment, monkeypatch):
+    """``load_metric`` takes the columns of ``metric_curve`` only from a backend whose
+    ``read_metric`` is the base class's: one that overrides it is asked through it."""
+    ex = make_experiment()
+
+    @ex.result
+    def train():
+        for epoch in range(4):
+            ex.save_metric("m", epoch, float(epoch))
+        return 1
+
+    train()
+    ex.compute()
+    backend, base = ex.backend, type(ex.backend)
+    own = type("OwnReading", (base,), {
+        "read_metric": lambda self, trial_id, key: [
+            (e, v * 10) for e, v in base.read_metric(self, trial_id, key)][::-1]})
+    monkeypatch.setattr(backend, "__class__", own)
+    assert ex.load_metric("m", trial_id=1)[1].to_dict() == {3: 30.0, 2: 20.0, 1: 10.0, 0: 0.0}
+    monkeypatch.undo()
+    assert ex.load_metric("m", trial_id=1)[1].tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_a_curve_that_cannot_be_written_holds_back_no_other(make_experiment, monkeypatch, caplog):

@@ -84,6 +84,19 @@ def test_replace_makes_the_copy_dataclasses_replace_makes():
         record.replace(size=1, colour="red", status=Status.FAILED)
     assert record.replace() == record
 
+    @dataclasses.dataclass(frozen=True)
+    class Noted(TrialRecord):
+        note: str = ""
+
+        def __post_init__(self):
+            if self.note == "bad":
+                raise ValueError("bad note")
+
+    noted = Noted(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)})
+    assert type(noted.replace(note="n")) is Noted and noted.replace(note="n").note == "n"
+    with pytest.raises(ValueError, match="bad note"):
+        noted.replace(note="bad")
+
 
 def test_a_step_records_json_has_every_field_in_order():
     import dataclasses
@@ -95,6 +108,9 @@ def test_a_step_records_json_has_every_field_in_order():
     assert list(obj) == [f.name for f in dataclasses.fields(StepRecord)]
     assert obj["trial_ids"] == [1] and obj["inputs"] == [{"name": "x", "hash": {"$tuple": [1, 2]}}]
     assert StepRecord.from_json(json.loads(json.dumps(obj))) == step
+    old = object.__new__(StepRecord)  # as an object pickled before a field was added
+    old.__dict__.update({k: v for k, v in step.__dict__.items() if k != "cache_miss"})
+    assert list(old.to_json()) == list(obj) and old.to_json()["cache_miss"] is None
 
 
 def test_newer_schema_is_refused_with_advice():
