@@ -296,25 +296,16 @@ def _problem(collector: Any, taken: Iterable[str]) -> str | None:
 
 class _KeptEntryPoint:
     """An entry point of the package list kept for this interpreter (``name``, and
-    ``value`` as ``module:attribute``), loaded as ``importlib.metadata.EntryPoint``
-    loads one."""
-
-    _VALUE = re.compile(
-        r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
+    ``value`` as ``module:attribute [extras]``), loaded as ``importlib.metadata``
+    loads one: by :func:`pkgutil.resolve_name`, extras aside."""
 
     def __init__(self, name: str, value: str) -> None:
         self.name, self.value = name, value
 
     def load(self) -> Any:
-        import functools
-        import importlib
+        import pkgutil
 
-        match = self._VALUE.match(self.value)
-        if match is None:
-            raise ValueError(f"not an entry point's module:attribute: {self.value!r}")
-        module = importlib.import_module(match.group("module"))
-        attrs = filter(None, (match.group("attr") or "").split("."))
-        return functools.reduce(getattr, attrs, module)
+        return pkgutil.resolve_name(self.value.partition("[")[0].strip())
 
 
 def plugin_collectors(*, reload: bool = False) -> tuple[Collector, ...]:

@@ -94,15 +94,8 @@ def test_points_kept_while_the_store_is_down_are_written_once_it_is_back(
     assert "kept and written later" in caplog.text
 
 
-@pytest.mark.parametrize("points", [
-    [(0, 0.5), (1, 2), (2, -3.25), (3, 10 ** 18)],  # plain ints and floats: one pass
-    [(0, float("nan")), (1, float("inf")), (2, -float("inf")), (3, 1.0)],
-    [(10 ** 400, 1.0), (1, 10 ** 400), (2, -(10 ** 30))],  # beyond a float's range
-    [(0, 2 ** 64 + 1), (1, 2 ** 64), (2, -(2 ** 63) - 1), (3, 2 ** 64 - 1)],  # beyond 64 bits
-    [(0, 10 ** 5000), (1, 1.5)],  # more digits than int() converts to text
-    [(0, True), (1, np.float64(0.25)), (np.int64(2), np.int32(3)), (3, "text"), (4, None)],
-], ids=["plain", "not-finite", "huge-ints", "wide-ints", "5000-digits", "other-kinds"])
-def test_points_of_every_kind_come_back_as_saved(make_experiment, points):
+def _trial_saving(make_experiment, points):
+    """An experiment whose trial 1 saved ``points`` as its metric ``m``."""
     ex = make_experiment()
 
     @ex.result
@@ -113,6 +106,19 @@ def test_points_of_every_kind_come_back_as_saved(make_experiment, points):
 
     train()
     ex.compute()
+    return ex
+
+
+@pytest.mark.parametrize("points", [
+    [(0, 0.5), (1, 2), (2, -3.25), (3, 10 ** 18)],  # plain ints and floats: one pass
+    [(0, float("nan")), (1, float("inf")), (2, -float("inf")), (3, 1.0)],
+    [(10 ** 400, 1.0), (1, 10 ** 400), (2, -(10 ** 30))],  # beyond a float's range
+    [(0, 2 ** 64 + 1), (1, 2 ** 64), (2, -(2 ** 63) - 1), (3, 2 ** 64 - 1)],  # beyond 64 bits
+    [(0, 10 ** 5000), (1, 1.5)],  # more digits than int() converts to text
+    [(0, True), (1, np.float64(0.25)), (np.int64(2), np.int32(3)), (3, "text"), (4, None)],
+], ids=["plain", "not-finite", "huge-ints", "wide-ints", "5000-digits", "other-kinds"])
+def test_points_of_every_kind_come_back_as_saved(make_experiment, points):
+    ex = _trial_saving(make_experiment, points)
     back = ex.backend.read_metric(1, "m")
     assert len(back) == len(points)
     for (epoch, value), (got_epoch, got_value) in zip(points, back):
@@ -135,16 +141,7 @@ def test_points_of_every_kind_come_back_as_saved(make_experiment, points):
 def test_a_curve_loads_as_pandas_makes_a_series_of_its_points(make_experiment, points):
     import pandas as pd
 
-    ex = make_experiment()
-
-    @ex.result
-    def train():
-        for epoch, value in points:
-            ex.save_metric("m", epoch, value)
-        return 1
-
-    train()
-    ex.compute()
+    ex = _trial_saving(make_experiment, points)
     expected = pd.DataFrame({1: pd.Series(dict(points))})
     expected.index.name, expected.columns.name = "Epoch", "Trial ID"
     pd.testing.assert_frame_equal(ex.load_metric("m", trial_id=[1]), expected)
@@ -156,16 +153,7 @@ def test_a_backend_that_reads_metrics_its_own_way_is_asked_through_read_metric(
         make_experiment, monkeypatch):
     """``load_metric`` takes the columns of ``metric_curve`` only from a backend whose
     ``read_metric`` is the base class's: one that overrides it is asked through it."""
-    ex = make_experiment()
-
-    @ex.result
-    def train():
-        for epoch in range(4):
-            ex.save_metric("m", epoch, float(epoch))
-        return 1
-
-    train()
-    ex.compute()
+    ex = _trial_saving(make_experiment, [(epoch, float(epoch)) for epoch in range(4)])
     backend, base = ex.backend, type(ex.backend)
     own = type("OwnReading", (base,), {
         "read_metric": lambda self, trial_id, key: [
