@@ -518,22 +518,47 @@ def board(experiment_id: str | None, port: int, address: str, archived: bool,
     experiment with no trials yet gets an empty board, which shows its trials as
     they are recorded.
     """
-    try:
-        if experiment_id is None:
-            from .board import start_dashboard
+    import importlib.util
 
-            start_dashboard(None, port=port, blocking=True, address=address,
-                            store=open_store(backend), archived=archived)
-        else:
-            ex = open_experiment(experiment_id, backend, must_exist=False)
-            ex.start_dashboard(port=port, blocking=True, address=address, archived=archived)
+    from . import board as dashboards
+
+    # What can be wrong with the command is found before its URL is printed; then the
+    # port is bound and the URL printed at once, and a browser opening the page does its
+    # own start while this process imports Bokeh and reads the first trials (the page
+    # waits for them, its connection queued by the kernel).
+    if experiment_id is None:
+        store, ex = open_store(backend), None
+        what = f"the experiments in {store.uri}"
+    else:
+        ex = open_experiment(experiment_id, backend, must_exist=False)
+        store, what = ex.store, repr(ex.id)
+    if importlib.util.find_spec("bokeh") is None:
+        raise Failure("The dashboard needs bokeh, which is not installed. Install it with: "
+                      "pip install 'experigraph[board]'")
+    try:
+        sockets = dashboards.listen(port, address)
+    except OSError as exc:
+        raise Failure(f"Cannot serve the dashboard on {address}:{port}: {exc}") from exc
+    bound = int(sockets[0].getsockname()[1])
+    click.echo(f"experigraph dashboard of {what} at {dashboards.url_of(address, bound)} "
+               "(Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        dashboards.import_bokeh_to_serve()
+        dashboard = dashboards.start_dashboard(ex, port=bound, blocking=False,
+                                               address=address, store=store,
+                                               archived=archived, sockets=sockets)
+        dashboard.wait()
     except KeyboardInterrupt:
         click.echo("Dashboard stopped.", err=True)
     except ImportError as exc:
         raise Failure(f"The dashboard needs bokeh: {exc}. Install it with: "
                       "pip install 'experigraph[board]'") from exc
     except OSError as exc:
-        raise Failure(f"Cannot serve the dashboard on {address}:{port}: {exc}") from exc
+        raise Failure(f"Cannot serve the dashboard on {address}:{bound}: {exc}") from exc
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _trial_list(ctx: Any, param: Any, value: str | None) -> list[int] | None:

@@ -14,7 +14,10 @@ of the same store); ``/?view=experiments`` lists the store's experiments
 (:mod:`experigraph.board.overview`), and is ``/`` when started without an
 experiment (``experigraph board`` with no id). Each experiment's trials are read
 once per server (:class:`~experigraph.board.app.BoardState`): the first
-``FIRST_READ`` before serving, the rest in chunks between requests.
+``FIRST_READ`` when its first page is asked for, the rest in chunks between
+requests. A board page's HTML is answered at once, and its models are built
+right after, while the browser loads BokehJS (a few hundred milliseconds, on
+another core): the page then pulls the finished document.
 """
 from __future__ import annotations
 
@@ -36,8 +39,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: seconds after a board starts serving before it reads the rest of a long history
+#: seconds after an experiment's first records are read before the rest of a long history
+#: is read, unless a page shows its table sooner (then at once)
 READ_ON_AFTER_S = 1.0
+
+#: the port a dashboard serves on unless told otherwise
+DEFAULT_PORT = 5000
 
 #: where a board links to the overview of its store's experiments
 OVERVIEW_URL = "/?view=experiments"
@@ -80,8 +87,9 @@ class Dashboard:
 
     def __init__(self, experiment: Experiment | None, *, port: int, address: str,
                  refresh_ms: int, server_kwargs: dict[str, Any], store: Store | None = None,
-                 archived: bool = False) -> None:
+                 archived: bool = False, sockets: Sequence[socket.socket] | None = None) -> None:
         self.experiment = experiment
+        self._sockets = sockets
         self._archived = archived
         self.store = store if store is not None else experiment.store  # type: ignore
         self._states: dict[str, BoardState] = {}
@@ -100,9 +108,7 @@ class Dashboard:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.address in ALL_INTERFACES else self.address
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}/"
+        return url_of(self.address, self.port)
 
     @property
     def is_running(self) -> bool:
@@ -145,13 +151,24 @@ class Dashboard:
         """Read the rest of a long history in chunks, serving pages in between."""
         from tornado.ioloop import IOLoop
 
+        loop = IOLoop.current()
+        started = False
+
         def step() -> None:
             if state.load_in_chunks():
-                IOLoop.current().add_callback(step)
+                loop.add_callback(step)
 
-        # the first page is served from what is read already: reading the rest starts a
-        # moment later, so a page opened right away is not held up between chunks
-        IOLoop.current().call_later(READ_ON_AFTER_S, step)
+        def start() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                step()
+
+        # the first page is served from what is read already: reading the rest starts
+        # once a page shows its table (or a moment later without one), so that the first
+        # page is not held up between chunks
+        state.on_page_ready = lambda: loop.add_callback(start)
+        loop.call_later(READ_ON_AFTER_S, start)
 
     def _overview(self) -> Any:
         from .overview import StoreOverview
@@ -171,13 +188,29 @@ class Dashboard:
                                                           self.experiment is None):
             self._overview().make_document(doc)
             return
-        experiment_id = wanted or self.experiment.id  # type: ignore[union-attr]
-        if experiment_id not in self._states and experiment_id not in \
-                self.store.experiment_ids():
+        own = self.experiment.id if self.experiment is not None else None
+        experiment_id: str = wanted or own  # type: ignore[assignment]  # one is set (above)
+        if experiment_id != own and experiment_id not in self._states and \
+                experiment_id not in self.store.experiment_ids():
             self._overview().make_document(doc, note=f"No experiment {experiment_id!r} in "
                                                      f"{self.store.uri}.")
             return
-        self.state(experiment_id).make_document(doc)
+        # the page's HTML goes out first; its models are built on the next turn of the
+        # loop, while the browser loads BokehJS, which then pulls the finished document
+        doc.title = f"experigraph \u00b7 {experiment_id}"
+        doc.add_next_tick_callback(lambda: self._build_board(doc, experiment_id))
+
+    def _build_board(self, doc: Any, experiment_id: str) -> None:
+        try:
+            self.state(experiment_id).make_document(doc)
+        except Exception as exc:  # the page says so, instead of staying blank
+            from bokeh.models.widgets import Div
+
+            logger.warning("The dashboard page of %r failed: %s", experiment_id, exc,
+                           exc_info=True)
+            doc.clear()
+            doc.add_root(Div(text=f"<b>The board of {html.escape(experiment_id)} failed:</b> "
+                                  f"{html.escape(str(exc))}", css_classes=["eg-failed"]))
 
     # -- life cycle ---------------------------------------------------------------
     def _start(self) -> Dashboard:
@@ -196,20 +229,24 @@ class Dashboard:
             from bokeh.server.server import Server
             from tornado.ioloop import IOLoop
 
-            if self.experiment is not None:
-                self.state(self.experiment.id)  # the first records, before the first page
             kwargs = dict(self._server_kwargs)
             kwargs.setdefault("allow_websocket_origin", websocket_origins(self.address,
                                                                           self.port))
             app = Application(FunctionHandler(self._make_document))
-            self._server = Server({"/": app}, io_loop=IOLoop.current(), port=self.port,
-                                  address=self.address, **kwargs)
+            if self._sockets is not None:
+                self._server = _server_on(self._sockets, app, address=self.address,
+                                          port=self.port, **kwargs)
+            else:
+                self._server = Server({"/": app}, io_loop=IOLoop.current(), port=self.port,
+                                      address=self.address, **kwargs)
             _trim_bundles(self._server)
             _quiet_closed_pages()
             self._server.start()
             self._loop = loop
         except BaseException as exc:  # reported to the caller of start_dashboard
             self._error = exc
+            for sock in self._sockets or ():  # a page waiting on them is refused, not left
+                sock.close()                  # hanging
             self._ready.set()
             loop.close()
             return
@@ -263,10 +300,11 @@ class Dashboard:
         self.stop()
 
 
-def start_dashboard(experiment: Experiment | None, port: int = 5000,
+def start_dashboard(experiment: Experiment | None, port: int | None = None,
                     blocking: bool | None = None, address: str = "127.0.0.1", *,
                     refresh_ms: int = 1000, show: bool = False, store: Store | None = None,
-                    archived: bool = False, **server_kwargs: Any) -> Dashboard:
+                    archived: bool = False, sockets: Sequence[socket.socket] | None = None,
+                    **server_kwargs: Any) -> Dashboard:
     """Serve the dashboard of ``experiment`` (read only), or of every experiment in ``store``.
 
     Parameters
@@ -275,8 +313,9 @@ def start_dashboard(experiment: Experiment | None, port: int = 5000,
         What to show at ``/``; read through its public query methods only. The
         page ``/?view=experiments`` lists every experiment of its store, each
         opening its board (``/?experiment=ID``). ``None``: that list is at ``/``.
-    port : int
-        TCP port; 0 picks a free one (see ``Dashboard.port``).
+    port : int, optional
+        TCP port; 0 picks a free one (see ``Dashboard.port``). Default: 5000, or the
+        port of ``sockets``.
     blocking : bool, optional
         Wait until stopped (Ctrl-C). ``None``: wait when run from a script, return
         at once in Jupyter, IPython, an interactive interpreter or a running event loop.
@@ -294,6 +333,11 @@ def start_dashboard(experiment: Experiment | None, port: int = 5000,
         The store whose experiments are listed when ``experiment`` is None.
     archived : bool
         Show archived trials (``ex.archive``) too; by default they are hidden.
+    sockets : sequence of socket.socket, optional
+        Sockets already listening, from :func:`listen`: the dashboard serves them
+        (``port`` must then be 0 or theirs), and a page opened before it started is
+        served once it has. With them, ``allow_websocket_origin`` is the one
+        ``server_kwargs`` accepted.
 
     Returns
     -------
@@ -301,16 +345,32 @@ def start_dashboard(experiment: Experiment | None, port: int = 5000,
         ``.url``, ``.stop()``; once stopped when ``blocking``.
     """
     import_optional("bokeh", needed_for="The experigraph dashboard")
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
-        raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), got {port!r}")
+    if port is None:
+        port = 0 if sockets is not None else DEFAULT_PORT
+    check_port(port)
     if not isinstance(refresh_ms, int) or refresh_ms < 100:
         raise ValueError(f"refresh_ms must be an int of at least 100, got {refresh_ms!r}")
-    if port == 0:
-        port = free_port(address)
     if experiment is None and store is None:
         raise ValueError("start_dashboard needs an experiment, or a store for the overview")
+    if sockets is not None:
+        sockets = list(sockets)
+        if not sockets:
+            raise ValueError("sockets is empty: pass those listen() returned, or none")
+        bound = int(sockets[0].getsockname()[1])
+        if port not in (0, bound):
+            raise ValueError(f"port {port} is not the port of the sockets given ({bound}): "
+                             f"pass port=0 or port={bound}")
+        port = bound
+        other = sorted(set(server_kwargs) - {"allow_websocket_origin"})
+        if other:
+            raise ValueError(f"with sockets=, the only server option accepted is "
+                             f"allow_websocket_origin (got {', '.join(map(repr, other))}): "
+                             f"they configure how Bokeh binds; pass them without sockets=")
+    elif port == 0:
+        port = free_port(address)
     dashboard = Dashboard(experiment, port=port, address=address, refresh_ms=refresh_ms,
-                          server_kwargs=server_kwargs, store=store, archived=archived)._start()
+                          server_kwargs=server_kwargs, store=store, archived=archived,
+                          sockets=sockets)._start()
     logger.info("Dashboard of %s at %s", dashboard._what, dashboard.url)
     if show:
         import webbrowser
@@ -358,6 +418,102 @@ def _argument(args: Any, name: str) -> str | None:
 
 
 
+def url_of(address: str, port: int) -> str:
+    """Where to open a dashboard listening on ``address`` and ``port``."""
+    host = "127.0.0.1" if address in ALL_INTERFACES else address
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/"
+
+
+def check_port(port: Any) -> None:
+    """Raise ValueError unless ``port`` is a TCP port number or 0 (any free port)."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
+        raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), got {port!r}")
+
+
+def listen(port: int = 5000, address: str = "127.0.0.1") -> list[socket.socket]:
+    """Bind the dashboard's listening sockets now, before the dashboard is built.
+
+    A page opened meanwhile waits, its connection queued by the kernel, and is
+    served once :func:`start_dashboard` is given the sockets. ``experigraph
+    board`` prints its URL this way before it imports Bokeh and reads the first
+    trials, so that a browser opening the page does its own start meanwhile.
+
+    Parameters
+    ----------
+    port : int
+        TCP port; 0 picks a free one (``sockets[0].getsockname()[1]``).
+    address : str
+        Where to listen, as for :func:`start_dashboard`.
+
+    Returns
+    -------
+    list of socket.socket
+        One per address family bound; pass them to ``start_dashboard(sockets=...)``.
+
+    Raises
+    ------
+    OSError
+        The port is taken, or the address is not this machine's.
+    """
+    check_port(port)
+    from tornado.netutil import bind_sockets
+
+    return bind_sockets(port, address)
+
+
+def _server_on(sockets: Sequence[socket.socket], app: Any, *, address: str, port: int,
+               allow_websocket_origin: Sequence[str] = ()) -> Any:
+    """A Bokeh server on sockets already listening, as ``bokeh.server.server.Server``
+    would build it on the sockets it binds (Bokeh's ``BaseServer``, for this case)."""
+    from bokeh.resources import server_url
+    from bokeh.server.server import BaseServer
+    from bokeh.server.tornado import BokehTornado
+    from bokeh.server.util import create_hosts_allowlist
+    from tornado.httpserver import HTTPServer
+    from tornado.ioloop import IOLoop
+
+    tornado_app = BokehTornado({"/": app}, absolute_url=server_url(address, port),
+                               extra_websocket_origins=create_hosts_allowlist(
+                                   list(allow_websocket_origin), port))
+    http_server = HTTPServer(tornado_app, xheaders=False)
+    http_server.add_sockets(sockets)
+    return BaseServer(IOLoop.current(), tornado_app, http_server)
+
+
+def import_bokeh_to_serve() -> None:
+    """Import Bokeh's server and models for a process that only serves dashboards.
+
+    When ``bokeh.models`` is imported, Bokeh builds a call signature for each of
+    its ~450 model classes (``inspect.signature``, for help and editors), about
+    40% of the import. ``experigraph board`` serves the board and runs no code of
+    its user's, so nothing in it asks for those signatures: it imports Bokeh
+    with that step skipped (its model classes then have the signature
+    ``(**kwargs)``), and puts Bokeh's method back at once. Bokeh is imported as it
+    is when it is already imported, or when it is not the Bokeh this expects.
+    ``start_dashboard`` in a user's own process never calls this.
+    """
+    if "bokeh.models" in sys.modules:
+        return
+    try:
+        from bokeh.model import model as bokeh_model
+
+        saved = bokeh_model.Model.__dict__["parameters"]
+    except (ImportError, AttributeError, KeyError):  # another Bokeh: import it as it is
+        return
+    import inspect
+
+    any_keywords = [(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD), "", "")]
+    bokeh_model.Model.parameters = classmethod(  # type: ignore[assignment]
+        lambda cls: any_keywords)
+    try:
+        import bokeh.document  # noqa: F401  (it imports bokeh.models)
+        import bokeh.models  # noqa: F401
+        import bokeh.server.server  # noqa: F401
+    finally:
+        bokeh_model.Model.parameters = saved  # type: ignore[method-assign]
+
+
 def free_port(address: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``address`` right now."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -398,4 +554,4 @@ def _primary_address() -> str:
             return ""
 
 
-__all__ = ["Dashboard", "start_dashboard"]
+__all__ = ["Dashboard", "listen", "start_dashboard"]

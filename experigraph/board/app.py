@@ -87,7 +87,7 @@ if (plot_filter.eg_stale && tabs.active === plots_tab) {
   plot_filter.change.emit();
 }
 """
-#: records the server reads before it serves, then per chunk while it serves
+#: records the server reads for an experiment's first page, then per chunk while it serves
 FIRST_READ = 400
 READ_CHUNK = 100
 OVERVIEW_QUERY = "?view=experiments"
@@ -114,6 +114,8 @@ class BoardState:
         self.table = TrialTable(experiment, archived)
         self.error: str | None = None
         self.loading = False  # a long history is being read in chunks
+        #: called when a page has shown its table (the dashboard then reads on)
+        self.on_page_ready: Callable[[], None] | None = None
         self._last_refresh = -math.inf
 
     def refresh(self, force: bool = False, limit: int | None = None) -> bool:
@@ -240,6 +242,8 @@ class BoardSession:
         self._open_tab(self.tabs.active)
         if self.n_rows < len(self.table) or self.table.is_behind:
             self.sync()
+        if self.state.on_page_ready is not None:
+            self.state.on_page_ready()
 
     def _open_tab(self, index: int) -> None:
         """Build a tab's models the first time it is shown."""

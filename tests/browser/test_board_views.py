@@ -1,6 +1,7 @@
 """The board's axes, diffs, columns and trial graph, as a person sees them in Chromium."""
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -188,7 +189,7 @@ def test_a_long_history_reaches_the_page_in_chunks(open_page, board_experiment, 
     for value in range(5, 12):
         compute(value)
     monkeypatch.setattr(app, "FIRST_ROWS", 3)  # the first page message: 3 rows
-    monkeypatch.setattr(app, "FIRST_READ", 2)  # read before serving: 2 trials
+    monkeypatch.setattr(app, "FIRST_READ", 2)  # read for the first page: 2 trials
     monkeypatch.setattr(app, "READ_CHUNK", 4)  # then 4 at a time, serving in between
     board = ex.start_dashboard(port=0, blocking=False, refresh_ms=300)
     try:
@@ -231,5 +232,27 @@ def test_an_experiment_without_trials_has_a_clean_board_and_report(open_page,
         assert "0 trials" in div_text(shown, "eg-header")
         assert table_rows(shown) == {}
         open_page.close()  # fails the test on any console problem, before the server stops
+    finally:
+        board.stop()
+
+
+def test_a_board_page_that_cannot_be_built_says_why(open_page, board_experiment,
+                                                    monkeypatch, caplog):
+    from experigraph.board import app
+
+    ex, _ = board_experiment
+
+    def broken(self, state, doc):
+        raise RuntimeError("the models could not be made")
+
+    monkeypatch.setattr(app.BoardSession, "__init__", broken)
+    board = ex.start_dashboard(port=0, blocking=False, refresh_ms=300)
+    try:
+        with caplog.at_level(logging.WARNING, logger="experigraph.board"):
+            page = open_page(board.url, wait_for=".eg-failed")
+            text = div_text(page, "eg-failed")
+        assert f"The board of {ex.id} failed: the models could not be made" in text
+        assert any("the models could not be made" in r.getMessage() for r in caplog.records)
+        open_page.close()
     finally:
         board.stop()
