@@ -537,6 +537,9 @@ def board(experiment_id: str | None, port: int, address: str, archived: bool,
                       "pip install 'experigraph[board]'")
     try:
         sockets = dashboards.listen(port, address)
+    except ImportError as exc:
+        raise Failure(f"The dashboard needs bokeh and tornado: {exc}. Install them with: "
+                      "pip install 'experigraph[board]'") from exc
     except OSError as exc:
         raise Failure(f"Cannot serve the dashboard on {address}:{port}: {exc}") from exc
     bound = int(sockets[0].getsockname()[1])
@@ -544,7 +547,8 @@ def board(experiment_id: str | None, port: int, address: str, archived: bool,
                "(Ctrl-C to stop)")
     sys.stdout.flush()
     try:
-        dashboards.import_bokeh_to_serve()
+        if (click.get_current_context().obj or {}).get(OWN_PROCESS):
+            dashboards.import_bokeh_to_serve()
         dashboard = dashboards.start_dashboard(ex, port=bound, blocking=False,
                                                address=address, store=store,
                                                archived=archived, sockets=sockets)
@@ -592,6 +596,20 @@ def report(experiment_id: str, output: str, trials: list[int] | None,
     click.echo(f"Wrote {path}")
 
 
+#: what console_main tells the commands (click's ``obj``): the process is the command's own
+OWN_PROCESS = "own process"
+
+
+def console_main() -> None:
+    """The ``experigraph`` program (its console script, ``python -m experigraph.cli``).
+
+    The process is the command's own, so ``board`` imports Bokeh for serving only
+    (:func:`experigraph.board.import_bokeh_to_serve`). ``main`` called inside
+    another program (click's ``CliRunner``, a notebook) imports Bokeh as it is.
+    """
+    main(obj={OWN_PROCESS: True})
+
+
 #: for commands defined in other modules (experigraph.cli_versioning)
 expected_errors: Callable[[Callable[..., Any]], Callable[..., Any]] = _expected_errors
 quiet: Callable[[], contextlib.AbstractContextManager[None]] = _quiet
@@ -602,6 +620,6 @@ if __name__ != "__main__":  # artifacts, get, models, lineage, tag, note, archiv
     _register_versioning(main)
 
 if __name__ == "__main__":  # pragma: no cover
-    from experigraph.cli import main as _main  # the module proper, with every command
+    from experigraph.cli import console_main as _main  # the module proper, every command
 
     _main()

@@ -14,10 +14,8 @@ of the same store); ``/?view=experiments`` lists the store's experiments
 (:mod:`experigraph.board.overview`), and is ``/`` when started without an
 experiment (``experigraph board`` with no id). Each experiment's trials are read
 once per server (:class:`~experigraph.board.app.BoardState`): the first
-``FIRST_READ`` when its first page is asked for, the rest in chunks between
-requests. A board page's HTML is answered at once, and its models are built
-right after, while the browser loads BokehJS (a few hundred milliseconds, on
-another core): the page then pulls the finished document.
+``FIRST_READ`` before serving (another experiment's: at its first page), the
+rest in chunks between requests, from when a page shows its table.
 """
 from __future__ import annotations
 
@@ -99,6 +97,8 @@ class Dashboard:
         self._server_kwargs = server_kwargs
         self._server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ioloop: Any = None  # Tornado's loop of the server thread
+        self._states_lock = threading.RLock()
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self._error: BaseException | None = None
@@ -129,7 +129,14 @@ class Dashboard:
 
     # -- what each page shows ---------------------------------------------------------
     def state(self, experiment_id: str) -> BoardState:
-        """The shared state of one experiment's board, made (and its reading started) once."""
+        """The shared state of one experiment's board, made (and its reading started) once.
+
+        Any thread may ask; the rest of a long history is read on the server's loop.
+        """
+        with self._states_lock:
+            return self._state(experiment_id)
+
+    def _state(self, experiment_id: str) -> BoardState:
         state = self._states.get(experiment_id)
         if state is None:
             from .app import FIRST_READ, BoardState
@@ -148,10 +155,13 @@ class Dashboard:
         return state
 
     def _read_on(self, state: BoardState) -> None:
-        """Read the rest of a long history in chunks, serving pages in between."""
-        from tornado.ioloop import IOLoop
-
-        loop = IOLoop.current()
+        """Read the rest of a long history in chunks, serving pages in between (on the
+        server's loop, whichever thread made the state; ``add_callback`` is the one
+        thread-safe call of Tornado's loop)."""
+        loop = self._ioloop
+        if loop is None:  # no server loop yet: the sessions' own refreshes read on
+            state.loading = False
+            return
         started = False
 
         def step() -> None:
@@ -168,7 +178,7 @@ class Dashboard:
         # once a page shows its table (or a moment later without one), so that the first
         # page is not held up between chunks
         state.on_page_ready = lambda: loop.add_callback(start)
-        loop.call_later(READ_ON_AFTER_S, start)
+        loop.add_callback(lambda: loop.call_later(READ_ON_AFTER_S, start))
 
     def _overview(self) -> Any:
         from .overview import StoreOverview
@@ -188,22 +198,15 @@ class Dashboard:
                                                           self.experiment is None):
             self._overview().make_document(doc)
             return
-        own = self.experiment.id if self.experiment is not None else None
-        experiment_id: str = wanted or own  # type: ignore[assignment]  # one is set (above)
-        if experiment_id != own and experiment_id not in self._states and \
-                experiment_id not in self.store.experiment_ids():
+        experiment_id = wanted or self.experiment.id  # type: ignore[union-attr]
+        if experiment_id not in self._states and experiment_id not in \
+                self.store.experiment_ids():
             self._overview().make_document(doc, note=f"No experiment {experiment_id!r} in "
                                                      f"{self.store.uri}.")
             return
-        # the page's HTML goes out first; its models are built on the next turn of the
-        # loop, while the browser loads BokehJS, which then pulls the finished document
-        doc.title = f"experigraph \u00b7 {experiment_id}"
-        doc.add_next_tick_callback(lambda: self._build_board(doc, experiment_id))
-
-    def _build_board(self, doc: Any, experiment_id: str) -> None:
         try:
             self.state(experiment_id).make_document(doc)
-        except Exception as exc:  # the page says so, instead of staying blank
+        except Exception as exc:  # the page says why, instead of an HTTP error
             from bokeh.models.widgets import Div
 
             logger.warning("The dashboard page of %r failed: %s", experiment_id, exc,
@@ -229,6 +232,9 @@ class Dashboard:
             from bokeh.server.server import Server
             from tornado.ioloop import IOLoop
 
+            self._ioloop = IOLoop.current()
+            if self.experiment is not None:
+                self.state(self.experiment.id)  # the first records, before the first page
             kwargs = dict(self._server_kwargs)
             kwargs.setdefault("allow_websocket_origin", websocket_origins(self.address,
                                                                           self.port))
@@ -335,9 +341,11 @@ def start_dashboard(experiment: Experiment | None, port: int | None = None,
         Show archived trials (``ex.archive``) too; by default they are hidden.
     sockets : sequence of socket.socket, optional
         Sockets already listening, from :func:`listen`: the dashboard serves them
-        (``port`` must then be 0 or theirs), and a page opened before it started is
-        served once it has. With them, ``allow_websocket_origin`` is the one
-        ``server_kwargs`` accepted.
+        (``port`` must then be 0 or theirs, ``address`` the one they were bound to),
+        and a page opened before it started is served once it has. With them,
+        ``allow_websocket_origin`` is the one ``server_kwargs`` accepted. The
+        caller keeps them; they are closed if the dashboard fails to start, and
+        when it stops.
 
     Returns
     -------
@@ -361,6 +369,10 @@ def start_dashboard(experiment: Experiment | None, port: int | None = None,
             raise ValueError(f"port {port} is not the port of the sockets given ({bound}): "
                              f"pass port=0 or port={bound}")
         port = bound
+        host = str(sockets[0].getsockname()[0])
+        if (host in ALL_INTERFACES) != (address in ALL_INTERFACES):
+            raise ValueError(f"address {address!r} is not where the sockets given listen "
+                             f"({host!r}): pass the address given to listen()")
         other = sorted(set(server_kwargs) - {"allow_websocket_origin"})
         if other:
             raise ValueError(f"with sockets=, the only server option accepted is "
@@ -463,7 +475,7 @@ def listen(port: int = 5000, address: str = "127.0.0.1") -> list[socket.socket]:
 
 
 def _server_on(sockets: Sequence[socket.socket], app: Any, *, address: str, port: int,
-               allow_websocket_origin: Sequence[str] = ()) -> Any:
+               allow_websocket_origin: str | Sequence[str] | None = None) -> Any:
     """A Bokeh server on sockets already listening, as ``bokeh.server.server.Server``
     would build it on the sockets it binds (Bokeh's ``BaseServer``, for this case)."""
     from bokeh.resources import server_url
@@ -473,9 +485,10 @@ def _server_on(sockets: Sequence[socket.socket], app: Any, *, address: str, port
     from tornado.httpserver import HTTPServer
     from tornado.ioloop import IOLoop
 
+    origins = [allow_websocket_origin] if isinstance(allow_websocket_origin, str) else \
+        list(allow_websocket_origin or ())
     tornado_app = BokehTornado({"/": app}, absolute_url=server_url(address, port),
-                               extra_websocket_origins=create_hosts_allowlist(
-                                   list(allow_websocket_origin), port))
+                               extra_websocket_origins=create_hosts_allowlist(origins, port))
     http_server = HTTPServer(tornado_app, xheaders=False)
     http_server.add_sockets(sockets)
     return BaseServer(IOLoop.current(), tornado_app, http_server)

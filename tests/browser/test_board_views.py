@@ -191,6 +191,9 @@ def test_a_long_history_reaches_the_page_in_chunks(open_page, board_experiment, 
     monkeypatch.setattr(app, "FIRST_ROWS", 3)  # the first page message: 3 rows
     monkeypatch.setattr(app, "FIRST_READ", 2)  # read for the first page: 2 trials
     monkeypatch.setattr(app, "READ_CHUNK", 4)  # then 4 at a time, serving in between
+    # reading on starts when the page shows its table, not by the timer of a board no page
+    # has opened
+    monkeypatch.setattr("experigraph.board.READ_ON_AFTER_S", 600)
     board = ex.start_dashboard(port=0, blocking=False, refresh_ms=300)
     try:
         page = open_page(board.url)

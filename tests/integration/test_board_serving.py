@@ -9,13 +9,15 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 
 import pytest
 from click.testing import CliRunner
 
+import experigraph.board
 from experigraph.board import listen, start_dashboard
-from experigraph.cli import main
+from experigraph.cli import OWN_PROCESS, main
 from xg_testing import python_env
 
 pytest.importorskip("bokeh")
@@ -163,3 +165,49 @@ def test_bokeh_imported_to_serve_skips_model_signatures_and_restores_bokeh():
     assert to_serve[0] == "(**kwargs)"  # the board's process skips them
     for out in (as_is, to_serve):
         assert out[1:] == ["Model.parameters", "True", "1"]  # Bokeh's method is back
+
+
+def test_only_the_programs_own_process_imports_bokeh_to_serve(recorded, backend_root,
+                                                              monkeypatch):
+    calls = []
+    monkeypatch.setattr(experigraph.board, "import_bokeh_to_serve", lambda: calls.append(1))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C as soon as the board would start
+
+    monkeypatch.setattr(experigraph.board, "start_dashboard", interrupted)
+    args = ["board", recorded.id, "--port", "0", "--backend", str(backend_root)]
+    inside = CliRunner().invoke(main, args)  # main inside another program (a notebook)
+    assert inside.exit_code == 0 and "Dashboard stopped." in inside.output
+    assert calls == []
+    own = CliRunner().invoke(main, args, obj={OWN_PROCESS: True})  # as console_main runs it
+    assert own.exit_code == 0 and calls == [1]
+
+
+def test_a_long_history_asked_for_from_another_thread_is_read_on(recorded, make_experiment,
+                                                                 monkeypatch):
+    from experigraph.board import app
+
+    other = make_experiment(id=f"{recorded.id}_other")
+    x = other.parameter("x")
+
+    @other.result
+    def triple(x):
+        return 3 * x
+
+    triple(x)
+    other.sweep(x=list(range(12)), progress=False, scheduler="sync")
+    monkeypatch.setattr(app, "FIRST_READ", 2)
+    monkeypatch.setattr(app, "READ_CHUNK", 4)
+    monkeypatch.setattr(experigraph.board, "READ_ON_AFTER_S", 0.1)  # no page opens
+    board = start_dashboard(recorded, port=0, blocking=False)
+    try:
+        state = board.state(other.id)  # this thread, not the server's
+        assert state.table.is_behind  # 2 of 12 read so far
+        deadline = time.monotonic() + 30
+        while state.table.is_behind or state.loading:
+            assert time.monotonic() < deadline, "the rest was never read"
+            time.sleep(0.05)
+        assert len(state.table) == 12
+    finally:
+        board.stop()
