@@ -87,7 +87,8 @@ if (plot_filter.eg_stale && tabs.active === plots_tab) {
   plot_filter.change.emit();
 }
 """
-#: records the server reads for an experiment's first page, then per chunk while it serves
+#: records the server reads before it serves (another experiment's: for its first page),
+#: then per chunk while it serves
 FIRST_READ = 400
 READ_CHUNK = 100
 OVERVIEW_QUERY = "?view=experiments"
