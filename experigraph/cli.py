@@ -501,6 +501,10 @@ def list_(backend: str | None) -> None:
                              for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
 
 
+#: how to install what the dashboard needs
+_BOARD_EXTRA = "Install it with: pip install 'experigraph[board]'"
+
+
 @main.command()
 @click.argument("experiment_id", metavar="[EXPERIMENT]", required=False)
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True,
@@ -533,13 +537,11 @@ def board(experiment_id: str | None, port: int, address: str, archived: bool,
         ex = open_experiment(experiment_id, backend, must_exist=False)
         store, what = ex.store, repr(ex.id)
     if importlib.util.find_spec("bokeh") is None:
-        raise Failure("The dashboard needs bokeh, which is not installed. Install it with: "
-                      "pip install 'experigraph[board]'")
+        raise Failure(f"The dashboard needs bokeh, which is not installed. {_BOARD_EXTRA}")
     try:
         sockets = dashboards.listen(port, address)
     except ImportError as exc:
-        raise Failure(f"The dashboard needs bokeh and tornado: {exc}. Install them with: "
-                      "pip install 'experigraph[board]'") from exc
+        raise Failure(f"The dashboard needs bokeh and tornado: {exc}. {_BOARD_EXTRA}") from exc
     except OSError as exc:
         raise Failure(f"Cannot serve the dashboard on {address}:{port}: {exc}") from exc
     bound = int(sockets[0].getsockname()[1])
@@ -556,8 +558,7 @@ def board(experiment_id: str | None, port: int, address: str, archived: bool,
     except KeyboardInterrupt:
         click.echo("Dashboard stopped.", err=True)
     except ImportError as exc:
-        raise Failure(f"The dashboard needs bokeh: {exc}. Install it with: "
-                      "pip install 'experigraph[board]'") from exc
+        raise Failure(f"The dashboard needs bokeh: {exc}. {_BOARD_EXTRA}") from exc
     except OSError as exc:
         raise Failure(f"Cannot serve the dashboard on {address}:{bound}: {exc}") from exc
     finally:

@@ -25,16 +25,10 @@ pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def recorded(make_experiment):
-    ex = make_experiment()
-    a = ex.parameter("a")
-
-    @ex.result
-    def double(a):
-        return 2 * a
-
-    double(a)
-    ex.set_parameters(a=1).compute()
+def recorded(quickstart):
+    """The quickstart experiment with one trial."""
+    ex = quickstart[0]
+    ex.set_parameters(a=1, b=2).compute()
     return ex
 
 
